@@ -1,0 +1,1 @@
+"""Compiler: `.rlm` text -> AST -> checks -> passes -> Plan. Never imports the runtime."""

@@ -1,0 +1,12 @@
+"""rlm-dsl: a declarative language and toolchain for Recursive Language Models.
+
+The public API is small: :func:`compile_file` / :func:`compile_text` turn a spec into a
+:class:`~rlm_dsl.compiler.plan.Plan`, and :func:`load` returns a runnable ``dspy.Module``.
+Everything else is reachable by its full path (``rlm_dsl.compiler.*``, ``rlm_dsl.runtime.*``).
+"""
+
+from __future__ import annotations
+
+from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
+
+__all__ = ["BudgetExhausted", "InputError", "LMError", "RlmError", "SpecError"]

@@ -1,0 +1,62 @@
+"""Entry point of the ``rlm`` console script: imports every command module and maps errors.
+
+Errors a user caused are :class:`RlmError`s and print as one message with their exit code; click
+usage errors exit 1 (DESIGN §4); anything else is an internal error, shown with a traceback only
+under ``--debug`` (or ``RLM_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from rlm_dsl.cli.app import app, err
+from rlm_dsl.errors import RlmError
+
+COMMAND_MODULES = ("check", "plan", "run", "models", "ingest", "sql", "trace", "optimize")
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"rlm_dsl.cli.{name}")
+        except ModuleNotFoundError as exc:  # during development not every command exists yet
+            if exc.name != f"rlm_dsl.cli.{name}":
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return (and, as a script, exit with) the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("RLM_DEBUG") == "1"
+    _load_commands()
+    try:
+        result = app(args=args, standalone_mode=False, prog_name="rlm")
+        code = result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = 1
+    except RlmError as exc:
+        if debug:
+            raise
+        err.print(str(exc), markup=False, highlight=False)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        code = 130
+    except Exception as exc:
+        if debug:
+            raise
+        err.print(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug)")
+        code = 70
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,1 @@
+"""Log inputs: format detection and parsing in DuckDB, templates and dedup, ingest."""

@@ -1,0 +1,347 @@
+"""Log ingest: load log files into a parsed DuckDB table, in full or only their new lines.
+
+This is the *driver* stage of log ingest, called by ``runtime/inputs.py`` for ``input x: log``
+and by ``rlm ingest``. It expands paths (files, directories, globs), picks a format per file
+(auto-detected or the ``format=`` override), runs one streaming parse per file inside DuckDB
+(:mod:`rlm_dsl.runtime.logs.parse`), folds multi-line records, and optionally collapses
+repeated templates (:mod:`rlm_dsl.runtime.logs.templates`). A file that cannot be read does not
+stop the others: everything readable is ingested, then one :class:`LogIngestError` names the
+files that failed (a truncated ``.gz`` keeps its readable prefix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
+from rlm_dsl.runtime.logs.parse import (
+    create_table_sql,
+    detect_format,
+    fold_continuations,
+    format_hits,
+    insert_sql,
+    read_lines_sql,
+)
+from rlm_dsl.runtime.logs.templates import dedup_table
+
+from rlm_dsl.errors import InputError
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What happened to one file: its format, rows added, parse errors, and any problem."""
+
+    source: str
+    format: str = ""
+    rows: int = 0
+    parse_errors: int = 0
+    note: str = ""
+    error: str = ""
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """The outcome of :func:`load_log` / :func:`append_new`."""
+
+    table: str
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    first_new_id: int = 0  # rows with id >= this were added by this call
+    updated_ids: list[int] = field(default_factory=list)  # older records that grew
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def parse_errors(self) -> int:
+        return sum(f.parse_errors for f in self.files)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.error]
+
+
+class LogIngestError(InputError):
+    """Some files could not be (fully) read; the rest were ingested. Carries the report."""
+
+    def __init__(self, report: LoadReport) -> None:
+        failed = report.failed
+        lines = [f"  {f.source}: {f.error}" for f in failed]
+        super().__init__(
+            f"log input '{report.table}': {len(failed)} of {len(report.files)} file(s) had "
+            f"errors ({report.rows} rows from the readable files were ingested):\n"
+            + "\n".join(lines)
+        )
+        self.report = report
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files named by ``paths`` (files, directories walked in name order, globs), deduplicated."""
+    found: list[str] = []
+    for path in paths:
+        if glob.has_magic(path):
+            matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"log input: no files match '{path}'")
+            found.extend(matches)
+        elif os.path.isdir(path):
+            matches = _walk(path)
+            if not matches:
+                raise InputError(f"log input: directory '{path}' contains no files")
+            found.extend(matches)
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise InputError(f"log input: no such file or directory: '{path}'")
+    return list(dict.fromkeys(found))
+
+
+def _walk(root: str) -> list[str]:
+    out = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(os.path.join(here, f) for f in sorted(files) if not f.startswith("."))
+    return out
+
+
+def resolve_format(name: str | None) -> LogFormat | None:
+    """The :class:`LogFormat` called ``name`` (None → auto-detect); unknown → InputError."""
+    if name is None or name == "auto":
+        return None
+    if name not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise InputError(f"unknown log format '{name}'; known formats: {known} (or auto)")
+    return FORMATS[name]
+
+
+def load_log(
+    store: Any,
+    table: str,
+    paths: list[str],
+    format: str | None = None,
+    dedup: bool = False,
+    incremental: bool = False,
+) -> LoadReport:
+    """Parse the log files ``paths`` into ``table`` of ``store.con`` (created if missing).
+
+    Each file is read and parsed by DuckDB; ``format`` forces one format for all files (else each
+    file is detected); ``dedup`` collapses repeated templates into one row with a ``count``;
+    ``incremental`` reads only the lines each source has beyond what ``table`` holds. Raises
+    :class:`LogIngestError` (an ``InputError``) after ingesting the readable files when some fail.
+    """
+    started = time.perf_counter()
+    forced = resolve_format(format)
+    files = expand_paths(paths)
+    con = store.con
+    _check_table(con, table, dedup, incremental)
+    con.execute(create_table_sql(table))
+    report = LoadReport(table=table, first_new_id=_next_id(con, table))
+    for path in files:
+        result = FileResult(source=path)
+        report.files.append(result)
+        _load_file(con, table, path, forced, incremental, result, report)
+    if dedup:
+        dedup_table(con, table)
+    report.seconds = time.perf_counter() - started
+    if report.failed:
+        raise LogIngestError(report)
+    return report
+
+
+def append_new(store: Any, table: str, paths: list[str], format: str | None = None) -> LoadReport:
+    """Ingest only the lines of ``paths`` beyond what ``table`` already holds per source.
+
+    New records get ids from ``report.first_new_id`` on; a multi-line record that grew (a stack
+    trace still being written at the last ingest) keeps its id and is listed in
+    ``report.updated_ids``. Files not in the table yet are ingested in full.
+    """
+    return load_log(store, table, paths, format=format, incremental=True)
+
+
+def _check_table(con: Any, table: str, dedup: bool, incremental: bool) -> None:
+    cols = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    ]
+    if cols and "template" in cols:
+        raise InputError(f"table '{table}' holds deduplicated logs; ingest into a new table")
+    if cols and "parse_error" not in cols:
+        raise InputError(f"table '{table}' exists and is not a log table")
+    if dedup and incremental:
+        raise InputError("incremental log ingest cannot be combined with dedup")
+
+
+def _next_id(con: Any, table: str) -> int:
+    return con.execute(f'SELECT coalesce(max(id) + 1, 0) FROM "{table}"').fetchone()[0]
+
+
+def _load_file(
+    con: Any,
+    table: str,
+    path: str,
+    forced: LogFormat | None,
+    incremental: bool,
+    result: FileResult,
+    report: LoadReport,
+) -> None:
+    tail = _tail(con, table, path) if incremental else None
+    try:
+        _parse_file(con, table, path, path, forced, tail, result, report, "utf-8")
+    except duckdb.Error as exc:
+        _recover(con, table, path, forced, tail, result, report, str(exc))
+
+
+def _recover(
+    con: Any,
+    table: str,
+    path: str,
+    forced: LogFormat | None,
+    tail: tuple[int, int, int, str] | None,
+    result: FileResult,
+    report: LoadReport,
+    message: str,
+) -> None:
+    """Retry what is recoverable: non-UTF-8 text as Latin-1, a truncated gzip's prefix."""
+    _rollback(con)
+    try:
+        if "Invalid unicode" in message:
+            result.note = "not UTF-8; read as Latin-1"
+            _parse_file(con, table, path, path, forced, tail, result, report, "latin-1")
+        elif "GZIP" in message.upper() and path.endswith(".gz"):
+            _parse_gzip_prefix(con, table, path, forced, tail, result, report)
+        else:
+            result.error = f"cannot read: {_first_line(message)}"
+    except duckdb.Error as exc:
+        _rollback(con)
+        result.error = f"cannot read: {_first_line(str(exc))}"
+
+
+def _parse_gzip_prefix(
+    con: Any,
+    table: str,
+    path: str,
+    forced: LogFormat | None,
+    tail: tuple[int, int, int, str] | None,
+    result: FileResult,
+    report: LoadReport,
+) -> None:
+    prefix = _gzip_prefix(path)
+    try:
+        _parse_file(con, table, prefix, path, forced, tail, result, report, "utf-8")
+    finally:
+        os.unlink(prefix)
+    result.error = f"truncated gzip stream; ingested the {result.rows} readable record(s)"
+
+
+def _first_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else message
+
+
+def _rollback(con: Any) -> None:
+    with contextlib.suppress(duckdb.Error):  # no transaction was open
+        con.rollback()
+
+
+def _gzip_prefix(path: str) -> str:
+    """Decompress the readable prefix of a damaged ``.gz`` into a temporary file; its path."""
+    fd, out = tempfile.mkstemp(suffix=".log", prefix="rlm-gz-")
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        while block := src.read(1 << 20):
+            try:
+                dst.write(inflater.decompress(block))
+            except zlib.error:
+                break
+    return out
+
+
+def _tail(con: Any, table: str, source: str) -> tuple[int, int, int, str] | None:
+    """(id, next line, next byte, format) after the last record of ``source``, or None."""
+    row = con.execute(
+        f'SELECT id, end_line_no, byte_offset + strlen(text) + 1, format FROM "{table}" '
+        "WHERE source = ? ORDER BY line_no DESC LIMIT 1",
+        [source],
+    ).fetchone()
+    return None if row is None else (row[0], row[1] + 1, row[2], row[3])
+
+
+def _parse_file(
+    con: Any,
+    table: str,
+    read_path: str,
+    source: str,
+    forced: LogFormat | None,
+    tail: tuple[int, int, int, str] | None,
+    result: FileResult,
+    report: LoadReport,
+    encoding: str,
+) -> None:
+    fmt = _file_format(con, read_path, source, forced, tail, result, encoding)
+    if fmt is None:
+        return
+    first_line, first_byte, parent = (1, 0, None) if tail is None else (tail[1], tail[2], tail[0])
+    base = _next_id(con, table)
+    read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
+    con.begin()
+    con.execute(
+        insert_sql(
+            fmt,
+            table,
+            read,
+            source,
+            base_id=base,
+            first_line=first_line,
+            first_byte=first_byte,
+            parent_id=parent,
+        )
+    )
+    ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
+    if fmt.start:
+        fold_continuations(con, table, ids)
+    rows, errors, grew = con.execute(
+        f"SELECT count(*) FILTER (id >= {base}), count(parse_error) FILTER (id >= {base}), "
+        f'count(*) FILTER (id < {base} AND end_line_no >= {first_line}) FROM "{table}" '
+        f"WHERE {ids}"
+    ).fetchone()
+    con.commit()
+    result.format, result.rows, result.parse_errors = fmt.name, rows, errors
+    if grew:
+        report.updated_ids.append(parent)
+
+
+def _file_format(
+    con: Any,
+    read_path: str,
+    source: str,
+    forced: LogFormat | None,
+    tail: tuple[int, int, int, str] | None,
+    result: FileResult,
+    encoding: str,
+) -> LogFormat | None:
+    """The format to parse ``source`` with, or None (and ``result.error``) when it must not be."""
+    if tail is not None and forced is None:
+        return FORMATS.get(tail[3]) or detect_format(con, read_path, encoding)[0]
+    if forced is None:
+        return detect_format(con, read_path, encoding)[0]
+    if format_hits(con, read_path, forced, encoding) > 0:
+        return forced
+    detected, _, total = detect_format(con, read_path, encoding)
+    if total == 0:
+        return forced
+    result.error = (
+        f"does not look like {forced.name} (0 of {total} sampled lines match; it looks like "
+        f"{detected.name}); not ingested — leave the format unset to detect it per file"
+    )
+    return None

@@ -1,0 +1,156 @@
+"""Log parsing in SQL: read a file's lines, detect its format, and insert parsed records.
+
+This is the *parse* stage of log ingest, and all of it runs inside DuckDB (DESIGN §3): lines are
+read by ``read_csv`` as one VARCHAR column, numbered and byte-offset by streaming window
+functions, split into columns by one ``regexp_extract`` (a STRUCT of groups), and — for
+multi-line formats — grouped into records by a running sum of "this line starts a record"
+flags. Continuation lines are inserted with ``end_line_no`` NULL and folded into their parent
+record by one ``string_agg`` update in the same transaction, so the hot path stays a streaming
+insert and only multi-line records pay for aggregation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_dsl.runtime.logs.formats import FORMATS, RAW, LogFormat, sql_str
+
+# A 4-byte separator that does not occur in text logs, so each line is one column.
+_SEP = "\x01\x02\x03\x04"
+SAMPLE_LINES = 200
+
+LOG_COLUMNS = (
+    ("id", "BIGINT"),
+    ("source", "VARCHAR"),
+    ("line_no", "BIGINT"),
+    ("end_line_no", "BIGINT"),
+    ("byte_offset", "BIGINT"),
+    ("ts", "TIMESTAMP"),
+    ("level", "VARCHAR"),
+    ("host", "VARCHAR"),
+    ("process", "VARCHAR"),
+    ("pid", "BIGINT"),
+    ("component", "VARCHAR"),
+    ("message", "VARCHAR"),
+    ("text", "VARCHAR"),
+    ("format", "VARCHAR"),
+    ("parse_error", "VARCHAR"),
+)
+_PARSED = ("ts", "level", "host", "process", "pid", "component")
+
+
+def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
+    """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``."""
+    return (
+        f"read_csv({sql_str(path)}, columns={{'line': 'VARCHAR'}}, sep='{_SEP}', quote='', "
+        f"escape='', header=false, auto_detect=false, skip={skip}, "
+        f"max_line_size=16777216, encoding={sql_str(encoding)})"
+    )
+
+
+def create_table_sql(table: str) -> str:
+    """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema)."""
+    cols = ", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS)
+    return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'
+
+
+def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogFormat, int, int]:
+    """Score every format on the first lines of ``path``; best match, its hits, lines sampled.
+
+    A format scores the number of sampled non-empty lines its ``detect`` pattern matches; ties
+    go to the earlier (more specific) format in :data:`FORMATS`. No hit at all → :data:`RAW`.
+    """
+    formats = list(FORMATS.values())
+    hits = ", ".join(f"count_if(regexp_matches(line, {sql_str(f.detect)}))" for f in formats)
+    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    row = con.execute(f"SELECT count(*), {hits} FROM ({sample}) WHERE line <> ''").fetchone()
+    total, scores = row[0], row[1:]
+    best = max(range(len(formats)), key=lambda i: (scores[i], -i))
+    if scores[best] == 0:
+        return RAW, 0, total
+    return formats[best], scores[best], total
+
+
+def format_hits(con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8") -> int:
+    """How many of the first sampled lines of ``path`` look like ``fmt``."""
+    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    query = f"SELECT count_if(regexp_matches(line, {sql_str(fmt.detect)})) FROM ({sample})"
+    return con.execute(query).fetchone()[0]
+
+
+def _record_ids(fmt: LogFormat, first_line: int, parent_id: int | None) -> tuple[str, str]:
+    """SQL for (is_start, rec): the record a line belongs to, 1-based within this read.
+
+    Without a ``parent_id`` the first line always starts a record; with one (an incremental
+    read), leading continuation lines get ``rec`` 0 and belong to that existing record.
+    """
+    if fmt.start is None:
+        return "true", f"line_no - {first_line - 1}"
+    forced = "false" if parent_id is not None else f"line_no = {first_line}"
+    is_start = f"({forced} OR regexp_matches(line, {sql_str(fmt.start)}))"
+    running = "sum(is_start::BIGINT) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    return is_start, running
+
+
+def insert_sql(
+    fmt: LogFormat,
+    table: str,
+    read: str,
+    source: str,
+    *,
+    base_id: int,
+    first_line: int = 1,
+    first_byte: int = 0,
+    parent_id: int | None = None,
+) -> str:
+    """One streaming ``INSERT … SELECT`` that parses every line of ``read`` into ``table``."""
+    is_start, rec = _record_ids(fmt, first_line, parent_id)
+    lines = (
+        f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
+        f"{first_byte} + sum(strlen(coalesce(line, '')) + 1) OVER "
+        f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
+    )
+    starts = f"SELECT *, {is_start} AS is_start FROM ({lines})"
+    recs = f"SELECT *, {rec} AS rec FROM ({starts})"
+    parsed = f"SELECT *, {fmt.struct_sql()} AS m FROM ({recs})"
+    ok = fmt.ok_sql()
+    fields = ",\n  ".join(
+        f"CASE WHEN {ok} THEN {fmt.columns[c]} END AS {c}" if c in fmt.columns else f"NULL AS {c}"
+        for c in _PARSED
+    )
+    message = fmt.columns.get("message", "line")
+    record_id = f"{base_id} + rec - 1"
+    if parent_id is not None:
+        record_id = f"CASE WHEN rec = 0 THEN {parent_id} ELSE {record_id} END"
+    error = "CASE WHEN {ok} THEN NULL WHEN line = '' THEN 'empty line' ELSE {msg} END".format(
+        ok=ok,
+        msg=sql_str(f"line does not match the {fmt.name} format")
+        if fmt is not RAW
+        else sql_str("no known log format recognised in this file"),
+    )
+    return (
+        f'INSERT INTO "{table}" SELECT {record_id} AS id, {sql_str(source)} AS source, '
+        "line_no, CASE WHEN is_start THEN line_no END AS end_line_no, "
+        f"end_byte - strlen(line) - 1 AS byte_offset,\n  {fields},\n  "
+        f"CASE WHEN {ok} THEN {message} ELSE line END AS message, line AS text, "
+        f"{sql_str(fmt.name)} AS format, {error} AS parse_error\nFROM ({parsed})"
+    )
+
+
+def fold_continuations(con: Any, table: str, ids: str) -> int:
+    """Fold continuation lines (``end_line_no`` NULL) into their parent record; lines folded.
+
+    ``ids`` is a SQL predicate on ``id`` limiting the work to the rows just inserted.
+    """
+    scope = f'FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL'
+    n = con.execute(f"SELECT count(*) {scope}").fetchone()[0]
+    if n == 0:
+        return 0
+    con.execute(
+        f'UPDATE "{table}" AS t SET text = t.text || chr(10) || c.extra, '
+        "message = t.message || chr(10) || c.extra, end_line_no = c.last FROM ("
+        "SELECT id, string_agg(text, chr(10) ORDER BY line_no) AS extra, max(line_no) AS last "
+        f"{scope} GROUP BY id) AS c WHERE t.id = c.id AND t.end_line_no IS NOT NULL"
+    )
+    con.execute(f'DELETE FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL')
+    return n

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import networkx as nx
-
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Field, Type
 

@@ -1,0 +1,152 @@
+"""Syntax errors: turn Lark's ``UnexpectedInput`` into one :class:`Diagnostic` people can act on.
+
+The message names what was found and what the grammar expected there (terminal names translated
+to ``'->'``, ``a name``, ``a string``); common slips get a hint chosen with Lark's
+``match_examples`` against the labelled malformed snippets below (each given in two statement
+positions, since the LALR state depends on what came before). An error at the end of the text
+points just past its last character.
+"""
+
+from __future__ import annotations
+
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from rlm_dsl.compiler.diagnostics import Diagnostic, end_span
+from rlm_dsl.compiler.source import Span
+
+_PRELUDE = 'recipe r "x"\ninput a: text\n'
+
+# label -> malformed snippets; the first token that cannot be parsed decides the match.
+_SLIPS: dict[str, tuple[str, ...]] = {
+    "write '<source> -> <new name>', e.g. 'chunk logs -> windows by lines(400)'": (
+        "chunk a b by lines(3)",
+        "map a b: str",
+        "reduce a b by tree",
+        "rlm a b: str",
+    ),
+    "a chunk needs a strategy, e.g. 'by lines(400, overlap=20)'": (
+        "chunk a -> b\noutput b",
+        "chunk a -> b lines(3)",
+    ),
+    "give the type after ':' (str, int, float, bool, list[T], a | b, or a declared type)": (
+        'param q: = "x"',
+        "map a -> b: \noutput b",
+        "map a -> b: using f",
+    ),
+    "a type annotation needs ':', e.g. 'param question: str' or 'input logs: log'": (
+        'param q str = "x"',
+        "input logs log",
+        "rlm a -> b str",
+    ),
+    "option values are literals: quote names (tools=[\"sql\"]); use true/false/none": (
+        "map a -> b: str with retries=x",
+        "rlm a -> b: str with tools=[sql]",
+    ),
+    "options come after 'with' as name=value pairs separated by commas": (
+        "map a -> b: str with retries=2 reason=true",
+        "map a -> b: str retries=2",
+    ),
+    "an lm binding is a model id string or env(\"VAR\", \"fallback\")": (
+        "lm fast = local",
+        "lm fast = gpt4",
+    ),
+    "a filter narrows a value in place: 'filter windows where sql \"...\"'": (
+        'filter a -> b where sql "x"',
+        'filter a sql "x"',
+    ),
+    "a filter predicate is sql \"...\", regex \"...\" or lm \"\"\"question\"\"\"": (
+        'filter a where "x"',
+        "filter a where text",
+    ),
+    "name the recipe to use as a string path: 'use \"other.rlm\" as other'": (
+        "use other.rlm as other",
+        "use other as other",
+    ),
+}
+
+_CHAR_HINTS = {
+    "'": "strings use double quotes: \"...\"",
+    '"': 'close the string with " on the same line, or use """...""" for several lines',
+    "<": "list types are written list[T]",
+    ";": "statements need no separator; start each on its own line",
+    "=": "'==' is not an operator here; comparisons belong inside sql \"...\"",
+}
+
+_STATEMENT_KEYWORDS = frozenset(
+    ["recipe", "param", "lm", "type", "input", "chunk", "filter", "map", "reduce", "rlm", "use",
+     "output"]
+)
+_MAX_EXPECTED = 8
+_hint_cache: dict[tuple[object, ...], str | None] = {}
+
+
+def syntax_diagnostic(exc: UnexpectedInput, parser: Lark, text: str, path: str) -> Diagnostic:
+    """One diagnostic for a Lark parse error of ``text``."""
+    if isinstance(exc, UnexpectedCharacters):
+        return _bad_character(exc, parser, text, path)
+    if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
+        tok = exc.token
+        span = Span(path, tok.line, tok.column, tok.end_line or tok.line,
+                    tok.end_column or tok.column + 1)
+        message = f"unexpected {_found(tok.type, str(tok))}{_expected(exc.expected, parser)}"
+        return Diagnostic(span, message, _hint(exc, parser))
+    expected = exc.expected if isinstance(exc, UnexpectedToken | UnexpectedEOF) else set()
+    message = f"unexpected end of file{_expected(expected, parser)}"
+    hint = _hint(exc, parser) if isinstance(exc, UnexpectedToken) else None
+    return Diagnostic(end_span(path, text), message, hint)
+
+
+def _bad_character(exc: UnexpectedCharacters, parser: Lark, text: str, path: str) -> Diagnostic:
+    char = exc.char
+    span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
+    if char == '"' and text.startswith('"""', exc.pos_in_stream):
+        return Diagnostic(span, "unterminated triple-quoted string", 'close it with """')
+    what = "unterminated string" if char == '"' else f"unexpected character {char!r}"
+    return Diagnostic(span, what + _expected(exc.allowed or set(), parser), _CHAR_HINTS.get(char))
+
+
+def _found(token_type: str, value: str) -> str:
+    if token_type == "NAME":
+        return f"name '{value}'"
+    if token_type in ("STRING", "LONG_STRING"):
+        return "string"
+    if token_type == "NUMBER":
+        return f"number {value}"
+    return f"'{value}'"
+
+
+def _expected(names: set[str], parser: Lark) -> str:
+    described = {_describe(n, parser) for n in names}
+    if not described:
+        return ""
+    keywords = {f"'{k}'" for k in _STATEMENT_KEYWORDS}
+    if keywords <= described:
+        described = (described - keywords) | {"a statement"}
+    ordered = sorted(described)
+    shown = ", ".join(ordered[:_MAX_EXPECTED]) + (", ..." if len(ordered) > _MAX_EXPECTED else "")
+    return f"; expected {'one of ' if len(ordered) > 1 else ''}{shown}"
+
+
+def _describe(terminal: str, parser: Lark) -> str:
+    fixed = {"NAME": "a name", "STRING": "a string", "LONG_STRING": "a string",
+             "NUMBER": "a number", "$END": "end of file"}
+    if terminal in fixed:
+        return fixed[terminal]
+    try:
+        pattern = parser.get_terminal(terminal).pattern
+    except KeyError:
+        return terminal
+    return f"'{pattern.value}'" if pattern.type == "str" else terminal
+
+
+def _hint(exc: UnexpectedToken, parser: Lark) -> str | None:
+    state = exc.state
+    depth = len(getattr(state, "state_stack", ()))
+    key = (depth, getattr(state, "position", state), exc.token.type)
+    if key not in _hint_cache:
+        examples = {label: [_PRELUDE + s for s in snippets] + [s for s in snippets]
+                    for label, snippets in _SLIPS.items()}
+        _hint_cache[key] = exc.match_examples(
+            parser.parse, examples, token_type_match_fallback=True, use_accepts=True
+        )
+    return _hint_cache[key]

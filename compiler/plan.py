@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import networkx as nx
+from rlm_dsl.compiler import plan_format
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Field, Type
 
@@ -119,3 +120,19 @@ class Plan:
 
     def parents(self, step_id: str) -> list[Step]:
         return [self.step(p) for p in sorted(self.graph.predecessors(step_id))]
+
+    def dumps(self) -> str:
+        """The readable text dump used by ``rlm plan`` and the golden tests."""
+        return plan_format.dumps(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (``graph`` is networkx node-link data)."""
+        return plan_format.to_json(self)
+
+    def to_dot(self) -> str:
+        """Graphviz DOT source of the step graph."""
+        return plan_format.to_dot(self)
+
+    def to_mermaid(self) -> str:
+        """Mermaid flowchart source of the step graph."""
+        return plan_format.to_mermaid(self)

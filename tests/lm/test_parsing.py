@@ -1,0 +1,141 @@
+"""Structured output from small models: recorded messy answers through the real DSPy adapter path.
+
+Each text below is the kind of answer Qwen2.5-0.5B and similar models give to a ChatAdapter
+prompt. They go through ``dspy.Predict`` with :class:`RobustAdapter` over an engine that replays
+them, so formatting, the LM call and parsing are DSPy's own code paths.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dspy
+import pydantic
+import pytest
+from dspy.utils.exceptions import AdapterParseError
+from rlm_dsl.runtime.lm.adapter import OutputParseError, RobustAdapter, predict_with_retry
+from rlm_dsl.runtime.lm.lenient import coerce, normalize_choice
+from rlm_dsl.runtime.lm.resolve import ResolvedLM
+
+Label = Literal["abbreviation", "description", "entity", "human", "location", "number"]
+
+
+class Triage(dspy.Signature):
+    """Classify the log window."""
+
+    window: str = dspy.InputField()
+    severity: Literal["low", "medium", "high"] = dspy.OutputField()
+    component: str = dspy.OutputField()
+    is_error: bool = dspy.OutputField()
+
+
+class Incident(pydantic.BaseModel):
+    at: str
+    what: str
+
+
+class Incidents(dspy.Signature):
+    """List every distinct incident."""
+
+    window: str = dspy.InputField()
+    incidents: list[Incident] = dspy.OutputField()
+
+
+def _predict(engine, signature, **inputs):
+    lm = ResolvedLM("recorded", engine, 4096).make_lm()
+    with dspy.context(lm=lm, adapter=RobustAdapter()):
+        return dspy.Predict(signature)(**inputs)
+
+
+TRIAGE_ANSWERS = [
+    # fenced JSON, prose around it, a trailing comma, a capitalised enum value
+    ('Here is the analysis of the log lines:\n\n```json\n{\n  "severity": "High",\n'
+     '  "component": "db-pool",\n  "is_error": true,\n}\n```\nLet me know if you need more.',
+     ("high", "db-pool", True)),
+    # markers with the wrong spacing and case, an upper-case enum, "Yes" for a bool
+    ("[[## Severity ##]]\nMEDIUM\n\n[[## component ##]]\nauth-service\n\n[[## is_error ##]]\nYes\n"
+     "\n[[ ## completed ## ]]", ("medium", "auth-service", True)),
+    # markdown labels instead of markers, a quoted enum, Python-style False
+    ("**severity**: 'low'\n**component**: scheduler\n**is_error**: False",
+     ("low", "scheduler", False)),
+    # JSON keys in the wrong case, the enum padded with spaces
+    ('{"Severity": "  high ", "Component": "kafka-consumer", "IS_ERROR": "yes"}',
+     ("high", "kafka-consumer", True)),
+    # plain "name: value" lines and a unique prefix for the enum
+    ("severity: med\ncomponent: nginx\nis_error: no", ("medium", "nginx", False)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), TRIAGE_ANSWERS)
+def test_messy_triage_answers_parse(recorded, text, expected):
+    result = _predict(recorded(text), Triage, window="...")
+    assert (result.severity, result.component, result.is_error) == expected
+
+
+def test_list_of_records_with_trailing_commas(recorded):
+    text = ('[[ ## incidents ## ]]\n```json\n[\n  {"at": "12:00:03", "what": "disk full",},\n'
+            '  {"at": "12:07:41", "what": "OOM killed worker-3",},\n]\n```\n[[ ## completed ## ]]')
+    result = _predict(recorded(text), Incidents, window="...")
+    assert [(i.at, i.what) for i in result.incidents] == [
+        ("12:00:03", "disk full"), ("12:07:41", "OOM killed worker-3")]
+
+
+@pytest.mark.parametrize(("signature", "text", "expected"), [
+    ("question -> answer: int", "The answer is 42.", 42),
+    ("question -> answer: int", "```\n1,024\n```", 1024),
+    ("question -> answer: float", "Approximately 3.5 seconds", 3.5),
+    ("question -> answer: bool", "No, the chunk contains no errors.", False),
+    ("question -> answer: str", "Answer: The payment service timed out.\n[[ ## completed ## ]]",
+     "The payment service timed out."),
+])
+def test_single_field_taken_from_the_whole_text(recorded, signature, text, expected):
+    assert _predict(recorded(text), signature, question="q").answer == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("Location", "location"), ('  "NUMBER"  ', "number"), ("desc", "description"),
+    ("Literal['human']", "human"), ("The question asks for a place, so: location.", "location"),
+])
+def test_enum_normalisation(raw, expected):
+    assert coerce(raw, Label) == expected
+
+
+@pytest.mark.parametrize("raw", ["either high or low", "severe", ""])
+def test_ambiguous_enum_values_are_refused(raw):
+    with pytest.raises(ValueError, match="is not one of: low, medium, high"):
+        normalize_choice(raw, ("low", "medium", "high"))
+
+
+@pytest.mark.parametrize(("signature", "text"), [
+    ("question -> answer: int", "I cannot determine that from the log."),
+    ("question -> answer: int", "Somewhere between 3 and 5."),
+    ("question -> answer: bool", "It depends on the configuration."),
+])
+def test_hopeless_answers_raise_with_the_raw_text(recorded, signature, text):
+    with pytest.raises(AdapterParseError) as info:
+        _predict(recorded(text), signature, question="q")
+    assert info.value.lm_response == text
+    assert "lenient:" in str(info.value)
+
+
+def test_retry_feeds_the_parse_error_back(recorded):
+    engine = recorded("I think it is medium-ish?", "[[ ## answer ## ]]\n7\n[[ ## completed ## ]]")
+    lm = ResolvedLM("recorded", engine, 4096).make_lm()
+    with dspy.context(lm=lm, adapter=RobustAdapter()):
+        result = predict_with_retry(dspy.Predict("question -> answer: int"), question="how many?")
+    assert result.answer == 7
+    retry_prompt = engine.requests[1].messages[-1].text
+    previous = "could not be parsed.\nPrevious answer:\nI think it is medium-ish?"
+    assert previous in retry_prompt
+    assert "expected one number, found 0" in retry_prompt
+
+
+def test_what_still_fails_carries_the_raw_response(recorded):
+    engine = recorded("no idea", "still no idea, sorry")
+    lm = ResolvedLM("recorded", engine, 4096).make_lm()
+    with dspy.context(lm=lm, adapter=RobustAdapter()), pytest.raises(OutputParseError) as info:
+        predict_with_retry(dspy.Predict("question -> answer: int"), question="how many?")
+    error = info.value
+    assert (error.raw_response, error.attempts, error.exit_code) == ("still no idea, sorry", 2, 4)
+    assert str(error).startswith("could not parse the model's answer after 2 attempt(s): ")
+    assert "lenient: expected one number, found 0 in 'still no idea, sorry'" in str(error)

@@ -145,7 +145,7 @@ def resolve_local(model_id: str, options: dict[str, Any]) -> ResolvedLM:
         context_window=llama.n_ctx(),
         price=(0.0, 0.0),
         max_concurrency=1,
-        counter=lambda text: len(llama.tokenize(text.encode(), add_bos=False, special=False)),
+        tokenizer=lambda text: llama.tokenize(text.encode(), add_bos=False, special=False),
         lm_kwargs={"num_retries": 0},
     )
 

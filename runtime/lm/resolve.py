@@ -16,10 +16,12 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
 import dspy
+from rlm_dsl.runtime.tokens import TokenCounter, get_counter
 
 from rlm_dsl.errors import LMError
 
@@ -47,16 +49,16 @@ class ResolvedLM:
     context_window: int
     price: tuple[float, float] | None = None
     max_concurrency: int | None = None
-    counter: Callable[[str], int] | None = None
+    tokenizer: Callable[[str], Any] | None = None
     lm_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
-    def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` by the model's own tokenizer, else the shared runtime counter."""
-        if self.counter is not None:
-            return self.counter(text)
-        from rlm_dsl.runtime.tokens import get_counter
+    @cached_property
+    def token_counter(self) -> TokenCounter:
+        """The model's own tokenizer when it has one, else the runtime's offline counter."""
+        return get_counter(self.model_id, hf_tokenizer=self.tokenizer)
 
-        return get_counter(self.model_id)(text)
+    def count_tokens(self, text: str) -> int:
+        return self.token_counter.count(text)
 
     def make_lm(self, engine: Any = None, **kwargs: Any) -> dspy.LM:
         """A ``dspy.LM`` over ``engine`` (default: the inner engine) with DSPy's cache off."""

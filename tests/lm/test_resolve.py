@@ -90,12 +90,13 @@ def test_registered_backend_claims_prefix(recorded):
     def factory(model_id, options):
         seen.append((model_id, options))
         return ResolvedLM(model_id=model_id, engine=recorded("[[ ## answer ## ]]\n42"),
-                          context_window=1000, counter=len)
+                          context_window=1000, tokenizer=str.split)
 
     register_backend("fake", factory)
     resolved = resolve_lm("fake:seed=3", {"x": 1})
     assert seen == [("fake:seed=3", {"x": 1})]
-    assert resolved.count_tokens("abcd") == 4
+    assert resolved.count_tokens("three short words") == 3
+    assert resolved.token_counter.estimated is False
     with dspy.context(lm=resolved.make_lm(), adapter=dspy.ChatAdapter()):
         assert dspy.Predict("question -> answer")(question="q").answer == "42"
 

@@ -1,18 +1,19 @@
 """Chunk stage: turn a source table into the chunk table of a ``chunk`` step, in SQL.
 
-Every strategy assigns each source row (in ``id`` order, never across a ``source`` boundary
-unless the strategy groups by something else) to one or more chunk groups, then one
-``GROUP BY`` builds the chunk rows with ``string_agg(text, '\\n' ORDER BY id)``; nothing loops
-over lines in Python. The chunk table has the contract's columns ``id, source, first_line,
-last_line, start_byte, end_byte, n_rows, n_tokens, key, text`` (``end_byte`` is exclusive; line
-and byte columns are NULL when the source has none), ids dense and ordered by the chunk's first
-row. ``chars`` and ``tokens`` pack whole rows greedily up to the budget: per-row weights are
-computed in SQL, fetched as one integer array, and the chunk *boundaries* are found with one
-``numpy.searchsorted`` per chunk (never per line); a single row over the budget is cut with
-``substr``. ``n_tokens`` is exact when the counter has a SQL form (the chars/4 estimate) or the
-table holds at most :data:`EXACT_TOKEN_BYTES` of text (a DuckDB Python UDF calls the counter per
-chunk); above that it is ``ceil(chars / r)`` with ``r`` the chars-per-token ratio the counter
-measures on a sample of the source (a map step must still count its rendered prompt).
+Each strategy assigns the source rows (in ``id`` order) to chunk groups and one ``GROUP BY``
+builds the chunks with ``string_agg(text, '\\n' ORDER BY id)``; nothing loops over lines in
+Python. Chunk tables have the contract's columns ``id, source, first_line, last_line,
+start_byte, end_byte, n_rows, n_tokens, key, text`` (``end_byte`` exclusive; line and byte
+columns NULL when the source has none), ids dense and ordered by each chunk's first row (by
+window start for ``window``). Row strategies (``lines``, ``records``) never cross a ``source``
+boundary. A ``files`` table is split into its lines first for the line-based strategies.
+``chars`` and ``tokens`` pack whole rows greedily up to the budget: per-row weights are computed
+in SQL, fetched once as an integer array, and each chunk's end is found with one
+``numpy.searchsorted`` (a loop per chunk, not per line); a single row over the budget is cut
+into pieces with ``substr``. ``n_tokens`` is exact when the counter has a SQL form (the chars/4
+estimate) or the table holds at most :data:`EXACT_TOKEN_BYTES` of text (a DuckDB Python UDF
+calls the counter); above that it is ``ceil(chars / r)``, ``r`` being the counter's
+characters-per-token measured on a sample of the source (map steps count their own prompts).
 
 API::
 
@@ -25,7 +26,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import duckdb
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.runtime.packing import by_budget, chunk_sql
 from rlm_dsl.runtime.store import Store, quote_ident
 from rlm_dsl.runtime.tokens import TokenCounter
 
@@ -34,9 +37,19 @@ from rlm_dsl.errors import InputError, SpecError
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000
 CHUNK_COLUMNS = (
-    "id BIGINT, source VARCHAR, first_line BIGINT, last_line BIGINT, start_byte BIGINT, "
-    "end_byte BIGINT, n_rows BIGINT, n_tokens BIGINT, key VARCHAR, text VARCHAR"
+    "id",
+    "source",
+    "first_line",
+    "last_line",
+    "start_byte",
+    "end_byte",
+    "n_rows",
+    "n_tokens",
+    "key",
+    "text",
 )
+LINE_STRATEGIES = ("lines", "chars", "tokens", "regex", "delimiter")
+_UNITS = {"ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000}
 
 
 def chunk(
@@ -49,17 +62,24 @@ def chunk(
     """Write ``step.table`` from ``source_table`` with ``step.strategy``."""
     counter = _as_counter(count_tokens)
     strategy = step.strategy or "lines"
-    builder = _STRATEGIES.get(strategy)
-    if builder is None:
+    if strategy not in _GROUPERS and strategy not in ("lines", "records", "sql"):
         raise SpecError(f"step '{step.id}': unknown chunk strategy '{strategy}'")
     if not store.table_exists(source_table):
         raise InputError(f"step '{step.id}': no table '{source_table}' to chunk")
-    source = Source(store, source_table, step)
-    if strategy == "sql":
-        _chunk_sql(store, step, source, counter, params or {})
-        return
-    grouped = builder(store, step, source, counter)
-    _write_chunks(store, step.table, grouped, source, counter)
+    source = Source(store, source_table, step, explode=strategy in LINE_STRATEGIES)
+    tokens = TokenSql(store, source, counter)
+    try:
+        if strategy in ("lines", "records"):
+            _chunk_rows(store, step, source, tokens)
+        elif strategy == "sql":
+            chunk_sql(store, step, source, tokens, params or {})
+        else:
+            grouped, order = _GROUPERS[strategy](store, step, source, tokens)
+            _write(store, step.table, grouped, order, tokens)
+    except duckdb.Error as error:
+        raise InputError(f"step '{step.id}': chunking failed: {_first_line(error)}") from None
+    finally:
+        tokens.close()
 
 
 def _as_counter(count_tokens: TokenCounter | Callable[[str], int]) -> TokenCounter:
@@ -69,22 +89,33 @@ def _as_counter(count_tokens: TokenCounter | Callable[[str], int]) -> TokenCount
 
 
 class Source:
-    """The source table seen as rows with normalised provenance columns (SQL text)."""
+    """The source table as rows with normalised provenance columns (SQL text)."""
 
-    def __init__(self, store: Store, table: str, step: Step) -> None:
+    def __init__(self, store: Store, table: str, step: Step, explode: bool) -> None:
         self.table = table
         self.step = step
         self.names = [name for name, _ in store.columns(table)]
-        if "text" not in self.names:
-            raise InputError(f"step '{step.id}': table '{table}' has no text column to chunk")
-        if "id" not in self.names:
-            raise InputError(f"step '{step.id}': table '{table}' has no id column")
+        for needed in ("id", "text"):
+            if needed not in self.names:
+                raise InputError(f"step '{step.id}': table '{table}' has no {needed} column")
+        self.exploded = explode and "line_no" not in self.names and "size" in self.names
 
     def has(self, name: str) -> bool:
         return name in self.names
 
-    def rows_sql(self) -> str:
-        """``id, source, first_line, last_line, start_byte, end_byte, text`` per row."""
+    def column(self, name: str) -> str:
+        if not self.has(name):
+            shown = ", ".join(self.names)
+            raise InputError(
+                f"step '{self.step.id}': table '{self.table}' has no column '{name}' "
+                f"(columns: {shown})"
+            )
+        return quote_ident(name)
+
+    def rows_sql(self, extra: str = "") -> str:
+        """``id, source, first_line, last_line, start_byte, end_byte, text`` (+ ``extra``)."""
+        if self.exploded:
+            return self._file_lines_sql(extra)
         line = "line_no" if self.has("line_no") else "NULL"
         last = "coalesce(end_line_no, line_no)" if self.has("end_line_no") else line
         start = "byte_offset" if self.has("byte_offset") else "NULL"
@@ -92,68 +123,67 @@ class Source:
         source = "source" if self.has("source") else "NULL"
         return (
             f"SELECT id, CAST({source} AS VARCHAR) AS source, "
-            f"CAST({line} AS BIGINT) AS first_line, "
-            f"CAST({last} AS BIGINT) AS last_line, CAST({start} AS BIGINT) AS start_byte, "
-            f"CAST({end} AS BIGINT) AS end_byte, coalesce(CAST(text AS VARCHAR), '') AS text "
-            f"FROM {quote_ident(self.table)}"
+            f"CAST({line} AS BIGINT) AS first_line, CAST({last} AS BIGINT) AS last_line, "
+            f"CAST({start} AS BIGINT) AS start_byte, CAST({end} AS BIGINT) AS end_byte, "
+            f"coalesce(CAST(text AS VARCHAR), '') AS text{extra} FROM {quote_ident(self.table)}"
         )
 
-    def ranked_sql(self, store: Store) -> str:
-        """:meth:`rows_sql` plus ``rn``: the row's 0-based position within its source.
-
-        When ids are contiguous within each source (every input table, and any table nobody
-        filtered) ``rn`` is ``id - first id``: a join with a per-source summary, no sort.
-        """
-        rows = self.rows_sql()
-        summary = f"""SELECT source, min(id) AS first_id, count(*) AS n,
-            max(id) - min(id) + 1 AS span FROM ({rows}) GROUP BY source"""
-        if store.scalar(f"SELECT bool_and(n = span) FROM ({summary})"):
-            return f"""SELECT r.*, r.id - s.first_id AS rn FROM ({rows}) r
-                JOIN ({summary}) s ON r.source IS NOT DISTINCT FROM s.source"""
-        return f"""SELECT *, row_number() OVER (PARTITION BY source ORDER BY id) - 1 AS rn
-            FROM ({rows})"""
+    def _file_lines_sql(self, extra: str) -> str:
+        """A ``files`` table split into lines, numbered and byte-offset per file, in SQL."""
+        split = "string_split(regexp_replace(coalesce(f.text, ''), '\\n$', ''), chr(10))"
+        return f"""SELECT row_number() OVER (ORDER BY file_id, line_no) - 1 AS id, source,
+                line_no AS first_line, line_no AS last_line,
+                sum(strlen(text) + 1) OVER (PARTITION BY file_id ORDER BY line_no)
+                    - strlen(text) - 1 AS start_byte,
+                sum(strlen(text) + 1) OVER (PARTITION BY file_id ORDER BY line_no) - 1
+                    AS end_byte, text{extra}
+            FROM (SELECT f.id AS file_id, CAST(f.source AS VARCHAR) AS source, l.text,
+                         l.line_no FROM {quote_ident(self.table)} f,
+                  unnest({split}) WITH ORDINALITY AS l(text, line_no))"""
 
 
-def _write_chunks(
-    store: Store, table: str, grouped: str, source: Source, counter: TokenCounter
-) -> None:
-    """``grouped`` yields ``source, grp, first_id, first_line, last_line, start_byte, end_byte,
-    n_rows, key, text`` per chunk (``grp`` any sortable chunk key); number and count tokens."""
-    tokens, cleanup = _token_expression(store, source, counter)
-    sql = f"""
-        SELECT row_number() OVER (ORDER BY first_id, grp) - 1 AS id, source, first_line,
-               last_line, start_byte, end_byte, n_rows, {tokens} AS n_tokens,
-               CAST(key AS VARCHAR) AS key, text
-        FROM ({grouped}) ORDER BY id"""
-    try:
-        with store.write() as con:
-            con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS {sql}")
-    finally:
-        cleanup()
+class TokenSql:
+    """SQL for a token count of a text column, following the policy in the module docstring."""
 
+    def __init__(self, store: Store, source: Source, counter: TokenCounter) -> None:
+        self.store = store
+        self.counter = counter
+        self._udf: str | None = None
+        self._ratio: float | None = None
+        self.scratch: list[str] = []  # temporary tables to drop when the step is done
+        if counter.sql("x") is None:
+            size = store.scalar(
+                f"SELECT coalesce(sum(strlen(CAST(text AS VARCHAR))), 0) "
+                f"FROM {quote_ident(source.table)}"
+            )
+            if size <= EXACT_TOKEN_BYTES:
+                self._udf = self._register()
+            else:
+                self._ratio = chars_per_token(store, source.table, counter)
 
-def _token_expression(
-    store: Store, source: Source, counter: TokenCounter
-) -> tuple[str, Callable[[], None]]:
-    exact = counter.sql("text")
-    if exact is not None:
-        return exact, lambda: None
-    size = store.scalar(
-        f"SELECT coalesce(sum(strlen(CAST(text AS VARCHAR))), 0) FROM {quote_ident(source.table)}"
-    )
-    if size <= EXACT_TOKEN_BYTES:
-        return _token_udf(store, counter)
-    ratio = chars_per_token(store, source.table, counter)
-    return f"CAST(ceil(length(text) / {ratio!r}) AS BIGINT)", lambda: None
+    def of(self, column: str) -> str:
+        exact = self.counter.sql(column)
+        if exact is not None:
+            return exact
+        if self._udf is not None:
+            return f"{self._udf}({column})"
+        return f"CAST(ceil(length({column}) / {self._ratio!r}) AS BIGINT)"
 
+    def _register(self) -> str:
+        from duckdb.sqltypes import BIGINT, VARCHAR
 
-def _token_udf(store: Store, counter: TokenCounter) -> tuple[str, Callable[[], None]]:
-    from duckdb.sqltypes import BIGINT, VARCHAR
+        name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"
+        self.store.con.create_function(
+            name, self.counter.count, [VARCHAR], BIGINT, side_effects=False
+        )
+        return name
 
-    name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"
-    con = store.con
-    con.create_function(name, counter.count, [VARCHAR], BIGINT, side_effects=False)
-    return f"{name}(text)", lambda: con.remove_function(name)
+    def close(self) -> None:
+        for table in self.scratch:
+            self.store.con.execute(f"DROP TABLE IF EXISTS {quote_ident(table)}")
+        if self._udf is not None:
+            self.store.con.remove_function(self._udf)
+            self._udf = None
 
 
 def chars_per_token(store: Store, table: str, counter: TokenCounter) -> float:
@@ -170,38 +200,33 @@ def chars_per_token(store: Store, table: str, counter: TokenCounter) -> float:
     return round(len(sample) / tokens, 4) if tokens else 4.0
 
 
-def _sliding(n: int, overlap: int, step_id: str, what: str) -> tuple[int, int]:
-    if not isinstance(n, int) or n < 1:
-        raise SpecError(f"step '{step_id}': {what} size must be a positive integer, got {n!r}")
-    if not isinstance(overlap, int) or not 0 <= overlap < n:
+def _group_columns(key: str = "NULL", order: str = "id") -> str:
+    return f"""min(id) AS first_id, min(first_line) AS first_line,
+        max(last_line) AS last_line, min(start_byte) AS start_byte, max(end_byte) AS end_byte,
+        count(*) AS n_rows, {key} AS key, string_agg(text, chr(10) ORDER BY {order}) AS text"""
+
+
+def _write(store: Store, table: str, grouped: str, order: str, tokens: TokenSql) -> None:
+    """Number the chunks of ``grouped`` (``first_id, grp`` + chunk columns) by ``order``."""
+    sql = f"""
+        SELECT row_number() OVER (ORDER BY {order}) - 1 AS id, source, first_line, last_line,
+               start_byte, end_byte, n_rows, {tokens.of("text")} AS n_tokens,
+               CAST(key AS VARCHAR) AS key, text
+        FROM ({grouped}) ORDER BY id"""
+    with store.write() as con:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS {sql}")
+
+
+def _sliding(step: Step, what: str = "chunk") -> tuple[int, int]:
+    n = _arg(step, 0)
+    overlap = step.options.get("overlap", 0) or 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SpecError(f"step '{step.id}': {what} size must be a positive integer, got {n!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < n:
         raise SpecError(
-            f"step '{step_id}': overlap must be an integer from 0 to {n - 1}, got {overlap!r}"
+            f"step '{step.id}': overlap must be an integer from 0 to {n - 1}, got {overlap!r}"
         )
     return n, overlap
-
-
-def _group_columns(key: str = "NULL") -> str:
-    return f"""min(id) AS first_id, min(first_line) AS first_line, max(last_line) AS last_line,
-        min(start_byte) AS start_byte, max(end_byte) AS end_byte, count(*) AS n_rows,
-        {key} AS key, string_agg(text, chr(10) ORDER BY id) AS text"""
-
-
-def _by_rows(store: Store, step: Step, source: Source, counter: TokenCounter) -> str:
-    """``lines(n, overlap)`` / ``records(n, overlap)``: windows of n rows, step n - overlap."""
-    n, overlap = _sliding(_arg(step, 0), step.options.get("overlap", 0) or 0, step.id, "chunk")
-    stride = n - overlap
-    ranked = source.ranked_sql(store)
-    if overlap == 0:
-        members = f"SELECT *, rn // {n} AS grp FROM ({ranked})"
-    else:
-        members = f"""SELECT * EXCLUDE (grps), unnest(grps) AS grp FROM (
-            SELECT *, range(greatest(0, (rn - {n} + {stride}) // {stride}), rn // {stride} + 1)
-                AS grps FROM ({ranked}))"""
-    totals = f"SELECT source, max(rn) + 1 AS total FROM ({ranked}) GROUP BY source"
-    return f"""SELECT m.source, m.grp, {_group_columns()} FROM ({members}) m
-        JOIN ({totals}) t ON m.source IS NOT DISTINCT FROM t.source
-        WHERE m.grp = 0 OR m.grp * {stride} + {overlap} < t.total
-        GROUP BY m.source, m.grp"""
 
 
 def _arg(step: Step, index: int) -> Any:
@@ -210,14 +235,154 @@ def _arg(step: Step, index: int) -> Any:
     return step.args[index]
 
 
-_STRATEGIES: dict[str, Callable[[Store, Step, Source, TokenCounter], str]] = {
-    "lines": _by_rows,
-    "records": _by_rows,
-    "sql": lambda *_: "",
+def _chunk_rows(store: Store, step: Step, source: Source, tokens: TokenSql) -> None:
+    """``lines`` / ``records(n, overlap)``: windows of n rows, stride n - overlap, per source.
+
+    Chunk ids are computed, not sorted: each source's chunk count is known from its row count,
+    so id = (chunks of earlier sources) + window index. ``rn`` is ``id - first id`` when ids are
+    contiguous in each source (every input table), else a ``row_number`` window.
+    """
+    n, overlap = _sliding(step)
+    stride = n - overlap
+    rows = source.rows_sql()
+    summary = f"""SELECT source, min(id) AS first_id, count(*) AS n,
+            max(id) - min(id) + 1 AS span,
+            greatest(1, (count(*) - {overlap} + {stride - 1}) // {stride}) AS chunks
+        FROM ({rows}) GROUP BY source"""
+    bases = f"""SELECT source, first_id, chunks,
+        sum(chunks) OVER (ORDER BY first_id) - chunks AS base FROM ({summary})"""
+    contiguous = store.scalar(f"SELECT bool_and(n = span) FROM ({summary})")
+    position = "r.id - b.first_id" if contiguous else _window_rn()
+    ranked = f"""SELECT r.*, {position} AS rn, b.base, b.chunks FROM ({rows}) r
+        JOIN ({bases}) b ON r.source IS NOT DISTINCT FROM b.source"""
+    if overlap == 0:
+        members = f"SELECT *, rn // {n} AS grp FROM ({ranked})"
+    else:
+        first = f"greatest(0, (rn - {n} + {stride}) // {stride})"
+        members = f"""SELECT * EXCLUDE (grps), unnest(grps) AS grp FROM (
+            SELECT *, range({first}, rn // {stride} + 1) AS grps FROM ({ranked}))"""
+    grouped = f"""SELECT base + grp AS chunk_id, source, {_group_columns()}
+        FROM ({members}) WHERE grp < chunks GROUP BY source, base, grp"""
+    sql = f"""SELECT chunk_id AS id, source, first_line, last_line, start_byte, end_byte,
+        n_rows, {tokens.of("text")} AS n_tokens, CAST(key AS VARCHAR) AS key, text
+        FROM ({grouped}) ORDER BY id"""
+    with store.write() as con:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
+
+
+def _window_rn() -> str:
+    return "row_number() OVER (PARTITION BY r.source ORDER BY r.id) - 1"
+
+
+def _by_regex(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``regex(pattern)``: a chunk starts at each matching row (rows before the first match form
+    their own chunk); ``max_lines`` splits long groups."""
+    pattern = _arg(step, 0)
+    _check_regex(store, step, pattern)
+    max_lines = step.options.get("max_lines")
+    starts = f"""SELECT *, sum(CASE WHEN regexp_matches(text, {_literal(pattern)}) THEN 1
+        ELSE 0 END) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS g FROM ({source.rows_sql()})"""
+    sub = "0"
+    if max_lines:
+        sub = f"(row_number() OVER (PARTITION BY source, g ORDER BY id) - 1) // {int(max_lines)}"
+    members = f"SELECT *, {sub} AS part FROM ({starts})"
+    grouped = f"SELECT source, g, part, {_group_columns()} FROM ({members}) GROUP BY ALL"
+    return grouped, "first_id"
+
+
+def _check_regex(store: Store, step: Step, pattern: Any) -> None:
+    if not isinstance(pattern, str):
+        raise SpecError(f"step '{step.id}': regex must be a string, got {pattern!r}")
+    try:
+        store.scalar("SELECT regexp_matches('', ?)", [pattern])
+    except duckdb.Error as error:
+        raise SpecError(
+            f"step '{step.id}': invalid regex {pattern!r}: {_first_line(error)}"
+        ) from None
+
+
+def _by_delimiter(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``delimiter(text)``: rows equal to ``text`` separate chunks and are dropped."""
+    delimiter = _literal(str(_arg(step, 0)))
+    marked = f"""SELECT *, text = {delimiter} AS is_delim, sum(CASE WHEN text = {delimiter}
+        THEN 1 ELSE 0 END) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS g
+        FROM ({source.rows_sql()})"""
+    grouped = f"""SELECT source, g, {_group_columns()} FROM ({marked})
+        WHERE NOT is_delim GROUP BY source, g"""
+    return grouped, "first_id"
+
+
+def _by_file(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``file()``: one chunk per source file."""
+    grouped = f"SELECT source, {_group_columns()} FROM ({source.rows_sql()}) GROUP BY source"
+    return grouped, "first_id"
+
+
+def _by_record(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``record()``: one chunk per row."""
+    grouped = f"""SELECT source, id AS first_id, first_line, last_line, start_byte, end_byte,
+        1 AS n_rows, NULL AS key, text FROM ({source.rows_sql()})"""
+    return grouped, "first_id"
+
+
+def _by_column(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``column(name)``: one chunk per distinct value, rows in id order, first seen first."""
+    column = source.column(str(_arg(step, 0)))
+    rows = source.rows_sql(f", CAST({column} AS VARCHAR) AS group_key")
+    columns = _group_columns(key="group_key")
+    grouped = f"""SELECT string_agg(DISTINCT source, ', ' ORDER BY source) AS source, {columns}
+        FROM ({rows}) GROUP BY group_key"""
+    return grouped, "first_id"
+
+
+def _by_window(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``window(duration, column="ts")``: time buckets; rows without a timestamp take the
+    previous row's (continuation lines), rows before any timestamp form a first chunk."""
+    micros = parse_duration(step, _arg(step, 0))
+    column = source.column(str(step.options.get("column") or "ts"))
+    stamped = source.rows_sql(f", try_cast({column} AS TIMESTAMP) AS raw_ts")
+    filled = f"""SELECT *, last_value(raw_ts IGNORE NULLS) OVER (ORDER BY id
+        ROWS UNBOUNDED PRECEDING) AS ts FROM ({stamped})"""
+    bucketed = f"SELECT *, time_bucket(to_microseconds({micros}), ts) AS bucket FROM ({filled})"
+    columns = _group_columns(key="strftime(bucket, '%Y-%m-%dT%H:%M:%S')", order="ts, id")
+    grouped = f"""SELECT string_agg(DISTINCT source, ', ' ORDER BY source) AS source, bucket,
+        {columns} FROM ({bucketed}) GROUP BY bucket"""
+    return grouped, "bucket NULLS FIRST, first_id"
+
+
+def parse_duration(step: Step, text: Any) -> int:
+    """``"5m"`` → microseconds (units ms, s, m, h, d)."""
+    value = str(text).strip()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if value.endswith(u)), None)
+    number = value[: -len(unit)] if unit else ""
+    if unit is None or not number.isdigit() or int(number) == 0:
+        raise SpecError(
+            f'step \'{step.id}\': bad window duration {text!r} (use e.g. "30s", "5m", "1h")'
+        )
+    return int(number) * _UNITS[unit]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+def _by_budget(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
+    """``chars(n, overlap)`` / ``tokens(n, overlap)``: see :mod:`rlm_dsl.runtime.packing`."""
+    n, overlap = _sliding(step)
+    return by_budget(store, step, source, tokens, n, overlap)
+
+
+_GROUPERS: dict[str, Callable[[Store, Step, Source, TokenSql], tuple[str, str]]] = {
+    "chars": _by_budget,
+    "tokens": _by_budget,
+    "regex": _by_regex,
+    "delimiter": _by_delimiter,
+    "file": _by_file,
+    "record": _by_record,
+    "column": _by_column,
+    "window": _by_window,
 }
-
-
-def _chunk_sql(
-    store: Store, step: Step, source: Source, counter: TokenCounter, params: dict[str, Any]
-) -> None:
-    raise SpecError(f"step '{step.id}': chunk by sql is not implemented yet")

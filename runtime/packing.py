@@ -1,0 +1,155 @@
+"""Chunk stage, budget strategies: ``chars(n, overlap)``, ``tokens(n, overlap)`` and ``sql``.
+
+Budget chunks hold whole rows, packed greedily up to ``n`` characters or tokens, never across a
+``source`` boundary. Per-row weights (``length(text) + 1`` or the row's tokens + 1, the 1 being
+the joining newline) are computed in SQL into a scratch table and fetched once as an integer
+array; each chunk's end is then one ``numpy.searchsorted`` over the cumulative weights, and the
+next chunk starts at the earliest row that keeps at most ``overlap`` units of overlap. The
+boundaries go back to DuckDB as a small table and the chunk text is built there. A single row
+above the budget becomes its own chunks, cut with ``substr`` into pieces of ``n`` characters
+(``tokens``: ``n`` tokens' worth of characters at that row's own chars-per-token ratio).
+``chunk ... by sql`` renders the query's Jinja2 template (``{{ input }}`` is the source table)
+and keeps its rows in the query's order, filling contract columns it does not yield.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+import numpy as np
+from rlm_dsl.compiler.plan import Step
+from rlm_dsl.runtime.store import Store, quote_ident
+
+from rlm_dsl.errors import SpecError
+
+if TYPE_CHECKING:
+    from rlm_dsl.runtime.chunkers import Source, TokenSql
+
+CONTRACT_TYPES = {
+    "source": "VARCHAR",
+    "first_line": "BIGINT",
+    "last_line": "BIGINT",
+    "start_byte": "BIGINT",
+    "end_byte": "BIGINT",
+    "n_rows": "BIGINT",
+    "key": "VARCHAR",
+}
+
+
+def pack(weights: np.ndarray, breaks: np.ndarray, budget: int, overlap: int) -> np.ndarray:
+    """Greedy ``[start, end)`` row ranges with weight sums ≤ ``budget`` (a heavier single row
+    gets a range of its own), restarting at every index in ``breaks``."""
+    cum = np.zeros(len(weights) + 1, dtype=np.int64)
+    np.cumsum(weights, out=cum[1:])
+    bounds = [*sorted({0, *breaks.tolist()}), len(weights)]
+    ranges: list[tuple[int, int]] = []
+    for first, stop in itertools.pairwise(bounds):
+        start = first
+        while start < stop:
+            end = int(np.searchsorted(cum, cum[start] + budget, side="right")) - 1
+            end = min(max(end, start + 1), stop)
+            ranges.append((start, end))
+            if end >= stop:
+                break
+            again = int(np.searchsorted(cum, cum[end] - overlap, side="left"))
+            start = max(again, start + 1)
+    return np.array(ranges, dtype=np.int64).reshape(-1, 2)
+
+
+def by_budget(
+    store: Store, step: Step, source: Source, tokens: TokenSql, n: int, overlap: int
+) -> tuple[str, str]:
+    """Grouped chunk SQL for ``chars`` / ``tokens`` (see the module docstring)."""
+    rows_table = f"rlm_pack_{uuid.uuid4().hex[:12]}"
+    ranges_table = f"{rows_table}_ranges"
+    weight = "length(text) + 1" if step.strategy == "chars" else f"{tokens.of('text')} + 1"
+    with store.write() as con:
+        con.execute(
+            f"""CREATE TEMP TABLE {rows_table} AS SELECT
+                row_number() OVER (ORDER BY id) - 1 AS pos, *, {weight} AS w,
+                source IS DISTINCT FROM lag(source) OVER (ORDER BY id) AS brk
+            FROM ({source.rows_sql()}) ORDER BY pos"""
+        )
+        tokens.scratch.extend([rows_table, ranges_table])
+        arrays = con.execute(f"SELECT w, brk FROM {rows_table} ORDER BY pos").fetchnumpy()
+        weights = np.asarray(arrays["w"], dtype=np.int64)
+        ranges = pack(
+            weights, np.flatnonzero(np.asarray(arrays["brk"], dtype=bool)), n + 1, overlap
+        )
+        split = (ranges[:, 1] - ranges[:, 0] == 1) & (weights[ranges[:, 0]] > n + 1)
+        con.execute(
+            f"""CREATE TEMP TABLE {ranges_table} AS SELECT unnest(?::BIGINT[]) AS a,
+                unnest(?::BIGINT[]) AS b, unnest(?::BOOLEAN[]) AS split""",
+            [ranges[:, 0].tolist(), ranges[:, 1].tolist(), split.tolist()],
+        )
+    members = _whole_rows(rows_table, ranges_table)
+    pieces = _pieces(rows_table, ranges_table, step.strategy == "chars", n, overlap)
+    grouped = f"""SELECT source, grp, part, min(id) AS first_id, min(first_line) AS first_line,
+        max(last_line) AS last_line, min(start_byte) AS start_byte, max(end_byte) AS end_byte,
+        count(*) AS n_rows, NULL AS key, string_agg(text, chr(10) ORDER BY id) AS text
+        FROM ({members} UNION ALL {pieces}) GROUP BY source, grp, part"""
+    return grouped, "grp, part"
+
+
+def _whole_rows(rows_table: str, ranges_table: str) -> str:
+    return f"""SELECT r.a AS grp, 0 AS part, s.id, s.source, s.first_line, s.last_line,
+            s.start_byte, s.end_byte, s.text
+        FROM (SELECT a, unnest(range(a, b)) AS pos FROM {ranges_table} WHERE NOT split) r
+        JOIN {rows_table} s ON s.pos = r.pos"""
+
+
+def _pieces(rows_table: str, ranges_table: str, chars: bool, n: int, overlap: int) -> str:
+    """One member per piece of each over-budget row (its own chunk: ``part`` numbers them)."""
+    ratio = "1.0" if chars else "length(s.text) / greatest(s.w - 1, 1)"
+    sized = f"""SELECT r.a AS grp, s.*, greatest(1, floor({n} * {ratio}))::BIGINT AS plen,
+            floor({overlap} * {ratio})::BIGINT AS povl
+        FROM {ranges_table} r JOIN {rows_table} s ON s.pos = r.a WHERE r.split"""
+    cut = f"""SELECT *, unnest(range(0, greatest(length(text) - povl, 1),
+            greatest(plen - povl, 1))) AS off FROM ({sized})"""
+    return f"""SELECT grp, off AS part, id, source, first_line, last_line,
+            start_byte + strlen(substr(text, 1, off)) AS start_byte,
+            start_byte + strlen(substr(text, 1, off + plen)) AS end_byte,
+            substr(text, off + 1, plen) AS text
+        FROM ({cut})"""
+
+
+def chunk_sql(
+    store: Store, step: Step, source: Source, tokens: TokenSql, params: dict[str, Any]
+) -> None:
+    """``chunk ... by sql``: the query's rows in its own order; it must yield ``text``."""
+    query = render_query(step, source.table, params)
+    try:
+        names = [row[0] for row in store.con.execute(f"DESCRIBE {query}").fetchall()]
+    except Exception as error:
+        detail = str(error).strip().splitlines()[0]
+        raise SpecError(f"step '{step.id}': chunk query failed: {detail}") from None
+    if "text" not in names:
+        raise SpecError(
+            f"step '{step.id}': chunk query must yield a text column (it yields: "
+            f"{', '.join(names)})"
+        )
+    columns = [
+        f"CAST({quote_ident(name) if name in names else 'NULL'} AS {kind}) AS {name}"
+        for name, kind in CONTRACT_TYPES.items()
+    ]
+    counted = "n_tokens" if "n_tokens" in names else f"{tokens.of('text')} AS n_tokens"
+    extras = [quote_ident(name) for name in names if name not in {*CONTRACT_TYPES, "id"}]
+    extras = [name for name in extras if name not in ('"text"', '"n_tokens"')]
+    select = ", ".join([*columns[:6], counted, columns[6], "CAST(text AS VARCHAR) AS text"])
+    sql = f"""SELECT row_number() OVER () - 1 AS id, {select}{"".join(", " + e for e in extras)}
+        FROM ({query}) q"""
+    with store.write() as con:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
+
+
+def render_query(step: Step, table: str, params: dict[str, Any]) -> str:
+    if not step.args or not isinstance(step.args[0], str):
+        raise SpecError(f"step '{step.id}': chunk by sql needs a query string")
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    try:
+        return environment.from_string(step.args[0]).render({**params, "input": quote_ident(table)})
+    except jinja2.TemplateError as error:
+        raise SpecError(f"step '{step.id}': chunk query template: {error}") from None

@@ -52,7 +52,10 @@ def _load(path: Path, n_ctx: int, n_threads: int | None) -> Any:
     try:
         return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
-        raise LMError(f"cannot load GGUF model {path}: {exc}") from exc
+        reason = str(exc).replace(f": {path}", "")
+        raise LMError(
+            f"cannot load GGUF model {path}: {reason} (is it a complete, uncorrupted .gguf file?)"
+        ) from exc
 
 
 class LlamaEngine:

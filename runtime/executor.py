@@ -1,0 +1,230 @@
+"""The executor: walks a Plan in topological order over one DuckDB store and runs every step.
+
+Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
+wraps each in the call gate (:mod:`rlm_dsl.runtime.calls`), then dispatches every step by kind —
+input, chunk, filter, map, reduce, rlm, and maps over ``use``d recipes (run as sub-plans, see
+:mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in an earlier run of the same ``--db`` are
+skipped unless something upstream ran again; an interrupted map resumes from its missing rows and
+every finished LM call is answered from ``lm_calls``. A budget refusal stops the run cleanly:
+results written so far stay, and :class:`~rlm_dsl.errors.BudgetExhausted` says what is missing
+and how to resume. Unexpected failures name the step and chunk:
+``step 'map-incidents' (triage.rlm:9:1) failed on chunk 12: …``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dspy
+from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.runtime.budget import Budget
+from rlm_dsl.runtime.calls import RunLedger, new_run_id
+from rlm_dsl.runtime.runinfo import (
+    RunOptions,
+    RunResult,
+    bind_lms,
+    check_inputs,
+    coerce_params,
+    read_outputs,
+    summarize,
+)
+from rlm_dsl.runtime.steps.context import RunContext, to_json, where
+from rlm_dsl.runtime.steps.dispatch import run_step
+from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
+from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.writer import Writer
+
+from rlm_dsl.errors import BudgetExhausted, LMError, RlmError, SpecError
+
+__all__ = ["RunOptions", "RunResult", "execute"]
+
+
+@dataclass
+class _Walk:
+    """The state of one walk over a plan (the top recipe or a sub-recipe run)."""
+
+    ctx: RunContext
+    modules: dict[str, dspy.Module]
+    ran: set[str] = field(default_factory=set)
+    done_before: set[str] = field(default_factory=set)
+
+
+def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | None = None,
+            ) -> RunResult:
+    """Run ``plan`` with ``options``; ``modules`` (step id → DSPy module) override the defaults."""
+    check_inputs(plan, options.inputs)
+    params = coerce_params(plan, options.params)
+    started = time.perf_counter()
+    store = Store.open(options.db)
+    writer = Writer(store)
+    try:
+        budget = Budget(options.max_calls, options.max_tokens, options.max_usd)
+        ledger = RunLedger.open(writer, new_run_id(), budget)
+        lms, warnings = bind_lms(plan, options, ledger)
+        ctx = RunContext(plan=plan, store=store, writer=writer, ledger=ledger, lms=lms,
+                         params=params, adapter=_adapter(), concurrency=options.concurrency,
+                         retry_failed=options.retry_failed, progress=options.progress,
+                         inputs=dict(options.inputs))
+        _start_run(ctx, options)
+        status = "failed"
+        try:
+            walk = _Walk(ctx, modules or {}, done_before=_done_steps(store))
+            walk_plan(walk, plan)
+            status = "done"
+        except BudgetStop as stop:
+            status = "budget"
+            raise _exhausted(ctx, stop.error, options) from None
+        finally:
+            writer.flush()
+            summary = summarize(ctx, started, [*warnings, *ctx.warnings])
+            _finish_run(ctx, status, summary)
+        return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
+                         db=options.db, warnings=warnings)
+    finally:
+        writer.close()
+        store.close()
+
+
+def walk_plan(walk: _Walk, plan: Plan) -> None:
+    """Run every step of ``plan`` in deterministic topological order."""
+    for step in plan.steps():
+        key = walk.ctx.prefix + step.id
+        if _skippable(walk, plan, step, key):
+            continue
+        walk.ctx.tick(step, 0, None)
+        began = datetime.now(UTC)
+        try:
+            rows = run_step(walk.ctx, step, walk.modules, walk_plan_factory(walk))
+        except BudgetStop:
+            _status(walk.ctx, key, "partial", None, began)
+            raise
+        except ItemFailed as exc:
+            walk.ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
+            _status(walk.ctx, key, "failed", None, began)
+            walk.ran.add(step.id)
+            continue
+        except RlmError:
+            raise
+        except (RowError, TooLarge, Exception) as exc:
+            raise _step_error(step, exc) from None
+        walk.ran.add(step.id)
+        _status(walk.ctx, key, "done", rows, began)
+
+
+def walk_plan_factory(walk: _Walk) -> Any:
+    """How a recipe map runs a sub-plan with another context (keeps dispatch free of _Walk)."""
+
+    def run(ctx: RunContext, plan: Plan) -> None:
+        walk_plan(_Walk(ctx, walk.modules, done_before=walk.done_before), plan)
+
+    return run
+
+
+def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
+    if key not in walk.done_before:
+        return False
+    if any(parent.id in walk.ran for parent in plan.parents(step.id)):
+        return False
+    return not (walk.ctx.retry_failed and _has_failures(walk.ctx, step))
+
+
+def _has_failures(ctx: RunContext, step: Step) -> bool:
+    row = ctx.store.con.execute(
+        "SELECT count(*) FROM failures WHERE step = ? AND NOT resolved", [step.id]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _step_error(step: Step, exc: BaseException) -> RlmError:
+    chunk = f" on chunk {exc.chunk_id}" if isinstance(exc, RowError) else ""
+    inner = exc.error if isinstance(exc, RowError) else exc
+    if isinstance(inner, RlmError):
+        return type(inner)(f"{where(step)} failed{chunk}: {inner}")
+    kind = SpecError if type(inner).__module__.startswith("jinja2") else LMError
+    detail = str(inner).strip().splitlines()
+    return kind(f"{where(step)} failed{chunk}: {type(inner).__name__}: "
+                f"{detail[0] if detail else ''}".rstrip(": "))
+
+
+def _adapter() -> Any:
+    from rlm_dsl.runtime.lm.adapter import RobustAdapter
+
+    return RobustAdapter()
+
+
+def _done_steps(store: Store) -> set[str]:
+    rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
+    return {r[0] for r in rows.fetchall()}
+
+
+def _status(ctx: RunContext, key: str, status: str, rows: int | None, began: datetime) -> None:
+    ctx.writer.add("step_status", {
+        "run_id": ctx.ledger.run_id, "step": key, "status": status, "rows": rows,
+        "started_at": began.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
+    })
+
+
+def _start_run(ctx: RunContext, options: RunOptions) -> None:
+    ctx.writer.add("runs", {
+        "run_id": ctx.ledger.run_id, "recipe": ctx.plan.recipe,
+        "started_at": datetime.now(UTC).isoformat(), "status": "running",
+        "params": ctx.params, "inputs": {k: v for k, v in options.inputs.items()},
+    })
+    ctx.writer.flush()
+
+
+def _finish_run(ctx: RunContext, status: str, summary: dict[str, Any]) -> None:
+    with ctx.store.write() as con:
+        con.execute(
+            "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE run_id = ?",
+            [status, datetime.now(UTC).isoformat(), to_json(summary), ctx.ledger.run_id],
+        )
+
+
+def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> BudgetExhausted:
+    ctx.writer.flush()
+    missing = _missing(ctx)
+    lines = [str(error), *missing]
+    used = ctx.ledger.budget
+    if options.db:
+        lines.append(f"finished results are kept in {options.db}")
+        flags = _bigger_budget(used, len(missing))
+        if options.command:
+            lines.append("resume with: " + options.command(flags))
+        else:
+            extra = ", ".join(f"{k} {v}" for k, v in flags.items())
+            lines.append(f"resume by running again with db={options.db!r} and {extra}")
+    else:
+        lines.append("the store was in memory: run again with --db FILE to keep finished work "
+                     "and resume it")
+    return BudgetExhausted("\n".join(lines))
+
+
+def _missing(ctx: RunContext) -> list[str]:
+    done = _done_steps(ctx.store)
+    out = []
+    for step in ctx.plan.steps():
+        if step.id in done:
+            continue
+        if step.kind == "map" and ctx.store.table_exists(ctx.table(step.table)):
+            have = ctx.store.count(ctx.table(step.table))
+            total = ctx.store.count(ctx.table(step.source or ""))
+            out.append(f"{where(step)}: {have} of {total} rows done, {total - have} missing")
+        else:
+            out.append(f"{where(step)}: not run")
+    return out
+
+
+def _bigger_budget(budget: Budget, missing_steps: int) -> dict[str, str]:
+    flags: dict[str, str] = {}
+    if budget.max_calls is not None:
+        flags["--max-calls"] = str(max(budget.max_calls * 2, budget.max_calls + 10 * missing_steps))
+    if budget.max_tokens is not None:
+        flags["--max-tokens"] = str(budget.max_tokens * 2)
+    if budget.max_usd is not None:
+        flags["--max-usd"] = f"{budget.max_usd * 2:g}"
+    return flags
+

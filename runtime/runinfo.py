@@ -1,0 +1,233 @@
+"""A run's edges: options in (inputs, params, LM, budget), LMs bound, outputs and summary out.
+
+Executor stage helpers. :class:`RunOptions` is what ``rlm run`` and ``rlm_dsl.load(...).run``
+pass; :func:`check_inputs` and :func:`coerce_params` validate them against the plan (an
+undeclared input, an unknown or mistyped param → :class:`~rlm_dsl.errors.InputError`, exit 2);
+:func:`bind_lms` resolves every LM binding the plan's steps use — ``--lm`` overrides all of them,
+otherwise a binding's ``env(...)`` variable, then its literal, and the run's default LM is
+``$RLM_LM`` or ``local`` — and wraps each in the call gate; :func:`read_outputs` reads the output
+values back from the store and :func:`summarize` builds the one-line run summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Type
+from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
+from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
+from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
+
+from rlm_dsl.errors import InputError
+
+LM_KINDS = {("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
+            ("reduce", "fold"), ("rlm", "rlm")}
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+@dataclass
+class RunOptions:
+    inputs: dict[str, list[str] | str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    lm: str | None = None
+    db: str | None = None
+    concurrency: int = 8
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_usd: float | None = None
+    retry_failed: bool = False
+    progress: Progress | None = None
+    command: Callable[[dict[str, str]], str] | None = None  # resume command for budget messages
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, Any]
+    summary: dict[str, Any]
+    run_id: str
+    db: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def summary_line(self) -> str:
+        return summary_line(self.summary)
+
+
+def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
+    declared = [s.name for s in plan.steps() if s.kind == "input"]
+    for name in inputs:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise InputError(f"--input {name}: the recipe '{plan.recipe}' declares no input "
+                             f"'{name}' (inputs: {known})")
+
+
+def coerce_params(plan: Plan, given: dict[str, Any]) -> dict[str, Any]:
+    """Param values by name, typed; text from the command line is parsed per the param type."""
+    declared = {p.name: p for p in plan.params}
+    for name in given:
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise InputError(f"--param {name}: the recipe '{plan.recipe}' declares no param "
+                             f"'{name}' (params: {known})")
+    values = {}
+    for name, param in declared.items():
+        if name in given:
+            values[name] = _coerce(name, param.type, given[name])
+        elif param.required:
+            raise InputError(f"--param {name}: required ({param.type}) but not given")
+        else:
+            values[name] = param.default
+    return values
+
+
+def _coerce(name: str, t: Type, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    match t:
+        case Optional(item):
+            return _coerce(name, item, value)
+        case Prim("str"):
+            return value
+        case Prim("int") | Prim("float"):
+            try:
+                return int(value) if t == Prim("int") else float(value)
+            except ValueError:
+                pass
+        case Prim("bool"):
+            if value.lower() in _TRUE | _FALSE:
+                return value.lower() in _TRUE
+        case Enum(values) if value in values:
+            return value
+        case ListOf():
+            import json
+
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return parsed
+    raise InputError(f"--param {name}={value}: expected {_describe(t)}")
+
+
+def _describe(t: Type) -> str:
+    match t:
+        case Prim("int"):
+            return "an integer (int)"
+        case Prim("float"):
+            return "a number (float)"
+        case Prim("bool"):
+            return "true or false (bool)"
+        case Enum(values):
+            return "one of " + ", ".join(values)
+    return f"a value of type {t}"
+
+
+def lm_steps(plan: Plan) -> list[Step]:
+    found = [s for s in plan.steps() if (s.kind, s.strategy) in LM_KINDS and not s.recipe]
+    for sub in plan.uses.values():
+        found.extend(lm_steps(sub))
+    return found
+
+
+def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
+             ) -> tuple[dict[str | None, BoundLM], list[str]]:
+    """Every LM the plan's steps use, resolved and gated; plus warnings for the summary."""
+    bindings = {b.name: b for b in _all_bindings(plan)}
+    names: set[str | None] = set()
+    for step in lm_steps(plan):
+        names.add(step.lm)
+        if step.kind == "rlm":
+            names.add(step.sub_lm)
+    bound: dict[str | None, BoundLM] = {}
+    warnings: list[str] = []
+    by_model: dict[str, BoundLM] = {}
+    for name in sorted(names, key=lambda n: n or ""):
+        binding = bindings.get(name) if name else None
+        model = options.lm or _model_of(binding)
+        lm_options = dict(binding.options) if binding and not options.lm else {}
+        key = f"{model}|{sorted(lm_options.items())}"
+        if key not in by_model:
+            by_model[key] = _bind(model, lm_options, options, ledger, warnings)
+        bound[name] = by_model[key]
+    return bound, warnings
+
+
+def _all_bindings(plan: Plan) -> list[Any]:
+    found = list(plan.lms)
+    for sub in plan.uses.values():
+        found.extend(_all_bindings(sub))
+    return found
+
+
+def _model_of(binding: Any) -> str:
+    if binding is None:
+        return default_model_id()
+    if binding.env and os.environ.get(binding.env, "").strip():
+        return os.environ[binding.env].strip()
+    return binding.model or default_model_id()
+
+
+def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: RunLedger,
+          warnings: list[str]) -> BoundLM:
+    if model.split(":", 1)[0] == "test":
+        import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
+    rates = {k: lm_options.pop(k) for k in ("rpm", "tpm", "concurrency") if k in lm_options}
+    resolved = resolve_lm(model, lm_options)
+    limit = min(options.concurrency, rates.get("concurrency") or options.concurrency,
+                resolved.max_concurrency or options.concurrency)
+    if resolved.price is None and options.max_usd is not None:
+        warnings.append(f"warning: no price is known for model '{model}': --max-usd cannot "
+                        "be enforced for its calls; only call and token caps apply")
+    gate = Gate(model=model, ledger=ledger, count_tokens=resolved.count_tokens,
+                price=resolved.price, concurrency=limit, rpm=rates.get("rpm"),
+                tpm=rates.get("tpm"))
+    lm = resolved.make_lm(engine=GatedEngine(resolved.engine, gate), num_retries=0)
+    return BoundLM(resolved=resolved, lm=lm)
+
+
+def read_outputs(ctx: RunContext) -> dict[str, Any]:
+    """Each output value of the plan, read from the store (missing → None)."""
+    return {name: read_value(ctx, ctx.plan.producer(name)) for name in ctx.plan.outputs}
+
+
+def read_value(ctx: RunContext, step: Step) -> Any:
+    table = ctx.table(step.table)
+    if not ctx.store.table_exists(table):
+        return None
+    rows = ctx.store.rows(table, order_by="id" if _has_id(ctx, table) else None)
+    if step.output is not None and step.kind in ("reduce", "rlm"):
+        return rows[0][step.output.name] if rows else None
+    if step.output is not None and step.kind == "map":
+        return [row[step.output.name] for row in rows]
+    return rows
+
+
+def _has_id(ctx: RunContext, table: str) -> bool:
+    return any(name == "id" for name, _ in ctx.store.columns(table))
+
+
+def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str, Any]:
+    budget, ledger = ctx.ledger.budget, ctx.ledger
+    row = ctx.store.con.execute("SELECT count(*) FROM failures WHERE NOT resolved").fetchone()
+    priced = all(b.resolved.price is not None for b in ctx.lms.values())
+    return {
+        "calls": budget.calls, "cache_hits": ledger.cache_hits, "tokens": budget.tokens,
+        "cost_usd": round(budget.usd, 6) if priced else None,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "failures": int(row[0]) if row else 0, "warnings": warnings,
+    }
+
+
+def summary_line(s: dict[str, Any]) -> str:
+    cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+    line = (f"calls: {s['calls']} · cache hits: {s['cache_hits']} · tokens: {s['tokens']:,} · "
+            f"cost: {cost} · wall: {s['wall_s']:.2f} s · failures: {s['failures']}")
+    if s["failures"]:
+        line += " (rows in the failures table; re-run with --retry-failed)"
+    return line

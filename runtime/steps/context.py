@@ -1,0 +1,104 @@
+"""What every step handler of one run shares: store, LMs, params, templates, failures, progress.
+
+Executor stage. :class:`RunContext` is built once per run by the executor and handed to the step
+handlers in this package. It owns the gated ``dspy.LM`` per LM binding (see
+:mod:`rlm_dsl.runtime.calls`), renders Jinja2 prompts (undefined variables are errors — the
+compiler already checked them), records dead-letter rows in ``failures`` and reports progress.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dspy
+import jinja2
+from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.runtime.calls import RunLedger
+from rlm_dsl.runtime.lm.resolve import ResolvedLM
+from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.writer import Writer
+
+Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
+
+
+@dataclass
+class BoundLM:
+    """One LM binding of the run: its resolution and the gated ``dspy.LM`` built over it."""
+
+    resolved: ResolvedLM
+    lm: dspy.LM
+
+    @property
+    def window(self) -> int:
+        return self.resolved.context_window
+
+    def count(self, text: str) -> int:
+        return self.resolved.count_tokens(text)
+
+
+@dataclass
+class RunContext:
+    plan: Plan
+    store: Store
+    writer: Writer
+    ledger: RunLedger
+    lms: dict[str | None, BoundLM]  # binding name (None: the run's default LM) → bound LM
+    params: dict[str, Any]
+    adapter: Any
+    concurrency: int = 8
+    retry_failed: bool = False
+    progress: Progress | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)  # input name → paths (command line)
+    prefix: str = ""  # table prefix of a `use`d sub-recipe run
+    row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
+    warnings: list[str] = field(default_factory=list)
+    _env: jinja2.Environment = field(init=False, repr=False)
+    _templates: dict[str, jinja2.Template] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
+        )
+        self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+
+    def lm_for(self, step: Step) -> BoundLM:
+        return self.lms.get(step.lm) or self.lms[None]
+
+    def table(self, name: str) -> str:
+        """The store table of ``name`` in this (sub-)recipe run."""
+        return f"{self.prefix}{name}"
+
+    def render(self, source: str, **variables: Any) -> str:
+        with self._lock:
+            template = self._templates.get(source)
+            if template is None:
+                template = self._templates[source] = self._env.from_string(source)
+        return template.render(**self.params, **variables).strip()
+
+    def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
+             attempts: int) -> None:
+        """Record a row that failed after its retries in the ``failures`` dead-letter table."""
+        self.writer.add("failures", {
+            "run_id": self.ledger.run_id, "step": step.id, "chunk_id": chunk_id, "error": error,
+            "raw_response": raw, "attempts": attempts, "resolved": False,
+            "at": datetime.now(UTC).isoformat(),
+        })
+
+    def tick(self, step: Step, advance: int = 1, total: int | None = None) -> None:
+        if self.progress is not None:
+            self.progress(step.id, advance, total)
+
+
+def where(step: Step) -> str:
+    """``step 'map-x' (file.rlm:9:1)`` — how messages name a step."""
+    return f"step '{step.id}' ({step.span})"
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=str)

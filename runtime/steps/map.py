@@ -1,0 +1,193 @@
+"""Map and LM-filter steps: one prompt per row, run concurrently, split recursively when too big.
+
+Step-handler stage. :func:`run_map` renders the step's Jinja2 prompt with ``chunk`` (the source
+row) and the params, sends it through the step's :class:`~rlm_dsl.runtime.steps.predict.StepModule`
+in a thread pool (contextvars copied, so every call knows its step and chunk), and queues each
+typed result as it completes. A prompt that would not fit the LM's context window — counted with
+the LM's own counter, leaving room for the adapter text and the answer — is split in halves by
+lines (a single line by characters) and solved recursively by the same step, the pieces combined
+by type (:func:`~rlm_dsl.runtime.signatures.combine`), down to ``max_depth`` levels. Rows already
+in the result table are skipped (resume); rows in ``failures`` are retried only with
+``--retry-failed``. :func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.types import Prim, Type
+from rlm_dsl.runtime.calls import call_scope
+from rlm_dsl.runtime.signatures import combine, duckdb_type
+from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.predict import (
+    BudgetStop,
+    ItemFailed,
+    RowError,
+    StepModule,
+    TooLarge,
+)
+from rlm_dsl.runtime.store import quote_ident
+
+MAX_DEPTH = 12
+
+
+def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
+    """Run a map step into ``step.table``; returns the number of rows written this run."""
+    assert step.output is not None
+    target = ctx.table(step.table)
+    ensure_table(ctx, target, step.output.name, step.output.type)
+    solver = _Solver(ctx, step, module, step.output.type)
+
+    def write(row: dict[str, Any], value: Any) -> None:
+        ctx.writer.add(target, {"id": row["id"], step.output.name: value})
+
+    return run_rows(ctx, step, target, solver, write)
+
+
+def run_filter_lm(ctx: RunContext, step: Step, module: StepModule) -> int:
+    """An LM yes/no filter: decisions go to ``<table>__decisions``, passing rows to the table."""
+    target = ctx.table(step.table)
+    decisions = f"{target}__decisions"
+    ensure_table(ctx, decisions, "keep", Prim("bool"))
+    solver = _Solver(ctx, step, module, Prim("bool"))
+
+    def write(row: dict[str, Any], value: Any) -> None:
+        ctx.writer.add(decisions, {"id": row["id"], "keep": bool(value)})
+
+    done = run_rows(ctx, step, decisions, solver, write)
+    ctx.writer.flush()
+    source = quote_ident(ctx.table(step.source or ""))
+    ctx.store.create_table_as(
+        target,
+        f"SELECT s.* FROM {source} s JOIN {quote_ident(decisions)} d USING (id) "
+        "WHERE d.keep ORDER BY s.id",
+    )
+    return done
+
+
+def ensure_table(ctx: RunContext, table: str, column: str, t: Type) -> None:
+    with ctx.store.write() as con:
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
+            f"(id BIGINT, {quote_ident(column)} {duckdb_type(t)})"
+        )
+
+
+def pending_rows(ctx: RunContext, step: Step, done_table: str) -> tuple[list[dict], dict[int, int]]:
+    """Source rows still to do, and the failed ones being retried (chunk id → attempts so far)."""
+    failed = dict(ctx.store.con.execute(
+        "SELECT chunk_id, sum(attempts) FROM failures WHERE step = ? AND NOT resolved "
+        "AND chunk_id IS NOT NULL GROUP BY 1", [step.id],
+    ).fetchall())
+    source = quote_ident(ctx.table(step.source or ""))
+    cursor = ctx.store.con.execute(
+        f"SELECT * FROM {source} WHERE id NOT IN (SELECT id FROM {quote_ident(done_table)}) "
+        "ORDER BY id"
+    )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    if not ctx.retry_failed:
+        rows = [r for r in rows if r["id"] not in failed]
+        failed = {}
+    return rows, {int(k): int(v) for k, v in failed.items()}
+
+
+def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
+             write: Callable[[dict[str, Any], Any], None]) -> int:
+    rows, retried = pending_rows(ctx, step, done_table)
+    ctx.tick(step, 0, len(rows))
+    resolved: list[int] = []
+
+    def one(row: dict[str, Any]) -> None:
+        chunk_id = int(row["id"])
+        with call_scope(step=step.id, chunk_id=chunk_id, depth=0):
+            try:
+                value = solver.solve(row, 0, retried.get(chunk_id, 0))
+            except ItemFailed as exc:
+                ctx.fail(step, chunk_id, str(exc), exc.raw, exc.attempts)
+                ctx.tick(step)
+                return
+            except BudgetStop:
+                raise
+            except Exception as exc:
+                raise RowError(chunk_id, exc) from exc
+        write(row, value)
+        if chunk_id in retried:
+            resolved.append(chunk_id)
+        ctx.tick(step)
+
+    written = run_parallel(ctx, [(one, row) for row in rows])
+    ctx.writer.flush()
+    if resolved:
+        with ctx.store.write() as con:
+            con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IN "
+                        f"({', '.join(str(i) for i in resolved)})", [step.id])
+    return written
+
+
+def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) -> int:
+    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; a budget stop cancels the rest."""
+    if not jobs:
+        return 0
+    with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(jobs)))) as pool:
+        futures: list[Future] = [
+            pool.submit(contextvars.copy_context().run, fn, arg) for fn, arg in jobs
+        ]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        errors = [f.exception() for f in finished if f.exception() is not None]
+        if errors:
+            for future in futures:
+                future.cancel()
+            pool.shutdown(wait=True)
+            budget = next((e for e in errors if isinstance(e, BudgetStop)), None)
+            raise budget or errors[0]
+    return len(futures)
+
+
+class _Solver:
+    """Solves one row: fit check, call, or split-and-combine (see the module docstring)."""
+
+    def __init__(self, ctx: RunContext, step: Step, module: StepModule, out: Type) -> None:
+        self.ctx, self.step, self.module, self.out = ctx, step, module, out
+        self.bound = ctx.lm_for(step)
+        self.room = self.bound.window - module.prompt_overhead(self.bound, ctx.adapter)
+        self.max_depth = int(step.options.get("max_depth", MAX_DEPTH))
+
+    def solve(self, row: dict[str, Any], depth: int, first_attempt: int = 0) -> Any:
+        prompt = self.ctx.render(self.step.prompt or "", chunk=row)
+        if self.bound.count(prompt) <= self.room:
+            try:
+                return self.module.call(self.bound, self.ctx.adapter, prompt, first_attempt)
+            except TooLarge:
+                pass
+        halves = split_row(row)
+        if halves is None or depth >= self.max_depth:
+            raise ItemFailed(
+                f"chunk does not fit the {self.bound.window}-token context window "
+                f"(split {depth} times)", None, 1)
+        with call_scope(depth=depth + 1):
+            parts = [self.solve(half, depth + 1, first_attempt) for half in halves]
+        return combine(self.out, parts)
+
+
+def split_row(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The row with its ``text`` cut in two halves by lines (one line: by characters)."""
+    text = row.get("text")
+    if not isinstance(text, str) or len(text) < 2:
+        return None
+    lines = text.split("\n")
+    if len(lines) >= 2:
+        mid = len(lines) // 2
+        left, right = "\n".join(lines[:mid]), "\n".join(lines[mid:])
+        first = row.get("first_line")
+        a, b = dict(row, text=left), dict(row, text=right)
+        if isinstance(first, int):
+            a["last_line"], b["first_line"] = first + mid - 1, first + mid
+        return a, b
+    cut = text.rfind(" ", 0, len(text) // 2 + 1)
+    cut = cut if cut > 0 else len(text) // 2
+    return dict(row, text=text[:cut]), dict(row, text=text[cut:])

@@ -1,0 +1,141 @@
+"""One LM-backed step as a ``dspy.Module``: render → fit check → predict with retries → value.
+
+Step-module stage. :class:`StepModule` holds the step's predictor (``dspy.Predict`` or
+``dspy.ChainOfThought`` over the signature from :func:`~rlm_dsl.runtime.signatures.make_signature`),
+so DSPy optimizers see and tune one named predictor per step. :meth:`StepModule.call` sends one
+rendered prompt with the step's retries: transient LM errors and unparseable answers are retried
+(each attempt is its own cache key, so a retry is a fresh call), a budget refusal stops the run
+(:class:`BudgetStop`), a prompt over the context window raises :class:`TooLarge` so the caller
+can split, and a prompt that still fails raises :class:`ItemFailed` for the ``failures`` table.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import (
+    AdapterParseError,
+    ContextWindowExceededError,
+    is_retryable_lm_error,
+)
+from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.types import Type
+from rlm_dsl.runtime.calls import call_scope
+from rlm_dsl.runtime.signatures import make_signature, to_plain
+from rlm_dsl.runtime.steps.context import BoundLM
+
+from rlm_dsl.errors import BudgetExhausted
+
+MAX_BACKOFF_S = 8.0
+
+
+class BudgetStop(Exception):
+    """The run budget refused a call; carries the :class:`BudgetExhausted` to report."""
+
+    def __init__(self, error: BudgetExhausted) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class TooLarge(Exception):
+    """The prompt does not fit the LM's context window."""
+
+
+class ItemFailed(Exception):
+    """A prompt still failed after every retry."""
+
+    def __init__(self, error: str, raw: str | None, attempts: int) -> None:
+        super().__init__(error)
+        self.raw, self.attempts = raw, attempts
+
+
+class RowError(Exception):
+    """An unexpected error while processing one row (a template error, a bug): stops the step."""
+
+    def __init__(self, chunk_id: int | None, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.chunk_id, self.error = chunk_id, error
+
+
+class StepModule(dspy.Module):
+    """The DSPy module of one map / filter / reduce step (one predictor, typed output)."""
+
+    def __init__(self, step: Step, out: Type, instructions: str = "") -> None:
+        super().__init__()
+        self.step_id = step.id
+        self.value = "keep" if step.kind == "filter" else step.name
+        sig = make_signature(step.kind, step.name, out, instructions, field_name=self.value)
+        reason = bool(step.options.get("reason"))
+        self.predict = dspy.ChainOfThought(sig) if reason else dspy.Predict(sig)
+        self.retries = int(step.options.get("retries", 2))
+        self.temperature = step.options.get("temperature")
+        self.max_tokens = step.options.get("max_tokens")
+
+    def forward(self, prompt: str) -> dspy.Prediction:
+        config = {k: v for k, v in (("temperature", self.temperature),
+                                   ("max_tokens", self.max_tokens)) if v is not None}
+        return self.predict(prompt=prompt, config=config) if config else self.predict(prompt=prompt)
+
+    def prompt_overhead(self, bound: BoundLM, adapter: Any) -> int:
+        """Tokens the adapter adds around an empty prompt, plus room for the answer."""
+        messages = adapter.format(self.predict_signature(), [], {"prompt": ""})
+        fixed = sum(bound.count(str(m.get("content", ""))) for m in messages)
+        answer = int(self.max_tokens or min(1024, bound.window // 8))
+        return fixed + answer
+
+    def predict_signature(self) -> type[dspy.Signature]:
+        predictor = self.predict if isinstance(self.predict, dspy.Predict) else self.predict.predict
+        return predictor.signature
+
+    def call(self, bound: BoundLM, adapter: Any, prompt: str, first_attempt: int = 0) -> Any:
+        """The typed value for ``prompt``, with retries (see the module docstring)."""
+        error, raw = "no attempt made", None
+        for attempt in range(first_attempt, first_attempt + self.retries + 1):
+            try:
+                with call_scope(attempt=attempt), dspy.context(lm=bound.lm, adapter=adapter):
+                    return to_plain(self(prompt=prompt)[self.value])
+            except Exception as exc:  # classified below; anything unknown is a failed attempt
+                budget = _budget_error(exc)
+                if budget is not None:
+                    raise BudgetStop(budget) from None
+                if _context_overflow(exc):
+                    raise TooLarge(str(exc)) from None
+                error, raw = _describe(exc), getattr(exc, "lm_response", None)
+                if attempt < first_attempt + self.retries:
+                    time.sleep(_backoff(exc, attempt - first_attempt))
+        raise ItemFailed(error, raw, self.retries + 1)
+
+
+def _budget_error(exc: BaseException) -> BudgetExhausted | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BudgetExhausted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _context_overflow(exc: BaseException) -> bool:
+    return isinstance(exc, ContextWindowExceededError) or isinstance(
+        exc.__cause__, ContextWindowExceededError
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, AdapterParseError):
+        return f"unparseable LM answer: {str(exc).splitlines()[0]}"
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+
+
+def _backoff(exc: BaseException, attempt: int) -> float:
+    hint = getattr(exc, "retry_after", None)
+    if hint is None and exc.__cause__ is not None:
+        hint = getattr(exc.__cause__, "retry_after", None)
+    if hint is not None:
+        return min(float(hint), MAX_BACKOFF_S)
+    if is_retryable_lm_error(exc):
+        return min(0.5 * 2**attempt, MAX_BACKOFF_S)
+    return 0.0

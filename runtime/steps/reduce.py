@@ -1,0 +1,178 @@
+"""Reduce steps: concat, tree(fanin), fold, sql and vote over a source table's values.
+
+Step-handler stage. The *items* of a reduce are the source table's values in ``id`` order (a map
+table's value column, a chunk table's ``text``, else the whole row). ``tree`` batches items by
+``fanin`` *and* by token fit — a batch grows while its rendered prompt fits the LM's window — runs
+each level's batches concurrently and recurses on the results until one call answers; an item
+that alone does not fit is split in halves (a list by elements, text by lines). ``concat`` is one
+call over everything and becomes a ``tree`` when that does not fit. ``fold`` walks the items in
+order with a running ``state`` (``init`` first). ``sql`` renders ``{{ input }}`` as the source
+table and materialises the query; ``vote`` takes the majority value without an LM.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.types import ListOf, Optional, Prim, Type
+from rlm_dsl.runtime.calls import call_scope
+from rlm_dsl.runtime.signatures import vote
+from rlm_dsl.runtime.steps.context import RunContext, where
+from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
+from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
+from rlm_dsl.runtime.store import quote_ident
+
+from rlm_dsl.errors import SpecError
+
+
+def source_items(ctx: RunContext, step: Step) -> list[Any]:
+    """The values a reduce combines, in ``id`` order."""
+    source = ctx.table(step.source or "")
+    producer = next((s for s in ctx.plan.steps() if s.table == step.source), None)
+    columns = [name for name, _ in ctx.store.columns(source)]
+    if producer is not None and producer.output is not None and producer.output.name in columns:
+        column = producer.output.name
+    elif "text" in columns:
+        column = "text"
+    else:
+        return [{k: v for k, v in row.items() if k != "id"} for row in ctx.store.rows(source)]
+    rows = ctx.store.con.execute(
+        f"SELECT {quote_ident(column)} FROM {quote_ident(source)} ORDER BY id"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def write_value(ctx: RunContext, step: Step, value: Any) -> None:
+    assert step.output is not None
+    target = ctx.table(step.table)
+    ctx.store.drop(target)
+    ensure_table(ctx, target, step.output.name, step.output.type)
+    ctx.writer.forget(target)
+    ctx.writer.add(target, {"id": 0, step.output.name: value})
+    ctx.writer.flush()
+
+
+def run_sql(ctx: RunContext, step: Step) -> None:
+    query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
+    try:
+        ctx.store.create_table_as(ctx.table(step.table), query)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SpecError(f"{where(step)} failed: SQL error: {first}") from None
+
+
+def run_vote(ctx: RunContext, step: Step) -> None:
+    items = [v for v in source_items(ctx, step) if v is not None]
+    write_value(ctx, step, vote(items) if items else None)
+
+
+class Reducer:
+    """The LM reduces (concat / tree / fold) of one step."""
+
+    def __init__(self, ctx: RunContext, step: Step, module: StepModule) -> None:
+        assert step.output is not None
+        self.ctx, self.step, self.module, self.out = ctx, step, module, step.output.type
+        self.bound = ctx.lm_for(step)
+        self.room = self.bound.window - module.prompt_overhead(self.bound, ctx.adapter)
+        self.fanin = max(2, int(step.options.get("fanin", 8)))
+
+    def run(self) -> None:
+        items = source_items(self.ctx, self.step)
+        with call_scope(step=self.step.id, chunk_id=0, depth=0):
+            if self.step.strategy == "fold":
+                value = self.fold(items)
+            elif self.step.strategy == "concat" and self.fits(items, 0):
+                value = self.call(items, 0, 0)
+            else:
+                value = self.tree(items)
+        write_value(self.ctx, self.step, value)
+
+    def prompt(self, items: list[Any], level: int, state: Any = None) -> str:
+        return self.ctx.render(self.step.prompt or "", items=items, level=level, state=state)
+
+    def fits(self, items: list[Any], level: int, state: Any = None) -> bool:
+        return self.bound.count(self.prompt(items, level, state)) <= self.room
+
+    def call(self, items: list[Any], level: int, batch: int, state: Any = None) -> Any:
+        with call_scope(chunk_id=batch, depth=level):
+            return self.module.call(self.bound, self.ctx.adapter, self.prompt(items, level, state))
+
+    def tree(self, items: list[Any]) -> Any:
+        level = 0
+        while True:
+            batches = self.batches(items, level)
+            if level > 0 and len(batches) >= len(items):
+                raise ItemFailed(f"tree level {level}: results no longer fit together in the "
+                                 f"{self.bound.window}-token window", None, 1)
+            results: dict[int, Any] = {}
+            jobs = [(self._level_call, (batch, level, i, results))
+                    for i, batch in enumerate(batches)]
+            run_parallel(self.ctx, jobs)
+            items, level = [results[i] for i in range(len(batches))], level + 1
+            if len(items) == 1:
+                return items[0]
+
+    def _level_call(self, job: tuple[list[Any], int, int, dict[int, Any]]) -> None:
+        batch, level, index, results = job
+        results[index] = self.call(batch, level, index)
+        self.ctx.tick(self.step)
+
+    def batches(self, items: list[Any], level: int) -> list[list[Any]]:
+        """Consecutive groups of at most ``fanin`` items whose prompt fits the window."""
+        groups: list[list[Any]] = []
+        current: list[Any] = []
+        queue = list(items)
+        while queue:
+            item = queue.pop(0)
+            if len(current) < self.fanin and self.fits([*current, item], level):
+                current.append(item)
+                continue
+            if current:
+                groups.append(current)
+                current = []
+                queue.insert(0, item)
+                continue
+            queue[:0] = list(_halves(item, self.step))
+        if current:
+            groups.append(current)
+        return groups or [[]]
+
+    def fold(self, items: list[Any]) -> Any:
+        state = self.step.options.get("init", _empty(self.out))
+        for index, item in enumerate(items):
+            try:
+                state = self.call([item], 0, index, state)
+            except TooLarge as exc:
+                raise ItemFailed(f"fold item {index} does not fit: {exc}", None, 1) from None
+            self.ctx.tick(self.step)
+        return state
+
+
+def _halves(item: Any, step: Step) -> tuple[Any, Any]:
+    if isinstance(item, list) and len(item) >= 2:
+        return item[: len(item) // 2], item[len(item) // 2 :]
+    text = item if isinstance(item, str) else json.dumps(item, default=str)
+    if len(text) < 2:
+        raise ItemFailed(f"{where(step)}: one item does not fit the context window", None, 1)
+    lines = text.split("\n")
+    if len(lines) >= 2:
+        return "\n".join(lines[: len(lines) // 2]), "\n".join(lines[len(lines) // 2 :])
+    return text[: len(text) // 2], text[len(text) // 2 :]
+
+
+def _empty(t: Type) -> Any:
+    match t:
+        case ListOf():
+            return []
+        case Prim("str"):
+            return ""
+        case Prim("int") | Prim("float"):
+            return 0
+        case Prim("bool"):
+            return False
+        case Optional():
+            return None
+    return None

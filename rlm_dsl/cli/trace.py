@@ -1,0 +1,104 @@
+"""``rlm trace run.duckdb``: show a finished (or interrupted) run as one recursion tree.
+
+CLI stage over :mod:`rlm_dsl.runtime.trace`: a Rich tree of steps → chunks → LM calls → REPL
+iterations → sub-calls with calls, tokens, cost, latency, cache hits and failures per node;
+``--step``, ``--failed`` and ``--depth`` narrow it, ``--json`` prints the tree as JSON and
+``--html report.html`` writes the self-contained HTML report
+(:mod:`rlm_dsl.runtime.report_html`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.tree import Tree
+
+from rlm_dsl.cli.app import app, out
+from rlm_dsl.runtime.trace import Node, Trace, open_trace
+
+PREVIEW = 100
+
+
+@app.command()
+def trace(
+    db: Annotated[Path, typer.Argument(help="The run database (rlm run --db FILE).")],
+    step: Annotated[str | None, typer.Option("--step", help="Only this step (id or name).")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed branches.")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Hide calls deeper than N.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
+) -> None:
+    """Show a run's tree of steps, chunks, LM calls and REPL iterations."""
+    full = open_trace(str(db), run)
+    shown = full.filter(step=step, failed=failed, depth=depth)
+    if html is not None:
+        from rlm_dsl.runtime.report_html import write_report
+
+        write_report(shown, html)
+        out.print(f"wrote {html}", markup=False, highlight=False)
+        return
+    if as_json:
+        typer.echo(json.dumps(shown.to_json(), indent=2, ensure_ascii=False, default=str))
+        return
+    out.print(render_tree(shown))
+
+
+def render_tree(trace: Trace) -> Tree:
+    """The Rich tree of ``trace``."""
+    tree = Tree(_line(trace.root))
+    for child in trace.root.children:
+        _add(tree, child)
+    return tree
+
+
+def _add(parent: Tree, node: Node) -> None:
+    branch = parent.add(_line(node))
+    for failure in node.detail.get("failures") or []:
+        branch.add(f"[red]failure[/] {escape(_short(failure['error']))} "
+                   f"(attempts {failure['attempts']})")
+    for child in node.children:
+        _add(branch, child)
+
+
+def _line(node: Node) -> str:
+    s = node.stats
+    head = f"[bold]{escape(node.label)}[/]" if node.kind in ("run", "step") else escape(node.label)
+    if node.failed:
+        head = f"[red]{head}[/]"
+    parts = [f"{s.calls} call{'s' * (s.calls != 1)}", f"{s.tokens} tok", f"{s.latency_s:.2f}s"]
+    if node.kind == "call":
+        parts[:2] = [f"{s.prompt_tokens}+{s.completion_tokens} tok"]
+    if s.cost_usd is not None:
+        parts.append(f"${s.cost_usd:.4f}")
+    if s.cached:
+        parts.append(f"{s.cached} cached")
+    if s.errors:
+        parts.append(f"[red]{s.errors} error{'s' * (s.errors != 1)}[/]")
+    if s.failures:
+        parts.append(f"[red]{s.failures} failed[/]")
+    status = node.detail.get("status")
+    if node.kind == "step" and status:
+        parts.insert(0, status)
+    text = f"{head}  [dim]{' · '.join(parts)}[/]"
+    return text + _preview(node)
+
+
+def _preview(node: Node) -> str:
+    d = node.detail
+    if node.kind == "call":
+        shown = d.get("error") or d.get("response") or ""
+        return f"\n  [dim]→ {escape(_short(shown))}[/]" if shown else ""
+    if node.kind in ("iteration", "subcall"):
+        shown = d.get("error") or d.get("code") or ""
+        return f"\n  [dim]{escape(_short(shown))}[/]" if shown else ""
+    return ""
+
+
+def _short(text: str | None) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= PREVIEW else flat[: PREVIEW - 1] + "…"

@@ -209,7 +209,7 @@ class TextSource:
 
     def info(self) -> dict[str, Any]:
         return {"table": self.name, "columns": ["id", "text"], "n_rows": len(self._rows),
-                "n_chars": sum(len(r) for r in self._rows) + max(len(self._rows) - 1, 0)}
+                "n_chars": sum(len(r) for r in self._rows)}
 
     def rows(self, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
         offset, limit = _page(start, stop, len(self._rows))

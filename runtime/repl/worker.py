@@ -42,9 +42,10 @@ DENIED_MODULES = frozenset((
 BLOCKED_EVENTS = frozenset((
     "os.system", "os.fork", "os.forkpty", "os.kill", "os.killpg", "os.setuid", "subprocess.Popen",
     "pty.spawn", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__",
-    "resource.setrlimit", "resource.prlimit", "sys.addaudithook", "sys.setprofile",
+    "resource.setrlimit", "resource.prlimit", "sys.setprofile",
     "sys.settrace", "_posixsubprocess.fork_exec",
 ))
+HIDDEN_BUILTINS = ("breakpoint", "input", "help", "exit", "quit", "copyright", "credits", "license")
 BLOCKED_PREFIXES = ("socket.", "ctypes.", "os.exec", "os.spawn", "os.posix_spawn", "mmap.")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 PATH_EVENTS = {  # event -> indexes of the path arguments that must lie inside the scratch dir
@@ -219,19 +220,9 @@ class Session:
 
     def __init__(self, channel: Channel, config: dict) -> None:
         self.channel, self.config = channel, config
-        safe = dict(vars(builtins))
-        for name in (
-            "breakpoint",
-            "input",
-            "help",
-            "exit",
-            "quit",
-            "copyright",
-            "credits",
-            "license",
-        ):
-            safe.pop(name, None)
-        self.namespace: dict = {"__builtins__": safe, "__name__": "__rlm__"}
+        safe = {k: v for k, v in vars(builtins).items() if k not in HIDDEN_BUILTINS}
+        self.builtins = safe  # pristine: every execution starts from a fresh copy of it
+        self.namespace: dict = {"__name__": "__rlm__"}
         self.fields: list[str] = []
         signal.signal(signal.SIGPROF, self._cpu_exceeded)
 
@@ -262,6 +253,7 @@ class Session:
         if "sql" in tools:
             self.namespace["sql"] = _sql_proxy(call)
         self.namespace["SUBMIT"] = self._submit
+        self.namespace["__builtins__"] = dict(self.builtins)
         if "_context" in tools and "context" not in self.namespace:
             self.namespace["context"] = Context(_proxy(call, "_context"))
 

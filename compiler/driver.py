@@ -44,6 +44,9 @@ def compile_source(text: str, path: str, _stack: tuple[str, ...] = ()) -> Plan:
         raise CompileError([Diagnostic(head, "spec is empty",
                                        'start with: recipe <name> "what it does"')], {})
     spec = parse(text, path)
+    if not spec.statements:
+        raise CompileError([Diagnostic(head, "spec is empty (it has only comments)",
+                                       'start with: recipe <name> "what it does"')], {})
     found = _compile_uses(spec, (*_stack, os.path.abspath(path)))
     scope, diags = build_scope(spec)
     scope.sub_outputs.update({alias: _single_output(p) for alias, p in found.plans.items()})

@@ -97,12 +97,17 @@ def syntax_diagnostic(exc: UnexpectedInput, parser: Lark, text: str, path: str) 
 
 
 def _bad_character(exc: UnexpectedCharacters, parser: Lark, text: str, path: str) -> Diagnostic:
-    char = exc.char
+    char, pos = exc.char, exc.pos_in_stream
     span = Span(path, exc.line, exc.column, exc.line, exc.column + 1)
-    if char == '"' and text.startswith('"""', exc.pos_in_stream):
-        return Diagnostic(span, "unterminated triple-quoted string", 'close it with """')
-    what = "unterminated string" if char == '"' else f"unexpected character {char!r}"
-    return Diagnostic(span, what + _expected(exc.allowed or set(), parser), _CHAR_HINTS.get(char))
+    if char == '"' and text.startswith('"""', max(0, pos - 2)) and exc.column > 2:
+        # the lexer took the first two quotes of an unclosed """ as an empty string
+        opening = Span(path, exc.line, exc.column - 2, exc.line, exc.column + 1)
+        return Diagnostic(opening, "unterminated triple-quoted string",
+                          'close it with """ (a prompt may span many lines)')
+    if char == '"':
+        return Diagnostic(span, "unterminated string", _CHAR_HINTS['"'])
+    message = f"unexpected character {char!r}{_expected(exc.allowed or set(), parser)}"
+    return Diagnostic(span, message, _CHAR_HINTS.get(char))
 
 
 def _found(token_type: str, value: str) -> str:

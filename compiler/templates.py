@@ -43,9 +43,15 @@ def check_template(
         span = _line_span(prompt, text, exc.lineno or 1)
         return [Diagnostic(span, f"template syntax error: {exc.message}")]
     lines = text.split("\n")
+    diags = list(_unknown_filters(prompt, lines, tree))
+    if diags:  # Jinja's variable tracker would stop at the first unknown filter
+        return diags
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except TemplateSyntaxError as exc:  # e.g. an unknown test: `is nonsense`
+        return [Diagnostic(_line_span(prompt, text, exc.lineno or 1), f"template error: {exc}")]
     diags = [_unknown(prompt, lines, tree, name, variables)
-             for name in sorted(meta.find_undeclared_variables(tree)) if name not in variables]
-    diags.extend(_unknown_filters(prompt, lines, tree))
+             for name in sorted(undeclared) if name not in variables]
     if chunk_columns is not None and "chunk" in variables:
         diags.extend(_chunk_attributes(prompt, lines, tree, chunk_columns))
     return diags

@@ -1,0 +1,127 @@
+"""The trace tree and its JSON form over a store written following the schema (see conftest)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.trace import Node, load_trace, open_trace
+
+from rlm_dsl.cli.main import main
+from rlm_dsl.errors import InputError
+
+
+def _call_ids(tree: dict[str, Any]) -> list[str]:
+    found = [tree["detail"]["call_id"]] if tree["kind"] == "call" else []
+    for child in tree["children"]:
+        found.extend(_call_ids(child))
+    return found
+
+
+def _find(node: Node, node_id: str) -> Node:
+    return next(n for n in node.walk() if n.id == node_id)
+
+
+def _path(node: Node, node_id: str) -> list[str]:
+    if node.id == node_id:
+        return [node.id]
+    for child in node.children:
+        rest = _path(child, node_id)
+        if rest:
+            return [node.id, *rest]
+    return []
+
+
+def test_every_call_appears_once_in_tree_and_json(synthetic_db) -> None:
+    path, expected = synthetic_db
+    trace = open_trace(str(path))
+    ids = sorted(c["call_id"] for c in expected["calls"])
+    assert sorted(_call_ids(trace.to_json()["tree"])) == ids
+    json_ids = _call_ids(json.loads(json.dumps(trace.to_json(), default=str))["tree"])
+    assert sorted(json_ids) == ids
+    assert trace.root.stats.calls == len(ids)
+
+
+def test_totals_match_the_store(synthetic_db) -> None:
+    path, _ = synthetic_db
+    trace = open_trace(str(path))
+    with Store.open(path) as store:
+        calls, tokens, cost = store.con.execute(
+            "SELECT count(*), sum(prompt_tokens + completion_tokens), sum(cost_usd) "
+            "FROM lm_calls").fetchone()
+        per_step = dict(store.con.execute(
+            "SELECT step, count(*) FROM lm_calls GROUP BY 1").fetchall())
+    assert (trace.root.stats.calls, trace.root.stats.tokens) == (calls, tokens)
+    assert trace.root.stats.cost_usd == pytest.approx(cost)
+    assert {n.id: n.stats.calls for n in trace.step_nodes() if n.stats.calls} == per_step
+
+
+def test_map_chunks_keep_split_calls_and_failures(synthetic_db) -> None:
+    trace = open_trace(str(synthetic_db[0]))
+    step = _find(trace.root, "map-notes")
+    assert [c.label for c in step.children] == ["chunk 0", "chunk 1", "chunk 2"]
+    split = step.children[1]
+    assert [c.depth for c in split.children] == [1, 1]
+    failed = step.children[2]
+    assert failed.own.failures == 1 and failed.stats.errors == 1
+    assert failed.detail["failures"][0]["error"] == "TimeoutError: slow"
+
+
+def test_tree_reduce_has_levels_and_batches(synthetic_db) -> None:
+    step = _find(open_trace(str(synthetic_db[0])).root, "reduce-summary")
+    assert [(lvl.label, len(lvl.children)) for lvl in step.children] == [
+        ("level 0", 3), ("level 1", 2), ("level 2", 1)]
+
+
+def test_rlm_depth_two_calls_hang_on_their_repl_rows(synthetic_db) -> None:
+    root = open_trace(str(synthetic_db[0])).root
+    chunk = "rlm-answer.chunk-0"
+    deep = "call-abcdef01-15"
+    assert _path(root, deep) == [
+        root.id, "rlm-answer", chunk, f"{chunk}.root.2", f"{chunk}.root.2.1",
+        f"{chunk}.root.2.1.2", f"{chunk}.root.2.1.2.1", deep]
+    # the child's own action calls go to its iterations, by time
+    assert [c.id for c in _find(root, f"{chunk}.root.2.1.1").children] == ["call-abcdef01-13"]
+    first = _find(root, f"{chunk}.root.1")
+    assert [c.id for c in first.children] == ["call-abcdef01-10", f"{chunk}.root.1.1"]
+    assert _find(root, f"{chunk}.root.1.1").detail["tool"] == "llm_query"
+    assert _find(root, f"{chunk}.root.3").own.errors == 1
+
+
+def test_filters_step_failed_depth(synthetic_db) -> None:
+    trace = open_trace(str(synthetic_db[0]))
+    assert [n.id for n in trace.filter(step="notes").root.children] == ["map-notes"]
+    only_failed = trace.filter(failed=True)
+    assert [n.id for n in only_failed.root.children] == ["map-notes", "rlm-answer"]
+    assert [c.label for c in only_failed.root.children[0].children] == ["chunk 2"]
+    shallow = trace.filter(depth=0)
+    assert all(n.depth in (None, 0) for n in shallow.root.walk() if n.kind != "run")
+    assert shallow.root.stats.calls == 8  # map chunks 0 and 2, reduce level 0 x3, 3 root actions
+    assert trace.filter(depth=1).root.stats.calls == 15
+    with pytest.raises(InputError, match=r"no step 'nope' in this run \(steps: input-doc, "):
+        trace.filter(step="nope")
+
+
+def test_empty_database_is_an_input_error(tmp_path) -> None:
+    with Store.open(tmp_path / "empty.duckdb") as store, \
+            pytest.raises(InputError, match="holds no run"):
+        load_trace(store)
+
+
+def test_cli_tree_json_html_and_errors(synthetic_db, tmp_path, capsys) -> None:
+    path, expected = synthetic_db
+    assert main(["trace", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "rlm_query root.2.1" in text and "llm_query root.2.1.2.1" in text
+    assert "failure TimeoutError: slow (attempts 3)" in text
+    assert main(["trace", str(path), "--json", "--step", "rlm-answer"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(_call_ids(data["tree"])) == sum(
+        c["step"] == "rlm-answer" for c in expected["calls"])
+    report = tmp_path / "r.html"
+    assert main(["trace", str(path), "--html", str(report)]) == 0
+    assert "<svg" in report.read_text()
+    assert main(["trace", str(tmp_path / "missing.duckdb")]) == 2
+    assert "missing.duckdb: no such file" in capsys.readouterr().err

@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.packing import by_budget, chunk_sql
+from rlm_dsl.runtime.packing import by_budget, by_rows, chunk_sql
 from rlm_dsl.runtime.store import Store, quote_ident
 from rlm_dsl.runtime.tokens import TokenCounter
 
@@ -70,7 +70,7 @@ def chunk(
     tokens = TokenSql(store, source, counter)
     try:
         if strategy in ("lines", "records"):
-            _chunk_rows(store, step, source, tokens)
+            by_rows(store, step, source, tokens, *_sliding(step))
         elif strategy == "sql":
             chunk_sql(store, step, source, tokens, params or {})
         else:
@@ -233,45 +233,6 @@ def _arg(step: Step, index: int) -> Any:
     if len(step.args) <= index:
         raise SpecError(f"step '{step.id}': chunk by {step.strategy} needs an argument")
     return step.args[index]
-
-
-def _chunk_rows(store: Store, step: Step, source: Source, tokens: TokenSql) -> None:
-    """``lines`` / ``records(n, overlap)``: windows of n rows, stride n - overlap, per source.
-
-    Chunk ids are computed, not sorted: each source's chunk count is known from its row count,
-    so id = (chunks of earlier sources) + window index. ``rn`` is ``id - first id`` when ids are
-    contiguous in each source (every input table), else a ``row_number`` window.
-    """
-    n, overlap = _sliding(step)
-    stride = n - overlap
-    rows = source.rows_sql()
-    summary = f"""SELECT source, min(id) AS first_id, count(*) AS n,
-            max(id) - min(id) + 1 AS span,
-            greatest(1, (count(*) - {overlap} + {stride - 1}) // {stride}) AS chunks
-        FROM ({rows}) GROUP BY source"""
-    bases = f"""SELECT source, first_id, chunks,
-        sum(chunks) OVER (ORDER BY first_id) - chunks AS base FROM ({summary})"""
-    contiguous = store.scalar(f"SELECT bool_and(n = span) FROM ({summary})")
-    position = "r.id - b.first_id" if contiguous else _window_rn()
-    ranked = f"""SELECT r.*, {position} AS rn, b.base, b.chunks FROM ({rows}) r
-        JOIN ({bases}) b ON r.source IS NOT DISTINCT FROM b.source"""
-    if overlap == 0:
-        members = f"SELECT *, rn // {n} AS grp FROM ({ranked})"
-    else:
-        first = f"greatest(0, (rn - {n} + {stride}) // {stride})"
-        members = f"""SELECT * EXCLUDE (grps), unnest(grps) AS grp FROM (
-            SELECT *, range({first}, rn // {stride} + 1) AS grps FROM ({ranked}))"""
-    grouped = f"""SELECT base + grp AS chunk_id, source, {_group_columns()}
-        FROM ({members}) WHERE grp < chunks GROUP BY source, base, grp"""
-    sql = f"""SELECT chunk_id AS id, source, first_line, last_line, start_byte, end_byte,
-        n_rows, {tokens.of("text")} AS n_tokens, CAST(key AS VARCHAR) AS key, text
-        FROM ({grouped}) ORDER BY id"""
-    with store.write() as con:
-        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
-
-
-def _window_rn() -> str:
-    return "row_number() OVER (PARTITION BY r.source ORDER BY r.id) - 1"
 
 
 def _by_regex(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:

@@ -21,10 +21,11 @@ from typing import Any
 import dspy
 from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
+from dspy.utils.exceptions import AdapterParseError
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
-from rlm_dsl.runtime.calls import call_scope
+from rlm_dsl.runtime.calls import call_scope, current_scope
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
 from rlm_dsl.runtime.repl.prompts import (
     TOOL_DOCS,
@@ -38,11 +39,15 @@ from rlm_dsl.runtime.signatures import annotation, camel, to_plain
 
 from rlm_dsl.errors import RlmError, SpecError
 
+UNREADABLE_ACTION = (
+    "[Error] your reply could not be read. Answer with a `[[ ## reasoning ## ]]` section, then a "
+    "`[[ ## code ## ]]` section holding one ```python block, then `[[ ## completed ## ]]`."
+)
 _ACTIVE: contextvars.ContextVar[Invocation] = contextvars.ContextVar("rlm_invocation")
 
 
 class ReplError(RlmError):
-    """The REPL back end failed in a way the step cannot go on from (exit 4)."""
+    """The `rlm` step cannot finish: the REPL failed for good, or no answer was readable."""
 
     exit_code = 4
 
@@ -113,6 +118,8 @@ class RlmStep(dspy.RLM):
     ) -> RlmResult:
         """Run the step over ``source_table``; record and return its trajectory."""
         task = environment().from_string(self.step.prompt or "").render(**params).strip()
+        if chunk_id is None:
+            chunk_id = current_scope().chunk_id
         invocation = Invocation(
             store=store, run_id=run_id, step=self.step.id, chunk_id=chunk_id, depth=0,
             node="root", parent_call_id=None, source=TableSource(store, source_table),
@@ -185,7 +192,11 @@ class RlmStep(dspy.RLM):
             invocation.budget.reserve(1, "a sub-agent step", fatal=True)
         with call_scope(step=invocation.step, chunk_id=invocation.chunk_id,
                         depth=invocation.depth, parent_id=invocation.parent_call_id):
-            result = super()._execute_iteration(repl, variables, history, iteration, *args)
+            try:
+                result = super()._execute_iteration(repl, variables, history, iteration, *args)
+            except AdapterParseError as exc:  # small models: show the problem, spend the step
+                result = history.append(code=str(exc.lm_response or "")[:4000],
+                                        output=UNREADABLE_ACTION)
         entry = result.trajectory[-1] if isinstance(result, dspy.Prediction) else \
             result.entries[-1].model_dump()
         invocation.record_iteration(entry)
@@ -194,11 +205,17 @@ class RlmStep(dspy.RLM):
     def _extract_fallback(self, variables: Any, history: REPLHistory,
                           output_field_names: list[str]) -> dspy.Prediction:
         invocation = _ACTIVE.get()
+        invocation.begin(self.max_iters + 1)
         with call_scope(step=invocation.step, chunk_id=invocation.chunk_id,
                         depth=invocation.depth, parent_id=invocation.parent_call_id):
-            prediction = super()._extract_fallback(variables, history, output_field_names)
+            try:
+                prediction = super()._extract_fallback(variables, history, output_field_names)
+            except AdapterParseError as exc:
+                invocation.record_iteration({"reasoning": "iterations used up: extract",
+                                             "code": "", "output": f"[Error] {exc}"})
+                raise ReplError(f"step {self.step.id!r}: the model never called SUBMIT and its "
+                                "final answer could not be parsed") from None
         values = {name: to_plain(getattr(prediction, name)) for name in output_field_names}
-        invocation.begin(self.max_iters + 1)
         invocation.record_iteration({"reasoning": "iterations used up: extract", "code": "",
                                      "output": f"EXTRACT: {values}"})
         return prediction

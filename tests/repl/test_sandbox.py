@@ -13,7 +13,11 @@ import socket
 import threading
 
 import pytest
-from dspy.primitives.code_interpreter import CodeExecutionError, FinalOutput
+from dspy.primitives.code_interpreter import (
+    CodeExecutionError,
+    CodeInterpreterError,
+    FinalOutput,
+)
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, network_isolation
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store import Store
@@ -27,7 +31,7 @@ def repl():
     store = Store.open(None)
     store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'line ' || range AS text "
                       "FROM range(100)")
-    limits = SandboxLimits(timeout_s=3, cpu_s=1, memory_mb=512, max_output_chars=2000)
+    limits = SandboxLimits(timeout_s=20, cpu_s=1, memory_mb=512, max_output_chars=2000)
     interpreter = SandboxInterpreter(
         tools={"_context": TableSource(store, "logs"),
                "sql": lambda query: readonly_sql(store, query)},
@@ -158,13 +162,30 @@ def test_infinite_loop_hits_the_cpu_limit_and_keeps_the_namespace(repl):
     assert repl.execute("survivor") == "7\n"
 
 
-def test_sleeping_past_the_wall_clock_restarts_the_worker(repl):
-    repl.execute("doomed = 1")
-    error = refused(repl, "import time\ntime.sleep(60)")
-    assert error.startswith("the REPL exceeded its wall-clock limit of 3 s. The REPL process was "
-                            "restarted: every variable you defined is gone")
-    assert "NameError" in refused(repl, "doomed")
-    repl.restarts = 0  # later cases get their own restart allowance
+def test_sleeping_past_the_wall_clock_restarts_the_worker():
+    with SandboxInterpreter(limits=SandboxLimits(timeout_s=1.5)) as repl:
+        repl.execute("doomed = 1")
+        error = refused(repl, "import time\ntime.sleep(60)")
+        assert error.startswith("the REPL exceeded its wall-clock limit of 1.5 s. The REPL "
+                                "process was restarted: every variable you defined is gone")
+        assert "NameError" in refused(repl, "doomed")
+        assert repl.restarts == 1
+
+
+def test_too_many_restarts_end_the_session():
+    message = (r"the REPL process died \(exit status 3\); the REPL was restarted 0 times "
+               "already, giving up")
+    with SandboxInterpreter(max_restarts=0) as repl, pytest.raises(CodeInterpreterError,
+                                                                    match=message):
+        repl.execute("import os\nos._exit(3)")
+
+
+def test_a_worker_that_exits_is_restarted(repl):
+    repl.execute("lost = 1")
+    error = refused(repl, "import os\nos._exit(3)")
+    assert error.startswith("the REPL process died (exit status 3). The REPL process was "
+                            "restarted")
+    repl.restarts = 0
 
 
 def test_rmtree_outside_scratch_is_refused(repl, tmp_path):

@@ -170,7 +170,10 @@ class GatedEngine:
         cached = ledger.cache.get(key)
         if cached is not None:
             ledger.hit()
-            return _text_response(gate.model, cached)
+            response = _text_response(gate.model, cached)
+            self._record(scope, key, messages, response, datetime.now(UTC), time.perf_counter(),
+                         text=cached, cached=True)
+            return response
         budget = ledger.budget
         estimate = _estimate(gate, budget, messages)
         budget.reserve(estimate, priced=gate.price is not None)
@@ -205,13 +208,15 @@ class GatedEngine:
         t0: float,
         text: str | None = None,
         error: BaseException | None = None,
+        cached: bool = False,
     ) -> None:
         gate, ledger = self.gate, self.gate.ledger
         usage = response.usage if response is not None else None
         prompt_tokens = (usage.input_tokens if usage else 0) or 0
         completion_tokens = (usage.output_tokens if usage else 0) or 0
         cost = gate.cost(prompt_tokens, completion_tokens)
-        ledger.budget.settle(prompt_tokens + completion_tokens, cost)
+        if not cached:
+            ledger.budget.settle(prompt_tokens + completion_tokens, cost)
         ledger.writer.add(
             "lm_calls",
             {
@@ -229,7 +234,7 @@ class GatedEngine:
                 "completion_tokens": completion_tokens,
                 "cost_usd": cost,
                 "latency_s": round(time.perf_counter() - t0, 6),
-                "cached": False,
+                "cached": cached,
                 "error": None if error is None else f"{type(error).__name__}: {error}",
                 "started_at": started.isoformat(),
             },

@@ -186,12 +186,12 @@ def _finish_run(ctx: RunContext, status: str, summary: dict[str, Any]) -> None:
 
 def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> BudgetExhausted:
     ctx.writer.flush()
-    missing = _missing(ctx)
+    missing, needed = _missing(ctx)
     lines = [str(error), *missing]
     used = ctx.ledger.budget
     if options.db:
         lines.append(f"finished results are kept in {options.db}")
-        flags = _bigger_budget(used, len(missing))
+        flags = _bigger_budget(used, needed)
         if options.command:
             lines.append("resume with: " + options.command(flags))
         else:
@@ -203,9 +203,10 @@ def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> 
     return BudgetExhausted("\n".join(lines))
 
 
-def _missing(ctx: RunContext) -> list[str]:
+def _missing(ctx: RunContext) -> tuple[list[str], int]:
+    """What the stopped run did not finish, and a rough count of the LM calls it still needs."""
     done = _done_steps(ctx.store)
-    out = []
+    out, needed = [], 0
     for step in ctx.plan.steps():
         if step.id in done:
             continue
@@ -213,15 +214,18 @@ def _missing(ctx: RunContext) -> list[str]:
             have = ctx.store.count(ctx.table(step.table))
             total = ctx.store.count(ctx.table(step.source or ""))
             out.append(f"{where(step)}: {have} of {total} rows done, {total - have} missing")
+            needed += total - have
         else:
             out.append(f"{where(step)}: not run")
-    return out
+            needed += 10 if step.kind in ("map", "filter", "reduce", "rlm") else 0
+    return out, needed
 
 
-def _bigger_budget(budget: Budget, missing_steps: int) -> dict[str, str]:
+def _bigger_budget(budget: Budget, needed: int) -> dict[str, str]:
+    """Caps for the resumed run (cache hits are free, so only the missing work counts)."""
     flags: dict[str, str] = {}
     if budget.max_calls is not None:
-        flags["--max-calls"] = str(max(budget.max_calls * 2, budget.max_calls + 10 * missing_steps))
+        flags["--max-calls"] = str(max(budget.max_calls, int(needed * 1.2) + 1))
     if budget.max_tokens is not None:
         flags["--max-tokens"] = str(budget.max_tokens * 2)
     if budget.max_usd is not None:

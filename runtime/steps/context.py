@@ -55,6 +55,7 @@ class RunContext:
     progress: Progress | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # input name → paths (command line)
     prefix: str = ""  # table prefix of a `use`d sub-recipe run
+    modules_prefix: str = ""  # key prefix of a sub-recipe's step modules (``<alias>/``)
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
     warnings: list[str] = field(default_factory=list)
     _env: jinja2.Environment = field(init=False, repr=False)

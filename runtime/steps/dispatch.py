@@ -68,9 +68,10 @@ def run_step(ctx: RunContext, step: Step, modules: dict[str, dspy.Module], sub_r
 
 
 def _module(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> Any:
-    if step.id not in modules:
-        modules[step.id] = step_module(step, ctx.plan.description)
-    return modules[step.id]
+    key = ctx.modules_prefix + step.id
+    if key not in modules:
+        modules[key] = step_module(step, ctx.plan.description)
+    return modules[key]
 
 
 def _input(ctx: RunContext, step: Step) -> int:
@@ -129,9 +130,10 @@ def _rlm(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int:
     from rlm_dsl.runtime.steps.reduce import write_value
 
     root, sub = ctx.lm_for(step), ctx.lms.get(step.sub_lm) or ctx.lm_for(step)
-    module = modules.get(step.id)
+    key = ctx.modules_prefix + step.id
+    module = modules.get(key)
     if not isinstance(module, RlmStep):
-        module = modules[step.id] = RlmStep(step)
+        module = modules[key] = RlmStep(step)
     module.context_window, module.count_tokens = sub.window, sub.count
     module.max_workers = ctx.concurrency
     with call_scope(step=step.id, chunk_id=0, depth=0):

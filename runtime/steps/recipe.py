@@ -37,7 +37,8 @@ def run_recipe_map(ctx: RunContext, step: Step, sub_run: Callable[[RunContext, P
     ctx.tick(step, 0, len(rows))
     for row in rows:
         prefix = f"{ctx.prefix}{step.id}__{row['id']}__"
-        sctx = replace(ctx, plan=sub, prefix=prefix, params=params, row=row)
+        sctx = replace(ctx, plan=sub, prefix=prefix, params=params, row=row,
+                       modules_prefix=f"{ctx.modules_prefix}{step.recipe}/")
         try:
             with call_scope(step=step.id, chunk_id=int(row["id"])):
                 sub_run(sctx, sub)

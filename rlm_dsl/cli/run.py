@@ -1,0 +1,134 @@
+"""``rlm run FILE``: execute a recipe over its inputs and print the outputs and a summary line.
+
+CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--input name=path``
+(repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
+params from ``--param k=v``; ``--lm`` overrides every LM binding. Outputs go to stdout (text, or
+one JSON object with ``--json``), then one summary line (calls, cache hits, tokens, cost, wall
+time, failures) to stderr. A Rich progress bar per step is shown only when stderr is a terminal
+and ``--quiet`` is off. A budget refusal exits 3 with the exact command to resume.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rlm_dsl.cli.app import app, err, out
+from rlm_dsl.cli.plan import parse_pairs
+from rlm_dsl.compile import compile_file
+from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.executor import RunOptions, execute
+from rlm_dsl.runtime.runinfo import summary_line
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="The spec (.rlm) to run.")],
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="name=path.")] = None,
+    params: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value.")] = None,
+    lm: Annotated[str | None, typer.Option("--lm", help="LM for every step.")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="DuckDB file (resume).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=0)] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0)] = None,
+    max_usd: Annotated[float | None, typer.Option("--max-usd", min=0)] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run a recipe."""
+    plan = compile_file(file)
+    options = RunOptions(
+        inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm, db=db,
+        concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
+        retry_failed=retry_failed,
+    )
+    options.command = _resume_command(file, inputs or [], params or [], options)
+    show = not quiet and err.is_terminal
+    with _progress(show) as progress:
+        options.progress = progress
+        result = execute(plan, options)
+    _print_outputs(result.outputs, result.summary, as_json)
+    for warning in result.warnings:
+        err.print(warning, markup=False, highlight=False)
+    err.print(summary_line(result.summary), markup=False, highlight=False)
+
+
+def _inputs(values: list[str]) -> dict[str, list[str] | str]:
+    found: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name.strip() or not path:
+            raise SpecError(f"--input expects name=path, got {value!r}")
+        found.setdefault(name.strip(), []).append(path)
+    return {k: v[0] if len(v) == 1 else v for k, v in found.items()}
+
+
+def _resume_command(file: Path, inputs: list[str], params: list[str], options: RunOptions) -> Any:
+    def command(flags: dict[str, str]) -> str:
+        argv = ["rlm", "run", str(file)]
+        for value in inputs:
+            argv += ["--input", value]
+        for value in params:
+            argv += ["--param", value]
+        if options.lm:
+            argv += ["--lm", options.lm]
+        argv += ["--db", str(options.db)]
+        if options.concurrency != 8:
+            argv += ["--concurrency", str(options.concurrency)]
+        caps = {"--max-calls": options.max_calls, "--max-tokens": options.max_tokens,
+                "--max-usd": options.max_usd}
+        for flag, value in caps.items():
+            if flag in flags or value is not None:
+                argv += [flag, flags.get(flag, str(value))]
+        return shlex.join(argv)
+
+    return command
+
+
+class _Bars:
+    """The executor's progress callback drawing one Rich bar per step."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.tasks = progress, {}
+
+    def __call__(self, step_id: str, advance: int, total: int | None) -> None:
+        task = self.tasks.get(step_id)
+        if task is None:
+            task = self.tasks[step_id] = self.progress.add_task(step_id, total=total)
+        if total is not None:
+            self.progress.update(task, total=total)
+        if advance:
+            self.progress.advance(task, advance)
+
+
+@contextmanager
+def _progress(show: bool) -> Iterator[_Bars | None]:
+    if not show:
+        yield None
+        return
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=True)
+    with progress:
+        yield _Bars(progress)
+
+
+def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"outputs": outputs, "summary": summary}, default=str,
+                                    ensure_ascii=False, indent=2) + "\n")
+        return
+    for name, value in outputs.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str,
+                                                               ensure_ascii=False, indent=2)
+        if len(outputs) > 1:
+            out.print(f"{name}:", markup=False, highlight=False)
+        out.print(text, markup=False, highlight=False)

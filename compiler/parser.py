@@ -12,12 +12,14 @@ import textwrap
 from functools import cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
 from rlm_dsl.compiler import ast
-from rlm_dsl.compiler.diagnostics import CompileError, end_span
+from rlm_dsl.compiler.diagnostics import CompileError, Diagnostic, end_span
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.syntax_errors import syntax_diagnostic
+
+MAX_DEPTH = 64  # list[list[...]] and [[...]] nesting; deeper specs are refused with a message
 
 
 @cache
@@ -40,11 +42,27 @@ def parse(text: str, path: str) -> ast.Spec:
         tree = parser.parse(text)
     except UnexpectedInput as exc:
         raise CompileError([syntax_diagnostic(exc, parser, text, path)], {path: text}) from None
+    too_deep = _too_deep(tree, path)
+    if too_deep is not None:
+        raise CompileError([too_deep], {path: text})
     try:
         statements = _ToAst(path).transform(tree)
     except VisitError as exc:  # a bug in a transformer method; surface the original error
         raise exc.orig_exc from None
     return ast.Spec(path, tuple(statements), end_span(path, text))
+
+
+def _too_deep(tree: Tree, path: str) -> Diagnostic | None:
+    """A diagnostic when types or literals nest deeper than MAX_DEPTH (found without recursion)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node.meta
+            span = Span(path, meta.line, meta.column, meta.line, meta.column + 1)
+            return Diagnostic(span, f"nesting is deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+    return None
 
 
 def _unescape(body: str) -> str:

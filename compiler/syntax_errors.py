@@ -9,6 +9,8 @@ points just past its last character.
 
 from __future__ import annotations
 
+from functools import cache, partial
+
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from rlm_dsl.compiler.diagnostics import Diagnostic, end_span
@@ -152,6 +154,22 @@ def _hint(exc: UnexpectedToken, parser: Lark) -> str | None:
         examples = {label: [_PRELUDE + s for s in snippets] + [s for s in snippets]
                     for label, snippets in _SLIPS.items()}
         _hint_cache[key] = exc.match_examples(
-            parser.parse, examples, token_type_match_fallback=True, use_accepts=True
+            partial(_replay, parser), examples, token_type_match_fallback=True, use_accepts=False
         )
     return _hint_cache[key]
+
+
+@cache
+def _example_error(parser: Lark, example: str) -> UnexpectedInput | None:
+    try:
+        parser.parse(example)
+    except UnexpectedInput as exc:
+        return exc
+    return None
+
+
+def _replay(parser: Lark, example: str) -> None:
+    """``parse`` for match_examples that parses each example once and replays its error."""
+    error = _example_error(parser, example)
+    if error is not None:
+        raise error.with_traceback(None)

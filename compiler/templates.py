@@ -42,6 +42,8 @@ def check_template(
     except TemplateSyntaxError as exc:
         span = _line_span(prompt, text, exc.lineno or 1)
         return [Diagnostic(span, f"template syntax error: {exc.message}")]
+    except RecursionError:
+        return [Diagnostic(_line_span(prompt, text, 1), "template is nested too deeply")]
     lines = text.split("\n")
     diags = list(_unknown_filters(prompt, lines, tree))
     if diags:  # Jinja's variable tracker would stop at the first unknown filter

@@ -10,6 +10,7 @@ Column expressions are SQL over ``m`` and ``line``; nothing here runs per line i
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 # Timestamp and level fragments shared by several formats (RE2 syntax).
@@ -42,7 +43,7 @@ def level_sql(expr: str) -> str:
 
 def syslog_level_sql(pri: str) -> str:
     """Level from a syslog ``<PRI>``: severity = PRI mod 8 (0-2 fatal … 7 debug)."""
-    sev = f"(try_cast(nullif({pri}, '') AS INTEGER) % 8)"
+    sev = f"(try_cast({pri} AS INTEGER) % 8)"
     return (
         f"(CASE WHEN {sev} <= 2 THEN 'FATAL' WHEN {sev} = 3 THEN 'ERROR' "
         f"WHEN {sev} = 4 THEN 'WARN' WHEN {sev} <= 6 THEN 'INFO' WHEN {sev} = 7 THEN 'DEBUG' END)"
@@ -60,9 +61,10 @@ def iso_ts_sql(expr: str) -> str:
 
 def bsd_ts_sql(expr: str) -> str:
     """A syslog ``Mar  1 10:00:00`` timestamp (no year: the current year) or an ISO one."""
+    year = datetime.date.today().year
     return (
-        f"(CASE WHEN {expr} ~ '^\\d' THEN {iso_ts_sql(expr)} ELSE try_strptime("
-        f"strftime(current_date, '%Y') || ' ' || {expr}, '%Y %b %d %H:%M:%S') END)"
+        f"(CASE WHEN left({expr}, 1) BETWEEN '0' AND '9' THEN {iso_ts_sql(expr)} ELSE "
+        f"try_strptime('{year} ' || {expr}, '%Y %b %d %H:%M:%S') END)"
     )
 
 
@@ -112,20 +114,31 @@ def _syslog_formats() -> list[LogFormat]:
             "message": "m.message",
         },
     )
+    # The pattern stops at the tag's colon and leaves out the optional <PRI>: capturing the
+    # long message with ``(.*)$``, or an optional leading group, makes RE2 two to three times
+    # slower, so the PRI is cut off first and the message is cut off by length.
+    has_pri = "starts_with(line, '<')"
+    pri = f"(CASE WHEN {has_pri} THEN substr(line, 2, strpos(line, '>') - 2) END)"
+    body = f"(CASE WHEN {has_pri} THEN substr(line, strpos(line, '>') + 1) ELSE line END)"
+    head = (
+        f"(CASE WHEN {has_pri} THEN strpos(line, '>') ELSE 0 END + length(m.ts) + "
+        "length(m.host) + length(m.process) + "
+        "CASE WHEN m.pid <> '' THEN length(m.pid) + 2 ELSE 0 END + 3)"
+    )
+    pattern = rf"^({_BSD_TS}|{_ISO_TS}) (\S+) ([^\s\[:]+)(?:\[(\d+)\])?:"
     rfc3164 = LogFormat(
         name="syslog",
         detect=rf"^(?:<\d{{1,3}}>)?(?:{_BSD_TS}|{_ISO_TS}) \S+ [^\s\[:]+(?:\[\d+\])?: ",
-        pattern=rf"^(?:<(\d{{1,3}})>)?({_BSD_TS}|{_ISO_TS}) (\S+) ([^\s\[:]+)"
-        r"(?:\[(\d+)\])?: ?(.*)$",
-        groups=("pri", "ts", "host", "process", "pid", "message"),
+        struct=f"regexp_extract({body}, {sql_str(pattern)}, ['ts', 'host', 'process', 'pid'])",
         ok="m.ts <> ''",
         columns={
             "ts": bsd_ts_sql("m.ts"),
-            "level": syslog_level_sql("m.pri"),
+            "level": syslog_level_sql(pri),
             "host": _m("host"),
             "process": _m("process"),
             "pid": "try_cast(nullif(m.pid, '') AS BIGINT)",
-            "message": "m.message",
+            "message": f"CASE WHEN substr(line, {head} + 1, 1) = ' ' THEN substr(line, {head} + 2) "
+            f"ELSE substr(line, {head} + 1) END",
         },
     )
     return [rfc5424, rfc3164]
@@ -163,7 +176,7 @@ def _apache_formats() -> list[LogFormat]:
 def _json_format() -> LogFormat:
     def pick(*keys: str) -> str:
         paths = ", ".join(sql_str(f"$.{k}") for k in keys)
-        return f"list_filter(json_extract_string(line, [{paths}]), x -> x IS NOT NULL)[1]"
+        return f"list_filter(json_extract_string(line, [{paths}]), lambda x: x IS NOT NULL)[1]"
 
     struct = (
         "struct_pack(ts := {ts}, level := {level}, host := {host}, process := {process}, "

@@ -23,12 +23,14 @@ from typing import Any
 import duckdb
 from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
 from rlm_dsl.runtime.logs.parse import (
+    STAGE,
     create_table_sql,
     detect_format,
     fold_continuations,
     format_hits,
     insert_sql,
     read_lines_sql,
+    stage_sql,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
 
@@ -296,17 +298,12 @@ def _parse_file(
     read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
     con.begin()
     con.execute(
-        insert_sql(
-            fmt,
-            table,
-            read,
-            source,
-            base_id=base,
-            first_line=first_line,
-            first_byte=first_byte,
-            parent_id=parent,
-        )
+        stage_sql(fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent)
     )
+    con.execute(
+        insert_sql(fmt, table, source, base_id=base, first_line=first_line, parent_id=parent)
+    )
+    con.execute(f"DROP TABLE {STAGE}")
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
     if fmt.start:
         fold_continuations(con, table, ids)

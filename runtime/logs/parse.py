@@ -92,48 +92,67 @@ def _record_ids(fmt: LogFormat, first_line: int, parent_id: int | None) -> tuple
     return is_start, running
 
 
-def insert_sql(
+STAGE = "_rlm_log_lines"
+
+
+def stage_sql(
     fmt: LogFormat,
-    table: str,
     read: str,
-    source: str,
     *,
-    base_id: int,
     first_line: int = 1,
     first_byte: int = 0,
     parent_id: int | None = None,
 ) -> str:
-    """One streaming ``INSERT … SELECT`` that parses every line of ``read`` into ``table``."""
-    is_start, rec = _record_ids(fmt, first_line, parent_id)
+    """Number the lines of ``read`` into the temp table :data:`STAGE` (one ordered pass).
+
+    Streaming window functions need ordered, single-threaded input, so this pass does only the
+    cheap work — line numbers, byte offsets and record numbers — and the parallel
+    :func:`insert_sql` does the parsing.
+    """
     lines = (
         f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
         f"{first_byte} + sum(strlen(coalesce(line, '')) + 1) OVER "
         f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
     )
+    create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
+    if fmt.start is None:  # every line is a record: nothing more to number
+        return f"{create} {lines}"
+    is_start, rec = _record_ids(fmt, first_line, parent_id)
     starts = f"SELECT *, {is_start} AS is_start FROM ({lines})"
-    recs = f"SELECT *, {rec} AS rec FROM ({starts})"
-    parsed = f"SELECT *, {fmt.struct_sql()} AS m FROM ({recs})"
+    return f"{create} SELECT *, {rec} AS rec FROM ({starts})"
+
+
+def insert_sql(
+    fmt: LogFormat,
+    table: str,
+    source: str,
+    *,
+    base_id: int,
+    first_line: int = 1,
+    parent_id: int | None = None,
+) -> str:
+    """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``."""
     ok = fmt.ok_sql()
+    is_start, rec = ("is_start", "rec") if fmt.start else _record_ids(fmt, first_line, None)
     fields = ",\n  ".join(
         f"CASE WHEN {ok} THEN {fmt.columns[c]} END AS {c}" if c in fmt.columns else f"NULL AS {c}"
         for c in _PARSED
     )
     message = fmt.columns.get("message", "line")
-    record_id = f"{base_id} + rec - 1"
+    record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN rec = 0 THEN {parent_id} ELSE {record_id} END"
-    error = "CASE WHEN {ok} THEN NULL WHEN line = '' THEN 'empty line' ELSE {msg} END".format(
-        ok=ok,
-        msg=sql_str(f"line does not match the {fmt.name} format")
-        if fmt is not RAW
-        else sql_str("no known log format recognised in this file"),
-    )
+    reason = "no known log format recognised in this file"
+    if fmt is not RAW:
+        reason = f"line does not match the {fmt.name} format"
+    error = f"CASE WHEN {ok} THEN NULL WHEN line = '' THEN 'empty line' ELSE {sql_str(reason)} END"
     return (
         f'INSERT INTO "{table}" SELECT {record_id} AS id, {sql_str(source)} AS source, '
-        "line_no, CASE WHEN is_start THEN line_no END AS end_line_no, "
+        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
         f"end_byte - strlen(line) - 1 AS byte_offset,\n  {fields},\n  "
         f"CASE WHEN {ok} THEN {message} ELSE line END AS message, line AS text, "
-        f"{sql_str(fmt.name)} AS format, {error} AS parse_error\nFROM ({parsed})"
+        f"{sql_str(fmt.name)} AS format, {error} AS parse_error\n"
+        f"FROM (SELECT *, {fmt.struct_sql()} AS m FROM {STAGE})"
     )
 
 

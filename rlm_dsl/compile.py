@@ -40,8 +40,10 @@ def read_spec(path: str | os.PathLike[str]) -> str:
         if len(data) > _MAX_SPEC_BYTES and exc.start >= _MAX_SPEC_BYTES - 4:
             text = data[: exc.start].decode("utf-8")  # cut inside a character at the read limit
         else:
-            raise InputError(f"{name}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at "
-                             f"offset {exc.start})") from None
+            line = data.count(b"\n", 0, exc.start) + 1
+            col = exc.start - data.rfind(b"\n", 0, exc.start)
+            raise InputError(f"{name}:{line}:{col}: is not UTF-8 text "
+                             f"(byte 0x{data[exc.start]:02x})") from None
     return text.removeprefix("\ufeff")
 
 

@@ -50,11 +50,12 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
             _load_lines(store, step.table, [spooled], display={spooled: "<stdin>"})
         return step.table
     patterns = _patterns(step, paths)
-    files = resolve_files(store, patterns, directories=kind == "files")
+    files = resolve_files(store, patterns, directories=kind == "files", text=kind != "parquet")
     loader = _LOADERS.get(kind)
     if kind == "log":
         from rlm_dsl.runtime.logs import load_log
 
+        store.drop(step.table)  # a fresh table: load_log appends to an existing one
         load_log(
             store,
             step.table,
@@ -81,17 +82,23 @@ def _patterns(step: Step, paths: list[str] | str | None) -> list[str]:
     return [os.fspath(p) for p in paths]
 
 
-def resolve_files(store: Store, patterns: list[str], directories: bool = False) -> list[str]:
+def resolve_files(
+    store: Store, patterns: list[str], directories: bool = False, text: bool = True
+) -> list[str]:
     """Expand globs (DuckDB's ``glob()``), check every file, drop empty ones among several.
 
-    ``directories`` lets a directory stand for every file below it (the ``files`` kind).
+    ``directories`` lets a directory stand for every file below it (the ``files`` kind);
+    ``text`` checks that each file looks like UTF-8 text (not for parquet).
     """
     files: list[str] = []
     for pattern in patterns:
         files.extend(_expand(store, pattern, directories))
     files = list(dict.fromkeys(files))
     for path in files:
-        _check_file(path)
+        if text:
+            _check_file(path)
+        elif not os.access(path, os.R_OK):
+            raise InputError(f"{path}: cannot read (permission denied)")
     non_empty = [path for path in files if os.path.getsize(path) > 0]
     if not non_empty:
         named = files[0] if len(files) == 1 else ", ".join(patterns)

@@ -1,0 +1,62 @@
+"""Fixtures for the store, input and chunking tests: a store, step builders, files on disk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.source import Span
+from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.tokens import TokenCounter, estimate_tokens
+
+SPAN = Span("test.rlm", 1, 1, 1, 2)
+ESTIMATE = TokenCounter("estimate (chars/4)", estimate_tokens, estimated=True)
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    with Store.open(None) as opened:
+        yield opened
+
+
+def input_step(kind: str, name: str = "x", **options: Any) -> Step:
+    return Step(
+        id=f"input-{name}",
+        kind="input",
+        name=name,
+        table=name,
+        span=SPAN,
+        strategy=kind,
+        options=options,
+    )
+
+
+def chunk_step(strategy: str, *args: Any, source: str = "x", **options: Any) -> Step:
+    return Step(
+        id="chunk-c",
+        kind="chunk",
+        name="c",
+        table="c",
+        span=SPAN,
+        source=source,
+        strategy=strategy,
+        args=args,
+        options=options,
+    )
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str | bytes], str]:
+    """``write(name, content)`` creates ``tmp_path/name`` and returns its path."""
+
+    def make(name: str, content: str | bytes) -> str:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        path.write_bytes(data)
+        return str(path)
+
+    return make

@@ -19,7 +19,9 @@ Conventions — the engine reads the ``prompt`` input field; the first line hold
 ``YES IF "kw"``    bool: whether any data line contains ``kw`` (LM filters).
 anything else      the first data line (``str``), 0, False or [] by output type.
 
-An output field named ``reasoning`` (ChainOfThought) gets a fixed sentence. Options:
+The test LM's tokenizer is one token per four characters (``ceil(chars / 4)``), so windows and
+token counts are exact and cheap. An output field named ``reasoning`` (ChainOfThought) gets a
+fixed sentence. Options:
 ``window`` (tokens): a request whose system + user text exceeds it raises
 ``dspy.lm15.ContextLengthError``; ``fail``: that fraction of calls raises a rate-limit or timeout
 error (``retry_after=0``); ``garbage``: that fraction returns unparseable text; ``seed`` picks which
@@ -48,7 +50,7 @@ from dspy.lm15 import (
 )
 from rlm_dsl.runtime.calls import current_scope, request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
-from rlm_dsl.runtime.tokens import get_counter
+from rlm_dsl.runtime.tokens import estimate_tokens
 
 from rlm_dsl.errors import LMError
 
@@ -220,11 +222,11 @@ def parse_options(model_id: str, options: dict[str, Any]) -> dict[str, Any]:
 def resolve_test_lm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
     """The :class:`ResolvedLM` for a ``test`` model id (the ``register_backend`` factory)."""
     opts = parse_options(model_id, options)
-    counter = get_counter("test").count
-    engine = TestEngine(counter, **opts)
+    engine = TestEngine(estimate_tokens, **opts)
     return ResolvedLM(
         model_id=model_id,
         engine=engine,
+        tokenizer=estimate_tokens,
         context_window=opts.get("window", 128_000),
         price=None,
         max_concurrency=options.get("max_concurrency"),

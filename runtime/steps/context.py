@@ -40,6 +40,11 @@ class BoundLM:
     def count(self, text: str) -> int:
         return self.resolved.count_tokens(text)
 
+    def fits(self, text: str, room: int) -> bool:
+        """Whether ``text`` is at most ``room`` tokens; a token is never less than one byte, so
+        short texts are decided without tokenizing."""
+        return (len(text) <= room and len(text.encode()) <= room) or self.count(text) <= room
+
 
 @dataclass
 class RunContext:

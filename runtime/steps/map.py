@@ -159,7 +159,7 @@ class _Solver:
 
     def solve(self, row: dict[str, Any], depth: int, first_attempt: int = 0) -> Any:
         prompt = self.ctx.render(self.step.prompt or "", chunk=row)
-        if self.bound.count(prompt) <= self.room:
+        if self.bound.fits(prompt, self.room):
             try:
                 return self.module.call(self.bound, self.ctx.adapter, prompt, first_attempt)
             except TooLarge:

@@ -94,7 +94,7 @@ class Reducer:
         return self.ctx.render(self.step.prompt or "", items=items, level=level, state=state)
 
     def fits(self, items: list[Any], level: int, state: Any = None) -> bool:
-        return self.bound.count(self.prompt(items, level, state)) <= self.room
+        return self.bound.fits(self.prompt(items, level, state), self.room)
 
     def call(self, items: list[Any], level: int, batch: int, state: Any = None) -> Any:
         with call_scope(chunk_id=batch, depth=level):

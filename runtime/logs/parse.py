@@ -141,7 +141,7 @@ def insert_sql(
     message = fmt.columns.get("message", "line")
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
-        record_id = f"CASE WHEN rec = 0 THEN {parent_id} ELSE {record_id} END"
+        record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
     reason = "no known log format recognised in this file"
     if fmt is not RAW:
         reason = f"line does not match the {fmt.name} format"

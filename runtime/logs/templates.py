@@ -33,7 +33,7 @@ def template_sql(expr: str) -> str:
 
     >>> import duckdb
     >>> sql = template_sql("'GET /api/v1/items/42 from 10.0.0.7 took 12 ms'")
-    >>> duckdb.sql(f"SELECT {sql}").fetchone()[0]
+    >>> duckdb.execute(f"SELECT {sql}").fetchone()[0]
     'GET <path> from <ip> took <num> ms'
     """
     out = expr

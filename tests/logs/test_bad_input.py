@@ -1,0 +1,98 @@
+"""Bad log input: exact messages, and nothing readable is lost."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from rlm_dsl.runtime.logs import LogIngestError, load_log
+
+from rlm_dsl.errors import InputError
+
+SYSLOG = "".join(f"Mar  3 10:00:{i:02d} web01 app[7]: event {i}\n" for i in range(40))
+JSONL = '{"ts": "2026-03-14T09:00:00Z", "level": "info", "msg": "ready"}\n'
+
+
+def test_unknown_format_name_lists_the_known_ones(store, write_log):
+    path = write_log("x.log", SYSLOG)
+    with pytest.raises(InputError) as info:
+        load_log(store, "logs", [path], format="syslogg")
+    assert str(info.value) == (
+        "unknown log format 'syslogg'; known formats: apache_combined, apache_common, generic, "
+        "jsonl, log4j, logfmt, python, syslog, syslog5424 (or auto)"
+    )
+    assert info.value.exit_code == 2
+
+
+def test_missing_path(store, tmp_path: Path):
+    with pytest.raises(InputError, match=r"^log input: no such file or directory: '.*nope\.log'$"):
+        load_log(store, "logs", [str(tmp_path / "nope.log")])
+
+
+def test_mixed_directory_is_detected_per_file(store, write_log, tmp_path: Path):
+    write_log("mixed/a_syslog.log", SYSLOG)
+    write_log("mixed/b_service.jsonl", JSONL)
+    report = load_log(store, "logs", [str(tmp_path / "mixed")])
+    assert [(Path(f.source).name, f.format, f.rows) for f in report.files] == [
+        ("a_syslog.log", "syslog", 40),
+        ("b_service.jsonl", "jsonl", 1),
+    ]
+    assert store.con.execute("SELECT DISTINCT format FROM logs ORDER BY 1").fetchall() == [
+        ("jsonl",),
+        ("syslog",),
+    ]
+
+
+def test_mixed_directory_with_a_forced_format(store, write_log, tmp_path: Path):
+    write_log("mixed/a_syslog.log", SYSLOG)
+    jsonl = write_log("mixed/b_service.jsonl", JSONL)
+    with pytest.raises(LogIngestError) as info:
+        load_log(store, "logs", [str(tmp_path / "mixed")], format="syslog")
+    assert str(info.value) == (
+        "log input 'logs': 1 of 2 file(s) had errors (40 rows from the readable files were "
+        f"ingested):\n  {jsonl}: does not look like syslog (0 of 1 sampled lines match; it looks "
+        "like jsonl); not ingested — leave the format unset to detect it per file"
+    )
+    assert store.count("logs") == 40
+
+
+def test_truncated_gzip_keeps_what_was_readable(store, write_log, tmp_path: Path):
+    good = write_log("a.log", SYSLOG)
+    data = gzip.compress(
+        (
+            "".join(f"2026-03-14T09:00:00Z INFO line {i} " + "x" * 60 + "\n" for i in range(5000))
+        ).encode()
+    )
+    broken = tmp_path / "b.log.gz"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogIngestError) as info:
+        load_log(store, "logs", [good, str(broken)])
+    report = info.value.report
+    readable = report.files[1].rows
+    assert 0 < readable < 5000
+    assert str(info.value) == (
+        f"log input 'logs': 1 of 2 file(s) had errors ({40 + readable} rows from the readable "
+        f"files were ingested):\n  {broken}: truncated gzip stream; ingested the {readable} "
+        "readable record(s)"
+    )
+    first, last = store.con.execute(
+        "SELECT min(line_no), max(line_no) FROM logs WHERE source = ?", [str(broken)]
+    ).fetchone()
+    assert (first, last, store.count("logs")) == (1, readable, 40 + readable)
+
+
+def test_binary_file_is_reported_not_fatal(store, write_log, tmp_path: Path):
+    good = write_log("a.log", SYSLOG)
+    blob = tmp_path / "core.bin"
+    blob.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(LogIngestError) as info:
+        load_log(store, "logs", [good, str(blob)])
+    assert info.value.report.files[1].error.startswith("cannot read: ")
+    assert store.count("logs") == 40
+
+
+def test_table_that_is_not_a_log_table(store, write_log):
+    store.con.execute("CREATE TABLE logs (id BIGINT, text VARCHAR)")
+    with pytest.raises(InputError, match=r"^table 'logs' exists and is not a log table$"):
+        load_log(store, "logs", [write_log("a.log", SYSLOG)])

@@ -1,0 +1,91 @@
+"""``rlm ingest`` and ``rlm sql`` through ``rlm_dsl.cli.main.main(argv)``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlm_dsl.cli.main import main
+
+SAMPLES = Path(__file__).parents[2] / "recipes" / "data" / "logs"
+
+
+def test_ingest_then_query(tmp_path: Path, capsys):
+    db = str(tmp_path / "logs.duckdb")
+    assert main(["ingest", db, str(SAMPLES / "app.log"), str(SAMPLES / "auth.log")]) == 0
+    out = capsys.readouterr().out
+    assert "app.log" in out and "log4j" in out and "syslog" in out
+    assert "ingested 250 rows from 2 file(s) into" in out
+    assert "(formats: log4j, syslog; parse errors: 0)" in out
+
+    code = main(
+        [
+            "sql",
+            db,
+            "SELECT level, count(*) AS n FROM logs WHERE level IS NOT NULL GROUP BY 1 ORDER BY 1",
+            "--format",
+            "csv",
+        ]
+    )
+    assert (code, capsys.readouterr().out) == (0, "level,n\nERROR,1\nINFO,68\nWARN,8\n")
+
+    code = main(
+        [
+            "sql",
+            db,
+            "SELECT line_no, end_line_no, component FROM logs WHERE level = 'ERROR'",
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"line_no": 44, "end_line_no": 59, "component": "com.acme.shop.order.OrderRepository"}
+    ]
+
+    assert main(["sql", db, "SELECT count(*) AS n FROM logs"]) == 0
+    table = capsys.readouterr().out
+    assert "┃ n   ┃" in table and "│ 250 │" in table and "1 row(s)" in table
+
+
+def test_ingest_again_appends_only_new_lines(tmp_path: Path, capsys):
+    log = tmp_path / "app.log"
+    log.write_text("Mar  3 10:00:00 web01 app[7]: one\n")
+    db = str(tmp_path / "logs.duckdb")
+    assert main(["ingest", db, str(log)]) == 0
+    with log.open("a") as f:
+        f.write("Mar  3 10:00:01 web01 app[7]: two\n")
+    capsys.readouterr()
+    assert main(["ingest", db, str(log)]) == 0
+    assert "appended 1 rows from 1 file(s)" in capsys.readouterr().out
+    assert main(["sql", db, "SELECT id, message FROM logs ORDER BY id", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "id,message\n0,one\n1,two\n"
+
+
+def test_ingest_bad_input_exits_2(tmp_path: Path, capsys):
+    db = str(tmp_path / "logs.duckdb")
+    assert main(["ingest", db, str(SAMPLES / "app.log"), "--format", "nope"]) == 2
+    assert "unknown log format 'nope'; known formats:" in capsys.readouterr().err
+    assert main(["ingest", db, str(tmp_path / "missing.log")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_sql_errors(tmp_path: Path, capsys):
+    missing = str(tmp_path / "none.duckdb")
+    assert main(["sql", missing, "SELECT 1"]) == 2
+    assert capsys.readouterr().err.strip() == f"{missing}: no such DuckDB database file"
+
+    notdb = tmp_path / "notes.txt"
+    notdb.write_text("hello")
+    assert main(["sql", str(notdb), "SELECT 1"]) == 2
+    assert "cannot open as a DuckDB database" in capsys.readouterr().err
+
+    db = str(tmp_path / "logs.duckdb")
+    assert main(["ingest", db, str(SAMPLES / "auth.log")]) == 0
+    capsys.readouterr()
+    assert main(["sql", db, "SELEC 1"]) == 1
+    assert capsys.readouterr().err.startswith("SQL error: Parser Error: syntax error")
+    assert main(["sql", db, "DELETE FROM logs"]) == 1
+    assert "read-only" in capsys.readouterr().err
+    assert main(["sql", db, "SELECT 1", "--format", "xml"]) == 1
+    assert "unknown output format 'xml'" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""Templates and dedup: variable parts masked; 200K repetitive lines collapse to < 1% rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from rlm_dsl.runtime.logs import load_log, template_sql
+
+
+@pytest.mark.parametrize(
+    ("message", "template"),
+    [
+        ("took 12 ms for 10.0.0.7:8080", "took <num> ms for <ip>"),
+        ("user 'bob' logged in", "user <str> logged in"),
+        ('GET "/index.html" failed', "GET <str> failed"),
+        ("request 3f2b8c1e-9a4d-4b6e-8f00-1234567890ab done", "request <uuid> done"),
+        ("at 2026-03-14T09:12:03.412Z retry", "at <ts> retry"),
+        ("at 09:12:03 retry", "at <time> retry"),
+        ("open /var/log/app/x.log: denied", "open <path>: denied"),
+        ("object 0xdeadbeef freed, crc 9f86d081884c7d65", "object <hex> freed, crc <hex>"),
+        ("worker-3 exited with -1", "worker<num> exited with <num>"),
+        ("no variables here", "no variables here"),
+    ],
+)
+def test_template_masks(message, template):
+    assert duckdb.execute(f"SELECT {template_sql('?')}", [message]).fetchone()[0] == template
+
+
+def _repetitive_log(path: Path, lines: int) -> None:
+    """200K lines of 12 message shapes with varying numbers, IPs, ids — plus one rare error."""
+    shapes = (
+        "CASE i % 12 WHEN 0 THEN 'GET /api/items/' || i || ' 200 in ' || (i % 97) || ' ms' "
+        "WHEN 1 THEN 'client 10.0.' || (i % 250) || '.' || (i % 7) || ' connected' "
+        "WHEN 2 THEN 'session ' || md5(i::VARCHAR) || ' renewed' "
+        "WHEN 3 THEN 'cache hit ratio 0.' || (i % 100) "
+        "ELSE 'worker ' || (i % 12) || ' heartbeat seq=' || i END"
+    )
+    level = "CASE WHEN i = 150000 THEN 'ERROR' WHEN i % 12 = 3 THEN 'WARN' ELSE 'INFO' END"
+    message = f"CASE WHEN i = 150000 THEN 'disk full on /dev/sda1' ELSE {shapes} END"
+    line = (
+        "strftime(TIMESTAMP '2026-03-14 00:00:00' + to_seconds(i // 10), '%Y-%m-%d %H:%M:%S') "
+        f"|| ' ' || {level} || ' ' || {message}"
+    )
+    duckdb.execute(
+        f"COPY (SELECT {line} FROM range({lines}) t(i)) TO '{path}' "
+        "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"
+    )
+
+
+def test_dedup_of_200k_repetitive_lines(store, tmp_path: Path):
+    path = tmp_path / "repetitive.log"
+    _repetitive_log(path, 200_000)
+    report = load_log(store, "logs", [str(path)], dedup=True)
+    assert report.rows == 200_000  # rows parsed before collapsing
+    n, total, ids = store.con.execute(
+        "SELECT count(*), sum(count), list(id ORDER BY id) = range(count(*)) FROM logs"
+    ).fetchone()
+    assert n < 2_000  # < 1% of the lines reach the LM
+    assert (total, ids) == (200_000, True)
+    error = store.con.execute(
+        "SELECT line_no, end_line_no, count, template, text FROM logs WHERE level = 'ERROR'"
+    ).fetchall()
+    assert error == [
+        (
+            150001,
+            150001,
+            1,
+            "disk full on <path>",
+            "2026-03-14 04:10:00 ERROR disk full on /dev/sda1",
+        )
+    ]
+    first = store.con.execute(
+        "SELECT line_no, end_line_no, count, ts, last_ts, template, text FROM logs WHERE id = 0"
+    ).fetchone()
+    assert first[:3] == (1, 199_993, 16_666)
+    assert (str(first[3]), str(first[4])) == ("2026-03-14 00:00:00", "2026-03-14 05:33:19")
+    assert first[5] == "GET <path> <num> in <num> ms"
+    assert first[6] == (
+        "2026-03-14 00:00:00 INFO GET /api/items/0 200 in 0 ms (repeated 16666 times)"
+    )
+
+
+def test_dedup_keeps_levels_apart(store, write_log):
+    path = write_log(
+        "x.log",
+        "2026-03-14T09:00:00Z INFO job 1 done\n"
+        "2026-03-14T09:00:01Z INFO job 2 done\n"
+        "2026-03-14T09:00:02Z ERROR job 3 done\n",
+    )
+    load_log(store, "logs", [path], dedup=True)
+    assert store.con.execute("SELECT level, count, template FROM logs ORDER BY id").fetchall() == [
+        ("INFO", 2, "job <num> done"),
+        ("ERROR", 1, "job <num> done"),
+    ]

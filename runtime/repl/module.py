@@ -37,7 +37,7 @@ from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
 from rlm_dsl.runtime.repl.tools import TableSource, TextSource, readonly_sql
 from rlm_dsl.runtime.signatures import annotation, camel, to_plain
 
-from rlm_dsl.errors import RlmError, SpecError
+from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
 
 UNREADABLE_ACTION = (
     "[Error] your reply could not be read. Answer with a `[[ ## reasoning ## ]]` section, then a "
@@ -129,6 +129,11 @@ class RlmStep(dspy.RLM):
             prediction = self._invoke(invocation, task, root_lm)
         except CodeInterpreterError as exc:
             raise ReplError(f"step {self.step.id!r}: the REPL failed: {exc}") from None
+        except Exception as exc:
+            spent = _budget_cause(exc)
+            if spent is None:
+                raise
+            raise spent from None
         finally:
             warnings = invocation.all_warnings()
         value = to_plain(getattr(prediction, self.output_name))
@@ -290,14 +295,13 @@ class RlmStep(dspy.RLM):
                         depth=invocation.depth + 1, parent_id=call_id):
             try:
                 text = _lm_text(invocation.sub_lm(prompt))
-            except RlmError:
-                invocation.record_call(tool, prompt, None, "run budget or back end failed",
-                                       call_id=call_id)
-                raise
             except Exception as exc:
-                error = f"[ERROR] {type(exc).__name__}: {exc}"
+                spent = _budget_cause(exc)
+                error = f"{type(spent or exc).__name__}: {spent or exc}"
                 invocation.record_call(tool, prompt, None, error, call_id=call_id)
-                return error
+                if spent is not None:
+                    raise spent from None
+                return f"[ERROR] {error}"
         invocation.record_call(tool, prompt, text, None, call_id=call_id)
         return text
 
@@ -320,6 +324,16 @@ def _as_rows(sub_context: Any) -> list[str]:
         return [r["text"] if isinstance(r, dict) and "text" in r else str(r) for r in sub_context]
     raise TypeError("rlm_query(sub_context, question): sub_context must be text or a list of "
                     "lines/rows")
+
+
+def _budget_cause(exc: BaseException) -> BudgetExhausted | None:
+    """The run-budget refusal behind ``exc`` (DSPy wraps engine errors), if that is what it is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, BudgetExhausted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _lm_text(response: Any) -> str:

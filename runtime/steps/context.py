@@ -23,6 +23,8 @@ from rlm_dsl.runtime.lm.resolve import ResolvedLM
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.writer import Writer
 
+from rlm_dsl.errors import SpecError
+
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 
 
@@ -85,7 +87,10 @@ class RunContext:
             template = self._templates.get(source)
             if template is None:
                 template = self._templates[source] = self._env.from_string(source)
-        return template.render(**self.params, **variables).strip()
+        try:
+            return template.render(**self.params, **variables).strip()
+        except Exception as exc:  # a Jinja2 runtime error is a spec problem, not an LM one
+            raise SpecError(f"template error: {type(exc).__name__}: {exc}") from exc
 
     def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
              attempts: int) -> None:

@@ -44,6 +44,10 @@ from rlm_dsl.errors import RlmError
 WORKER = Path(__file__).with_name("worker.py")
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 NOBODY = 65534
+NO_NETNS = ("REPL sandbox: no network namespace ({why}); network access is refused only by the "
+            "audit hook, and the scratch dir has no size limit")
+NO_QUOTA = ("REPL sandbox: no mount namespace, so the scratch dir has no size limit (files are "
+            "capped at fsize_mb each)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +58,56 @@ class SandboxLimits:
     cpu_s: float = 30.0  # CPU time per execution (SIGPROF in the worker)
     memory_mb: int = 1024  # RLIMIT_AS
     fsize_mb: int = 64  # RLIMIT_FSIZE: largest file the code may write
+    scratch_mb: int = 256  # size of the scratch tmpfs, where a mount namespace is available
     session_cpu_s: int = 3600  # RLIMIT_CPU backstop for the worker's whole life
     max_output_chars: int = 10_000
 
 
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """How workers are wrapped on this machine, and what could not be had (said, never hidden)."""
+
+    flags: tuple[str, ...]  # unshare flags; () when no namespace could be made
+    quota: bool  # the scratch dir is a size-limited tmpfs in the worker's own mount namespace
+    warnings: tuple[str, ...]
+
+    def command(self, scratch: str, scratch_mb: int, argv: list[str]) -> list[str]:
+        if not self.flags:
+            return argv
+        prefix = [shutil.which("unshare") or "unshare", *self.flags, "--"]
+        if not self.quota:
+            return [*prefix, *argv]
+        owner = ",uid=65534,gid=65534" if os.getuid() == 0 and "-U" not in self.flags else ""
+        script = (f"mount -t tmpfs -o size={scratch_mb}m,mode=0700{owner} rlm-scratch \"$0\" "
+                  '&& exec "$@"')
+        return [*prefix, "/bin/sh", "-c", script, scratch, *argv]
+
+
 @functools.cache
-def network_isolation() -> tuple[tuple[str, ...], str | None]:
-    """The command prefix that gives the worker an empty network namespace, or a warning why not."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return (), "no `unshare` on PATH"
+def isolation() -> Isolation:
+    """Probe, once per process, the strongest wrapping the machine allows."""
+    if shutil.which("unshare") is None:
+        return Isolation((), False, (NO_NETNS.format(why="no `unshare` on PATH"),))
     errors = []
-    for flags in (("-n",), ("-U", "-r", "-n")):
-        probe = subprocess.run(
-            [unshare, *flags, "--", sys.executable, "-I", "-S", "-c", "pass"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-        if probe.returncode == 0:
-            return (unshare, *flags, "--"), None
-        errors.append(f"unshare {' '.join(flags)}: {probe.stderr.strip() or probe.returncode}")
-    return (), "; ".join(errors)
+    for flags, quota in ((("-n", "-m"), True), (("-U", "-r", "-n", "-m"), True),
+                         (("-n",), False), (("-U", "-r", "-n"), False)):
+        candidate = Isolation(flags, quota, () if quota else (NO_QUOTA,))
+        error = _probe(candidate)
+        if error is None:
+            return candidate
+        errors.append(f"unshare {' '.join(flags)}: {error}")
+    return Isolation((), False, (NO_NETNS.format(why="; ".join(errors[-2:])),))
+
+
+def _probe(candidate: Isolation) -> str | None:
+    scratch = tempfile.mkdtemp(prefix="rlm-probe-")
+    try:
+        argv = [sys.executable, "-I", "-S", "-c", "pass"]
+        probe = subprocess.run(candidate.command(scratch, 1, argv), capture_output=True,
+                               text=True, timeout=10, check=False)
+        return None if probe.returncode == 0 else (probe.stderr.strip() or str(probe.returncode))
+    finally:
+        os.rmdir(scratch)
 
 
 class SandboxInterpreter:
@@ -118,12 +152,12 @@ class SandboxInterpreter:
             self.scratch = tempfile.mkdtemp(prefix="rlm-scratch-")
             if os.getuid() == 0:
                 os.chown(self.scratch, NOBODY, NOBODY)
-        prefix, why = network_isolation()
-        if why:
-            self._warn(f"REPL sandbox: no network namespace ({why}); network access is refused "
-                       "only by the audit hook")
+        wrap = isolation()
+        for warning in wrap.warnings:
+            self._warn(warning)
         config = {**asdict(self.limits), "scratch": self.scratch, "read_roots": _read_roots()}
-        command = [*prefix, sys.executable, "-I", "-S", str(WORKER), json.dumps(config)]
+        argv = [sys.executable, "-I", "-S", str(WORKER), json.dumps(config)]
+        command = wrap.command(self.scratch, self.limits.scratch_mb, argv)
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

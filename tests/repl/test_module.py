@@ -225,14 +225,16 @@ def test_run_budget_exhaustion_stops_the_step_and_keeps_the_trajectory(store):
 def test_missing_isolation_is_reported_not_silent(store, monkeypatch):
     from rlm_dsl.runtime.repl import sandbox
 
-    monkeypatch.setattr(sandbox, "network_isolation", lambda: ((), "unshare -n: not permitted"))
+    bare = sandbox.Isolation((), False, (sandbox.NO_NETNS.format(why="unshare -n: not permitted"),))
+    monkeypatch.setattr(sandbox, "isolation", lambda: bare)
     store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
     root, _ = make_lm(scripted_root(["SUBMIT('ok')"]))
     sub, _ = make_lm(lambda s, u: "unused")
     result = RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
     assert result.value == "ok"
-    assert result.warnings[0] == ("REPL sandbox: no network namespace (unshare -n: not "
-                                  "permitted); network access is refused only by the audit hook")
+    assert result.warnings == ["REPL sandbox: no network namespace (unshare -n: not permitted); "
+                               "network access is refused only by the audit hook, and the "
+                               "scratch dir has no size limit"]
 
 
 def test_a_dead_repl_ends_the_step_with_a_clear_error(store):

@@ -18,7 +18,7 @@ from dspy.primitives.code_interpreter import (
     CodeInterpreterError,
     FinalOutput,
 )
-from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, network_isolation
+from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, isolation
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store import Store
 
@@ -31,7 +31,8 @@ def repl():
     store = Store.open(None)
     store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'line ' || range AS text "
                       "FROM range(100)")
-    limits = SandboxLimits(timeout_s=20, cpu_s=1, memory_mb=512, max_output_chars=2000)
+    limits = SandboxLimits(timeout_s=20, cpu_s=1, memory_mb=512, scratch_mb=32,
+                           max_output_chars=2000)
     interpreter = SandboxInterpreter(
         tools={"_context": TableSource(store, "logs"),
                "sql": lambda query: readonly_sql(store, query)},
@@ -54,11 +55,20 @@ def refused(repl: SandboxInterpreter, code: str) -> str:
 
 
 def test_isolation_is_complete_on_this_machine(repl):
-    prefix, why = network_isolation()
-    if why or os.getuid() != 0:
-        pytest.skip(f"needs root and unshare: {why or 'not root'}")
-    assert prefix[-1] == "--" and "-n" in prefix
+    wrap = isolation()
+    if wrap.warnings or os.getuid() != 0:
+        pytest.skip(f"needs root and unshare: {wrap.warnings or 'not root'}")
+    assert wrap.flags == ("-n", "-m") and wrap.quota
     assert repl.warnings == []
+
+
+def test_scratch_space_is_capped(repl, tmp_path):
+    if not isolation().quota:
+        pytest.skip("no mount namespace here: the scratch dir has no size limit")
+    error = refused(repl, "for i in range(100):\n"
+                          "    open(f'fill{i}', 'wb').write(bytes(1024 * 1024))")
+    assert "OSError (line 2): [Errno 28] No space left on device" in error
+    repl.execute("import glob, os\nfor f in glob.glob('fill*'): os.remove(f)")
 
 
 def test_write_to_etc_is_refused(repl):

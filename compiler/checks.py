@@ -19,6 +19,7 @@ from rlm_dsl.compiler.options import LM_OPTIONS, literal_problem
 from rlm_dsl.compiler.prompt_checks import check_param_names, check_prompts
 from rlm_dsl.compiler.scope import defined_name
 from rlm_dsl.compiler.source import Span
+from rlm_dsl.compiler.sql_checks import check_sql
 from rlm_dsl.compiler.step_checks import STEP_CHECKS, check_kwargs
 
 
@@ -163,5 +164,6 @@ CHECKS: tuple[Check, ...] = (
     check_param_names,
     *STEP_CHECKS,
     check_prompts,
+    check_sql,
     check_cycles,
 )

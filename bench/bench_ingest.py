@@ -27,6 +27,7 @@ import duckdb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 AVG_LINE_BYTES = 95  # measured on the generator below; only used to size the file
+MEMORY_LIMIT = "1GB"  # the same DuckDB limit for both measurements (rlm ingest's default)
 
 
 def generate(path: str, size_mb: int) -> None:
@@ -60,6 +61,7 @@ def worker(kind: str, path: str, db: str) -> None:
 
     store = Store.open(db)
     store.con.execute("SET enable_progress_bar = false")
+    store.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # as `rlm ingest` defaults to
     started = time.perf_counter()
     if kind == "raw":
         store.con.execute(f"CREATE TABLE raw AS SELECT line FROM {read_lines_sql(path)}")

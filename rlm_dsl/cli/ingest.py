@@ -2,8 +2,10 @@
 
 The CLI face of the log-ingest stage (:mod:`rlm_dsl.runtime.logs`). A new table is created; an
 existing one gets only the lines each source gained since (so re-running on a growing log is
-cheap), and new files in full. Prints one row per file (format, rows, parse errors, problems)
-and a total with the throughput; unreadable input exits 2 after keeping what could be read.
+cheap), and new files in full. DuckDB's memory is capped (``--memory-limit``, 1GB by default),
+so multi-GB inputs spill to disk instead of growing the process. Prints one row per file
+(format, rows, parse errors, problems) and a total with the throughput; unreadable input exits 2
+after keeping what could be read.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import os
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.table import Table
 
 from rlm_dsl.cli.app import app, out
-from rlm_dsl.errors import InputError
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.logs import LoadReport, LogIngestError, load_log
+from rlm_dsl.runtime.logs.formats import sql_str
 from rlm_dsl.runtime.store import Store
 
 
@@ -31,11 +35,15 @@ def ingest(
     dedup: Annotated[
         bool, typer.Option("--dedup", help="Collapse repeated message templates.")
     ] = False,
+    memory_limit: Annotated[
+        str, typer.Option("--memory-limit", help="DuckDB memory limit; larger input spills.")
+    ] = "1GB",
 ) -> None:
     """Parse log files into a DuckDB table (appends only new lines to an existing table)."""
     if os.path.isdir(db):
         raise InputError(f"{db}: is a directory, not a DuckDB database")
     with Store.open(db) as store:
+        _limit_memory(store, memory_limit)
         append = store.table_exists(table)
         try:
             report = load_log(store, table, files, format=format, dedup=dedup, incremental=append)
@@ -43,6 +51,13 @@ def ingest(
             _show(exc.report, db, append)
             raise
         _show(report, db, append)
+
+
+def _limit_memory(store: Store, limit: str) -> None:
+    try:
+        store.con.execute(f"SET memory_limit = {sql_str(limit)}")
+    except duckdb.Error:
+        raise SpecError(f"--memory-limit: not a memory size: '{limit}' (e.g. 1GB, 512MB)") from None
 
 
 def _show(report: LoadReport, db: str, append: bool) -> None:

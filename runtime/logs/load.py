@@ -29,6 +29,7 @@ from rlm_dsl.runtime.logs.parse import (
     fold_continuations,
     format_hits,
     insert_sql,
+    newline_width,
     read_lines_sql,
     stage_sql,
 )
@@ -272,11 +273,14 @@ def _gzip_prefix(path: str) -> str:
 def _tail(con: Any, table: str, source: str) -> tuple[int, int, int, str] | None:
     """(id, next line, next byte, format) after the last record of ``source``, or None."""
     row = con.execute(
-        f'SELECT id, end_line_no, byte_offset + strlen(text) + 1, format FROM "{table}" '
-        "WHERE source = ? ORDER BY line_no DESC LIMIT 1",
+        f"SELECT id, end_line_no, byte_offset + strlen(text), format, end_line_no - line_no + 1 "
+        f'FROM "{table}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
         [source],
     ).fetchone()
-    return None if row is None else (row[0], row[1] + 1, row[2], row[3])
+    if row is None:
+        return None
+    newline = newline_width(source)  # text joins its lines with \n; the file may use \r\n
+    return row[0], row[1] + 1, row[2] + 1 + (newline - 1) * row[4], row[3]
 
 
 def _parse_file(
@@ -296,12 +300,17 @@ def _parse_file(
     first_line, first_byte, parent = (1, 0, None) if tail is None else (tail[1], tail[2], tail[0])
     base = _next_id(con, table)
     read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
+    nl = newline_width(read_path)
     con.begin()
     con.execute(
-        stage_sql(fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent)
+        stage_sql(
+            fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
+        )
     )
     con.execute(
-        insert_sql(fmt, table, source, base_id=base, first_line=first_line, parent_id=parent)
+        insert_sql(
+            fmt, table, source, base_id=base, first_line=first_line, parent_id=parent, newline=nl
+        )
     )
     con.execute(f"DROP TABLE {STAGE}")
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"

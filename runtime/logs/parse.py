@@ -11,6 +11,7 @@ insert and only multi-line records pay for aggregation.
 
 from __future__ import annotations
 
+import gzip
 from typing import Any
 
 from rlm_dsl.runtime.logs.formats import FORMATS, RAW, LogFormat, sql_str
@@ -37,6 +38,18 @@ LOG_COLUMNS = (
     ("parse_error", "VARCHAR"),
 )
 _PARSED = ("ts", "level", "host", "process", "pid", "component")
+
+
+def newline_width(path: str) -> int:
+    """2 when the file's first line ends with CRLF (DuckDB strips the CR), else 1."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except (OSError, EOFError):
+        return 1
+    end = head.find(b"\n")
+    return 2 if end > 0 and head[end - 1 : end] == b"\r" else 1
 
 
 def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
@@ -102,6 +115,7 @@ def stage_sql(
     first_line: int = 1,
     first_byte: int = 0,
     parent_id: int | None = None,
+    newline: int = 1,
 ) -> str:
     """Number the lines of ``read`` into the temp table :data:`STAGE` (one ordered pass).
 
@@ -111,7 +125,7 @@ def stage_sql(
     """
     lines = (
         f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
-        f"{first_byte} + sum(strlen(coalesce(line, '')) + 1) OVER "
+        f"{first_byte} + sum(strlen(coalesce(line, '')) + {newline}) OVER "
         f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
     )
     create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
@@ -130,6 +144,7 @@ def insert_sql(
     base_id: int,
     first_line: int = 1,
     parent_id: int | None = None,
+    newline: int = 1,
 ) -> str:
     """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``."""
     ok = fmt.ok_sql()
@@ -149,7 +164,7 @@ def insert_sql(
     return (
         f'INSERT INTO "{table}" SELECT {record_id} AS id, {sql_str(source)} AS source, '
         f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
-        f"end_byte - strlen(line) - 1 AS byte_offset,\n  {fields},\n  "
+        f"end_byte - strlen(line) - {newline} AS byte_offset,\n  {fields},\n  "
         f"CASE WHEN {ok} THEN {message} ELSE line END AS message, line AS text, "
         f"{sql_str(fmt.name)} AS format, {error} AS parse_error\n"
         f"FROM (SELECT *, {fmt.struct_sql()} AS m FROM {STAGE})"

@@ -89,3 +89,14 @@ def test_sql_errors(tmp_path: Path, capsys):
     assert "read-only" in capsys.readouterr().err
     assert main(["sql", db, "SELECT 1", "--format", "xml"]) == 1
     assert "unknown output format 'xml'" in capsys.readouterr().err
+
+
+def test_ingest_dedup_and_memory_limit(tmp_path: Path, capsys):
+    db = str(tmp_path / "logs.duckdb")
+    args = ["ingest", db, str(SAMPLES / "app.log"), "--table", "t", "--dedup"]
+    assert main([*args, "--memory-limit", "lots"]) == 1
+    assert "--memory-limit: not a memory size: 'lots'" in capsys.readouterr().err
+    assert main([*args, "--memory-limit", "256MB"]) == 0
+    capsys.readouterr()
+    assert main(["sql", db, "SELECT count(*), sum(count) FROM t", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "count_star(),sum(count)\n18,77\n"

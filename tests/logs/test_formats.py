@@ -384,3 +384,14 @@ def test_forced_format_overrides_detection(store, write_log, rows):
     report = load_log(store, "logs", [path], format="generic")
     assert report.files[0].format == "generic"
     assert rows("level, message") == [("ERROR", "boom")]
+
+
+def test_crlf_line_endings_keep_byte_offsets_exact(store, tmp_path: Path, rows):
+    path = tmp_path / "win.log"
+    data = b"2026-03-14T09:00:00Z INFO a\r\n2026-03-14T09:00:01Z ERROR b\r\n  at x\r\n"
+    path.write_bytes(data)
+    load_log(store, "logs", [str(path)])
+    assert rows("line_no, end_line_no, byte_offset, text") == [
+        (1, 1, 0, "2026-03-14T09:00:00Z INFO a"),
+        (2, 3, data.index(b"2026-03-14T09:00:01Z"), "2026-03-14T09:00:01Z ERROR b\n  at x"),
+    ]

@@ -303,3 +303,11 @@ def test_context_handle_pages_through_the_table(repl):
         "{'id': 42, 'text': 'line 42'}]",
         "100",
     ]
+
+
+def test_tools_take_keywords_as_well_as_positions(repl):
+    out = repl.execute("print(sql(query='SELECT count(*) AS n FROM logs'))\n"
+                       "print(context.search(pattern='line 7$', limit=1))")
+    assert out == "[{'n': 100}]\n[{'id': 7, 'text': 'line 7'}]\n"
+    assert "takes 1 value(s): output" in refused(repl, "SUBMIT(1, 2)")
+    assert repl.execute("SUBMIT(output=3)") == FinalOutput({"output": 3})

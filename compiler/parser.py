@@ -17,7 +17,7 @@ from lark.exceptions import UnexpectedInput, VisitError
 from rlm_dsl.compiler import ast
 from rlm_dsl.compiler.diagnostics import CompileError, Diagnostic, end_span
 from rlm_dsl.compiler.source import Span
-from rlm_dsl.compiler.syntax_errors import syntax_diagnostic
+from rlm_dsl.compiler.syntax_errors import syntax_errors
 
 MAX_DEPTH = 64  # list[list[...]] and [[...]] nesting; deeper specs are refused with a message
 
@@ -41,7 +41,7 @@ def parse(text: str, path: str) -> ast.Spec:
     try:
         tree = parser.parse(text)
     except UnexpectedInput as exc:
-        raise CompileError([syntax_diagnostic(exc, parser, text, path)], {path: text}) from None
+        raise CompileError(syntax_errors(exc, parser, text, path), {path: text}) from None
     too_deep = _too_deep(tree, path)
     if too_deep is not None:
         raise CompileError([too_deep], {path: text})

@@ -9,6 +9,7 @@ points just past its last character.
 
 from __future__ import annotations
 
+import re
 from functools import cache, partial
 
 from lark import Lark
@@ -79,7 +80,41 @@ _STATEMENT_KEYWORDS = frozenset(
      "output"]
 )
 _MAX_EXPECTED = 8
+_STATEMENT_START = re.compile(rf"({'|'.join(_STATEMENT_KEYWORDS)})\b")
+MAX_ERRORS = 20
 _hint_cache: dict[tuple[object, ...], str | None] = {}
+
+
+def syntax_errors(first: UnexpectedInput, parser: Lark, text: str, path: str) -> list[Diagnostic]:
+    """The first syntax error and those after it: parsing resumes at each later line that starts
+    a statement (a keyword in column 1, outside triple-quoted strings), up to MAX_ERRORS."""
+    diags = [syntax_diagnostic(first, parser, text, path)]
+    lines = text.split("\n")
+    starts = _statement_starts(lines)
+    while len(diags) < MAX_ERRORS:
+        line = diags[-1].span.line
+        resume = next((n for n in starts if n > line), None)
+        if resume is None:
+            break
+        rest = "\n" * (resume - 1) + "\n".join(lines[resume - 1 :])  # keeps line numbers
+        try:
+            parser.parse(rest)
+        except UnexpectedInput as exc:
+            diags.append(syntax_diagnostic(exc, parser, rest, path))
+        else:
+            break
+    return diags
+
+
+def _statement_starts(lines: list[str]) -> list[int]:
+    starts, in_prompt = [], False
+    for number, line in enumerate(lines, 1):
+        if not in_prompt and _STATEMENT_START.match(line):
+            starts.append(number)
+        code = line if in_prompt else line.split("#", 1)[0]  # a comment cannot open a prompt
+        if code.count('"""') % 2:
+            in_prompt = not in_prompt
+    return starts
 
 
 def syntax_diagnostic(exc: UnexpectedInput, parser: Lark, text: str, path: str) -> Diagnostic:

@@ -25,7 +25,7 @@ KEYWORDS = ("recipe", "param", "lm", "type", "input", "chunk", "filter", "map", 
             "list[", "?", "|", ",", "=", "(", ")", "[", "]", "{", "}", ":", ".", "#")
 ODD_TEXT = ("\x00", "\r", "\r\n", "\t", "\u2028", "\u200b", "\ufeff", "é", "日本", "🙂", "\u0301",
             "\u202e", "\\", '"', "'", "\udcff")
-CASES = 2400
+CASES = 2000
 
 
 def _mutate(rng: random.Random, text: str) -> str:

@@ -28,7 +28,8 @@ from typing import Any
 
 import duckdb
 from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.packing import by_budget, by_rows, chunk_sql
+from rlm_dsl.runtime.packing import by_budget, chunk_sql
+from rlm_dsl.runtime.rowchunks import by_rows
 from rlm_dsl.runtime.store import Store, quote_ident
 from rlm_dsl.runtime.tokens import TokenCounter
 

@@ -34,7 +34,7 @@ from rlm_dsl.runtime.store import Store, quote_ident
 from rlm_dsl.errors import InputError
 
 PEEK_BYTES = 1 << 16
-MAX_LINE_BYTES = 1 << 27  # 128 MiB: one longer line is an input error, not a crash
+MAX_LINE_BYTES = 1 << 24  # 16 MiB: one longer line is an input error, not a crash
 RESERVED = ("id", "source", "line_no")
 _LINE_READER = (
     f"read_csv(?, columns={{'text': 'VARCHAR'}}, delim=chr(0), quote='', escape='', header=false, "

@@ -1,6 +1,4 @@
-"""Chunk stage, positional strategies: ``lines``/``records``, ``chars``, ``tokens`` and ``sql``.
-
-Row windows (``lines``, ``records``) are pure SQL with computed chunk ids (see :func:`by_rows`).
+"""Chunk stage, budget strategies ``chars(n, overlap)`` and ``tokens(n, overlap)``, and ``sql``.
 
 Budget chunks hold whole rows, packed greedily up to ``n`` characters or tokens, never across a
 ``source`` boundary. Per-row weights (``length(text) + 1`` or the row's tokens + 1, the 1 being
@@ -59,65 +57,6 @@ def pack(weights: np.ndarray, breaks: np.ndarray, budget: int, overlap: int) -> 
             again = int(np.searchsorted(cum, cum[end] - overlap, side="left"))
             start = max(again, start + 1)
     return np.array(ranges, dtype=np.int64).reshape(-1, 2)
-
-
-def by_rows(
-    store: Store, step: Step, source: Source, tokens: TokenSql, n: int, overlap: int
-) -> None:
-    """``lines`` / ``records(n, overlap)``: windows of n rows, stride n - overlap, per source.
-
-    Chunk ids are computed, not sorted: a source's chunk count follows from its row count, so
-    id = (chunks of earlier sources) + window index, and the aggregation groups by that one
-    BIGINT. A row's position ``rn`` is ``id - first id`` when ids are contiguous in each
-    source (every input table), else a ``row_number`` window.
-    """
-    stride = n - overlap
-    ranked = _ranked(store, source.rows_sql(), stride, overlap, tokens)
-    if overlap == 0:
-        members = f"SELECT *, rn // {n} AS grp FROM ({ranked})"
-    else:
-        first = f"greatest(0, (rn - {n} + {stride}) // {stride})"
-        members = f"""SELECT * EXCLUDE (grps), unnest(grps) AS grp FROM (
-            SELECT *, range({first}, rn // {stride} + 1) AS grps FROM ({ranked}))"""
-    grouped = f"""SELECT base + grp AS chunk_id, any_value(source) AS source,
-            min(first_line) AS first_line, max(last_line) AS last_line,
-            min(start_byte) AS start_byte, max(end_byte) AS end_byte, count(*) AS n_rows,
-            string_agg(text, chr(10) ORDER BY id) AS text
-        FROM ({members}) WHERE grp < chunks GROUP BY base + grp"""
-    sql = f"""SELECT chunk_id AS id, source, first_line, last_line, start_byte, end_byte,
-        n_rows, {tokens.of("text")} AS n_tokens, CAST(NULL AS VARCHAR) AS key, text
-        FROM ({grouped}) ORDER BY id"""
-    with store.write() as con:
-        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
-
-
-def _ranked(store: Store, rows: str, stride: int, overlap: int, tokens: TokenSql) -> str:
-    """``rows`` plus ``rn`` (position in its source), ``base`` and ``chunks`` of its source."""
-    sources = store.con.execute(
-        f"""SELECT source, min(id), count(*), max(id) - min(id) + 1 FROM ({rows})
-            GROUP BY source ORDER BY 2"""
-    ).fetchall()
-    counts = [max(1, (count - overlap + stride - 1) // stride) for _, _, count, _ in sources]
-    bases = np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist() if counts else []
-    contiguous = all(count == span for _, _, count, span in sources)
-    if len(sources) == 1 and contiguous:
-        first = sources[0][1]
-        return f"SELECT *, id - {first} AS rn, 0 AS base, {counts[0]} AS chunks FROM ({rows})"
-    table = f"rlm_bases_{uuid.uuid4().hex[:12]}"
-    tokens.scratch.append(table)
-    with store.write() as con:
-        con.execute(
-            f"""CREATE TEMP TABLE {table} AS SELECT unnest(?::VARCHAR[]) AS source,
-                unnest(?::BIGINT[]) AS first_id, unnest(?::BIGINT[]) AS base,
-                unnest(?::BIGINT[]) AS chunks""",
-            [[row[0] for row in sources], [row[1] for row in sources], bases, counts],
-        )
-    position = "r.id - b.first_id" if contiguous else _WINDOW_RN
-    return f"""SELECT r.*, {position} AS rn, b.base, b.chunks FROM ({rows}) r
-        JOIN {table} b ON r.source IS NOT DISTINCT FROM b.source"""
-
-
-_WINDOW_RN = "row_number() OVER (PARTITION BY r.source ORDER BY r.id) - 1"
 
 
 def by_budget(

@@ -11,6 +11,7 @@ every write so concurrent writers never interleave half a batch.
 API (others code against it)::
 
     store = Store.open(None)            # in memory; Store.open("run.duckdb") for a file
+    Store.open("run.duckdb", memory_limit="1GB")  # bounded buffer pool (large inputs)
     store.con                           # this thread's DuckDB cursor (DuckDBPyConnection)
     store.path                          # the file path, or None in memory
     store.scalar("SELECT count(*) FROM t WHERE x = ?", [1])  # first value, fully fetched
@@ -74,11 +75,22 @@ class Store:
         self._create_system_tables()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, memory_limit: str | None = None
+    ) -> Store:
         """Open (or create) the store at ``path``; in memory when ``path`` is None.
 
         A path that exists but is not a DuckDB database raises :class:`InputError` naming it.
+        ``memory_limit`` (DuckDB's setting, e.g. ``"1GB"``) bounds DuckDB's buffer pool: with a
+        file store, larger inputs are then evicted to the file instead of held in memory.
         """
+        store = cls._connect(path)
+        if memory_limit:
+            store.con.execute("SET memory_limit = ?", [memory_limit])
+        return store
+
+    @classmethod
+    def _connect(cls, path: str | os.PathLike[str] | None) -> Store:
         if path is None:
             con = duckdb.connect(":memory:")
             # An in-memory store spills to a private temporary folder, never into the cwd.

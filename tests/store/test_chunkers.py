@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rlm_dsl.runtime import chunkers
+from rlm_dsl.runtime import chunkers, rowchunks
 from rlm_dsl.runtime.chunkers import chunk
 from rlm_dsl.runtime.inputs import load_input
 from rlm_dsl.runtime.store import Store
@@ -96,7 +96,7 @@ def test_filtered_source_with_gaps_in_ids(store: Store) -> None:
     ]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     lengths=st.lists(st.integers(0, 30), min_size=1, max_size=60),
     n=st.integers(1, 12),
@@ -117,7 +117,45 @@ def test_line_windows_cover_every_line_in_order(
     assert all(r["text"].count("\n") == r["n_rows"] - 1 for r in rows)
 
 
-@settings(max_examples=25, deadline=None)
+def expected_windows(sizes: list[int], n: int, overlap: int) -> list[tuple[str, int, int]]:
+    """Reference: (source, first line, last line) of every row window, source by source."""
+    stride, found = n - overlap, []
+    for index, total in enumerate(sizes):
+        k = 0
+        while k == 0 or k * stride + overlap < total:
+            found.append((f"s{index}", k * stride + 1, min(k * stride + n, total)))
+            k += 1
+    return found
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 30), min_size=1, max_size=6),
+    n=st.integers(1, 8),
+    overlap_share=st.floats(0, 0.9),
+    batch=st.integers(1, 40),
+)
+def test_batched_row_windows_match_the_reference(
+    sizes: list[int], n: int, overlap_share: float, batch: int
+) -> None:
+    overlap = min(n - 1, int(n * overlap_share))
+    with pytest.MonkeyPatch.context() as patch, Store.open(None) as store:
+        patch.setattr(rowchunks, "BATCH_ROWS", batch)
+        lines_table(
+            store, {f"s{i}": [f"s{i}-{j}" for j in range(1, k + 1)] for i, k in enumerate(sizes)}
+        )
+        rows = run(store, "lines", n, overlap=overlap)
+    assert [(r["source"], r["first_line"], r["last_line"]) for r in rows] == expected_windows(
+        sizes, n, overlap
+    )
+    assert [r["id"] for r in rows] == list(range(len(rows)))
+    for r in rows:
+        assert r["text"] == "\n".join(
+            f"{r['source']}-{j}" for j in range(r["first_line"], r["last_line"] + 1)
+        )
+
+
+@settings(max_examples=15, deadline=None)
 @given(
     lengths=st.lists(st.integers(0, 40), min_size=1, max_size=50),
     n=st.integers(5, 60),

@@ -135,6 +135,21 @@ def test_files_kind_reads_a_directory(store: Store, write: Write, tmp_path: Path
     assert rows == [(0, "a.md", 10, "ay\nsecond\n"), (1, "b.md", 4, "bee\n"), (2, "c.md", 3, "see")]
 
 
+def test_log_inputs_are_parsed_by_the_log_stage(store: Store, write: Write) -> None:
+    path = write(
+        "app.log",
+        "2026-01-01T00:00:00Z web01 app[7]: started\n2026-01-01T00:00:05Z web01 app[7]: ready\n",
+    )
+    load_input(store, input_step("log"), path)
+    rows = store.rows("x")
+    assert [(r["id"], r["line_no"], r["byte_offset"], r["host"]) for r in rows] == [
+        (0, 1, 0, "web01"),
+        (1, 2, 43, "web01"),
+    ]
+    assert rows[1]["text"] == "2026-01-01T00:00:05Z web01 app[7]: ready"
+    assert str(rows[1]["ts"]) == "2026-01-01 00:00:05"
+
+
 def test_default_path_comes_from_the_step(store: Store, write: Write) -> None:
     path = write("d.txt", "only\n")
     load_input(store, input_step("text", path=path), None)

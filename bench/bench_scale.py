@@ -1,0 +1,234 @@
+"""Benchmark "Scale": store and chunk a generated log of about 1 GB (issue 3).
+
+Generates a log file outside the repository (``/tmp/rlm-bench`` by default, with DuckDB, in
+seconds), then measures, each in its own subprocess (peak RSS from ``os.wait4``, the child's own
+``getrusage(RUSAGE_CHILDREN)`` record):
+
+1. ``duckdb-raw``: DuckDB's own one-column ``read_csv`` of the file into a table — the base;
+2. ``rlm load``: :func:`rlm_dsl.runtime.inputs.load_input` (``text`` input: source, line numbers,
+   byte offsets), then ``rlm chunk``: :func:`rlm_dsl.runtime.chunkers.chunk` by ``lines(400)``,
+   timed separately in the same process; ``rlm total`` is the two together.
+
+Both use a fresh database file with the same DuckDB ``memory_limit`` (``--mode memory`` uses
+in-memory databases instead). Prints a table and saves ``bench/results/scale.json``.
+Targets: load + chunk ≥ 100 MB/s, peak RSS < 1.5 GB.
+
+    python bench/bench_scale.py                 # 1 GB
+    python bench/bench_scale.py --quick         # 100 MB
+    python bench/bench_scale.py --size-mb 256 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+AVG_LINE_BYTES = 110  # about what the generator below writes; only used to size the file
+RAW_READ = (
+    "read_csv(?, columns={'text': 'VARCHAR'}, delim=chr(0), quote='', escape='', "
+    "header=false, auto_detect=false)"
+)
+
+
+def generate(path: str, size_mb: int) -> None:
+    """A syslog-like file of about ``size_mb`` MB, written by DuckDB."""
+    lines = size_mb * 1_000_000 // AVG_LINE_BYTES
+    line = (
+        "strftime(TIMESTAMP '2026-01-01' + to_milliseconds(i * 37), '%Y-%m-%dT%H:%M:%S.%g') "
+        "|| ' ' || ['web01','web02','db01','cache03','lb01'][1 + i % 5] || ' ' "
+        "|| ['sshd','nginx','kernel','cron','app'][1 + (i // 7) % 5] || '[' || (1000 + i % 5000) "
+        "|| ']: ' || CASE WHEN i % 97 = 0 THEN 'ERROR connection to 10.0.' || (i % 256) "
+        "|| '.' || (i % 199) || ' refused after ' || (i % 30) || ' retries' "
+        "WHEN i % 13 = 0 THEN 'WARN slow request /api/v1/items/' || (i % 10007) || ' took ' "
+        "|| (i % 9000) || ' ms' ELSE 'INFO GET /static/' || md5(i::VARCHAR)[:12] "
+        "|| '.js 200 ' || (i % 65536) || ' bytes user=' || (i % 4099) END"
+    )
+    tmp = path + ".part"
+    duckdb.sql(
+        f"COPY (SELECT {line} FROM range({lines}) t(i)) TO '{tmp}' "
+        "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"
+    )
+    os.replace(tmp, path)
+
+
+def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int | None) -> dict:
+    """Run one measurement in this (child) process; returns its timings."""
+    if kind == "duckdb-raw":
+        con = duckdb.connect(db or ":memory:")
+        _settings(con, memory_limit, threads)
+        started = time.perf_counter()
+        con.execute(f"CREATE TABLE raw AS SELECT * FROM {RAW_READ}", [path])
+        rows = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
+        return {"seconds": time.perf_counter() - started, "rows": rows}
+    from rlm_dsl.compiler.plan import Step
+    from rlm_dsl.compiler.source import Span
+    from rlm_dsl.runtime.chunkers import chunk
+    from rlm_dsl.runtime.inputs import load_input
+    from rlm_dsl.runtime.store import Store
+    from rlm_dsl.runtime.tokens import get_counter
+
+    span = Span("bench.rlm", 1, 1, 1, 1)
+    load = Step(
+        id="input-logs", kind="input", name="logs", table="logs", span=span, strategy="text"
+    )
+    windows = Step(
+        id="chunk-windows",
+        kind="chunk",
+        name="windows",
+        table="windows",
+        span=span,
+        source="logs",
+        strategy="lines",
+        args=(400,),
+    )
+    counter = get_counter(None)
+    with Store.open(db, memory_limit=memory_limit) as store:
+        _settings(store.con, None, threads)
+        started = time.perf_counter()
+        load_input(store, load, path)
+        loaded = time.perf_counter()
+        chunk(store, windows, "logs", counter)
+        done = time.perf_counter()
+        return {
+            "load_seconds": loaded - started,
+            "chunk_seconds": done - loaded,
+            "rows": store.count("logs"),
+            "chunks": store.count("windows"),
+            "token_counter": counter.name,
+        }
+
+
+def _settings(
+    con: duckdb.DuckDBPyConnection, memory_limit: str | None, threads: int | None
+) -> None:
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+
+
+def measure(kind: str, args: argparse.Namespace, path: str) -> dict:
+    """Run ``kind`` in a subprocess on a fresh database; adds its peak RSS (MB)."""
+    db = None if args.mode == "memory" else os.path.join(args.dir, f"bench-{kind}.duckdb")
+    for leftover in (db, f"{db}.wal") if db else ():
+        if os.path.exists(leftover):
+            os.remove(leftover)
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--file",
+        path,
+        "--memory-limit",
+        args.memory_limit,
+        "--mode",
+        args.mode,
+        "--dir",
+        args.dir,
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{kind} failed (status {status}):\n{out}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    if db:
+        for leftover in (db, f"{db}.wal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+    return result
+
+
+def report(size_mb: float, raw: dict, rlm: dict) -> list[dict]:
+    total = rlm["load_seconds"] + rlm["chunk_seconds"]
+    rows = [
+        ("duckdb raw read_csv", raw["seconds"], raw["peak_rss_mb"]),
+        ("rlm load (text input)", rlm["load_seconds"], None),
+        ("rlm chunk lines(400)", rlm["chunk_seconds"], None),
+        ("rlm load + chunk", total, rlm["peak_rss_mb"]),
+    ]
+    table = []
+    print(f"{'measurement':<24}{'seconds':>9}{'MB/s':>9}{'x raw':>8}{'peak RSS MB':>13}")
+    for name, seconds, rss in rows:
+        entry = {
+            "measurement": name,
+            "seconds": round(seconds, 2),
+            "mb_per_s": round(size_mb / seconds, 1),
+            "ratio_to_raw": round(seconds / raw["seconds"], 2),
+            "peak_rss_mb": rss,
+        }
+        table.append(entry)
+        shown = "-" if rss is None else f"{rss:.0f}"
+        print(
+            f"{name:<24}{seconds:>9.2f}{entry['mb_per_s']:>9.1f}{entry['ratio_to_raw']:>8.2f}"
+            f"{shown:>13}"
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true", help="100 MB instead of --size-mb")
+    parser.add_argument("--dir", default="/tmp/rlm-bench", help="where the log and databases go")
+    parser.add_argument("--mode", choices=["file", "memory"], default="file")
+    parser.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit for both")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        db = None if args.mode == "memory" else os.path.join(args.dir, f"bench-{args.child}.duckdb")
+        limit = None if args.mode == "memory" else args.memory_limit
+        print(json.dumps(child(args.child, args.file, db, limit, args.threads)))
+        return
+    size_mb = 100 if args.quick else args.size_mb
+    os.makedirs(args.dir, exist_ok=True)
+    path = os.path.join(args.dir, f"scale-{size_mb}mb.log")
+    if not os.path.exists(path):
+        started = time.perf_counter()
+        generate(path, size_mb)
+        print(f"generated {path} in {time.perf_counter() - started:.1f} s")
+    actual_mb = os.path.getsize(path) / 1_000_000
+    print(
+        f"input: {path}, {actual_mb:.0f} MB; mode {args.mode}, memory_limit "
+        f"{args.memory_limit if args.mode == 'file' else 'none'}, threads {args.threads or 'all'}"
+    )
+    raw = measure("duckdb-raw", args, path)
+    rlm = measure("rlm", args, path)
+    table = report(actual_mb, raw, rlm)
+    result = {
+        "benchmark": "scale",
+        "input_mb": round(actual_mb, 1),
+        "rows": rlm["rows"],
+        "chunks": rlm["chunks"],
+        "token_counter": rlm["token_counter"],
+        "mode": args.mode,
+        "memory_limit": args.memory_limit if args.mode == "file" else None,
+        "threads": args.threads or os.cpu_count(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.platform(),
+        "duckdb": duckdb.__version__,
+        "results": table,
+        "targets": {"mb_per_s": 100, "peak_rss_mb": 1536},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"saved {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -178,3 +178,72 @@ def typed_test_lm(monkeypatch: pytest.MonkeyPatch) -> None:
         return text
 
     monkeypatch.setattr(testing, "answer", answer)
+
+
+TRACED = '''recipe traced "Map, tree reduce and a depth-2 rlm step over one input."
+input notes: lines
+chunk notes -> parts by lines(2)
+map parts -> n: int """
+  SUM
+  {{ chunk.text }}
+"""
+reduce n -> total: int by tree(fanin=2) """
+  SUM
+  {% for i in items %}{{ i }}
+  {% endfor %}
+"""
+rlm notes -> answer: str with max_iterations=4, max_llm_calls=8, depth=2 """
+  Find the vault code.
+"""
+output total, answer
+'''
+NOTES = "day 1\nday 2\nthe vault code K9Q is taped under desk 3\nday 4\n" \
+        "day 5\nday 6\nday 7\nday 8\n"
+ACTION_MARK = "You answer a task over an input"  # the REPL action prompt (runtime/repl/prompts)
+
+
+def _action(code: str) -> str:
+    return (f"[[ ## reasoning ## ]]\nnext step\n\n[[ ## code ## ]]\n```python\n{code}\n```\n\n"
+            "[[ ## completed ## ]]")
+
+
+def _repl_script(testing: Any, stock: Any) -> Any:
+    """Test-LM answers, except REPL actions: the root asks a sub-agent (rlm_query) about the
+    hit, the sub-agent asks llm_query twice — calls at depths 0, 1 and 2."""
+    import re
+
+    def answer(system: str, user: str) -> str:
+        if not system:  # llm_query: a bare prompt, answered as text
+            return testing.compute(user, "str")
+        if ACTION_MARK not in system:
+            return stock(system, user)
+        turn = len(re.findall(r"=== Step \d+ ===", user))
+        if "Find the vault code." not in user:  # the child's task
+            read = "llm_query('FIND \"code\"\\n' + context.lines(0, 5))"
+            return _action(f"print({read})" if turn == 0 else f"SUBMIT({read})")
+        steps = ["hits = context.search('vault')\nprint(hits)",
+                 "answer = rlm_query([h['text'] for h in hits], 'Which code?')\nprint(answer)",
+                 "SUBMIT(answer)"]
+        return _action(steps[min(turn, len(steps) - 1)])
+
+    return answer
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store written by the real executor: map, tree reduce, depth-2 rlm (test LM)."""
+    from rlm_dsl.runtime import testing
+
+    import rlm_dsl
+
+    folder = tmp_path_factory.mktemp("real")
+    spec, notes = folder / "traced.rlm", folder / "notes.txt"
+    spec.write_text(TRACED)
+    notes.write_text(NOTES)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(testing, "answer", _repl_script(testing, testing.answer))
+        result = rlm_dsl.load(spec).run(inputs={"notes": str(notes)}, lm="test",
+                                        db=folder / "run.duckdb")
+    assert result.outputs["total"] == sum(range(1, 9)) + 9  # and the 9 inside "K9Q"
+    assert result.outputs["answer"] == "the vault code K9Q is taped under desk 3"
+    return folder / "run.duckdb"

@@ -123,3 +123,22 @@ def test_report_screenshot_artifact(report, tmp_path) -> None:
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (1200, 1800)
     print(f"screenshot: {shot}")
+
+
+def test_report_of_a_real_run_expands_a_depth_two_call(real_run, tmp_path) -> None:
+    with Store.open(real_run) as store:
+        call_id, prompt = store.con.execute(
+            "SELECT call_id, messages->>'$[0].content' FROM lm_calls WHERE depth = 2 "
+            "ORDER BY started_at LIMIT 1").fetchone()
+        calls = store.count("lm_calls")
+    html = tmp_path / "real.html"
+    assert main(["trace", str(real_run), "--html", str(html)]) == 0
+    done = _browse(f"{html.as_uri()}#expand=call-{call_id}", tmp_path / "p3", "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    dom = _Dom()
+    dom.feed(done.stdout)
+    assert dom.body.get("data-ready") == "1" and "".join(dom.text["js-errors"]) == ""
+    assert dom.visible[f"call-{call_id}"]
+    assert prompt.splitlines()[0] in "".join(dom.text[f"call-{call_id}"])
+    assert int(dom.by_id["totals"]["data-calls"] or -1) == calls

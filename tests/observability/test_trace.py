@@ -125,3 +125,27 @@ def test_cli_tree_json_html_and_errors(synthetic_db, tmp_path, capsys) -> None:
     assert "<svg" in report.read_text()
     assert main(["trace", str(tmp_path / "missing.duckdb")]) == 2
     assert "missing.duckdb: no such file" in capsys.readouterr().err
+
+
+def test_real_run_with_map_tree_reduce_and_depth_two_rlm(real_run, capsys) -> None:
+    with Store.open(real_run) as store:
+        calls = store.con.execute(
+            "SELECT call_id, step, depth, parent_id FROM lm_calls ORDER BY call_id").fetchall()
+    trace = open_trace(str(real_run))
+    data = json.loads(json.dumps(trace.to_json(), default=str))
+    assert sorted(_call_ids(data["tree"])) == sorted(c[0] for c in calls)
+    assert sorted(_call_ids(trace.root.to_json())) == sorted(c[0] for c in calls)
+    steps = {n.id: n for n in trace.step_nodes()}
+    assert [len(c.children) for c in steps["map-n"].children] == [1, 1, 1, 1]
+    assert [(lvl.label, len(lvl.children)) for lvl in steps["reduce-total"].children] == [
+        ("level 0", 2), ("level 1", 1)]
+    deep = [c for c in calls if c[2] == 2]
+    assert len(deep) == 2
+    chunk = "rlm-answer.chunk-0"
+    for call_id, _, _, parent in deep:  # parent: the llm_query row, e.g. root.2.1.1.1
+        path = _path(trace.root, f"call-{call_id}")
+        assert path[-2] == f"{chunk}.{parent}"
+        assert path[3:5] == [f"{chunk}.root.2", f"{chunk}.root.2.1"]
+    assert main(["trace", str(real_run), "--depth", "1", "--json"]) == 0
+    shallow = json.loads(capsys.readouterr().out)
+    assert sorted(_call_ids(shallow["tree"])) == sorted(c[0] for c in calls if c[2] <= 1)

@@ -183,18 +183,22 @@ def _append_lines(con: duckdb.DuckDBPyConnection, name: str, path: str, source: 
                  - strlen(coalesce(text, '')) - ? AS byte_offset,
                coalesce(text, '') AS text
         FROM {_LINE_READER} WITH ORDINALITY"""
-    with duckdb_errors(source):
+    with duckdb_errors(source, one_file=True):
         con.execute(sql, [base, source, width, width, path])
 
 
 @contextmanager
-def duckdb_errors(source: str) -> Iterator[None]:
-    """Turn a DuckDB reader error into an :class:`InputError` naming ``source`` (and line)."""
+def duckdb_errors(source: str, one_file: bool = False) -> Iterator[None]:
+    """Turn a DuckDB reader error into an :class:`InputError` naming the file (and line).
+
+    With several files the file is the one DuckDB's message names; with ``one_file`` it is
+    ``source`` (so a spooled stdin stays ``<stdin>``).
+    """
     try:
         yield
     except duckdb.Error as error:
         text = str(error)
-        named = re.search(r"file(?: = |\s+')([^'\n]+)", text)
+        named = None if one_file else re.search(r"file(?: = |\s+')([^'\n]+)", text)
         where = named.group(1) if named else source
         line = re.search(r"Line: (\d+)", text)
         where = f"{where}:{line.group(1)}" if line else where

@@ -75,6 +75,14 @@ def test_stdin_is_spooled_and_read_by_duckdb(store: Store, monkeypatch: pytest.M
     assert provenance(store) == [(0, "<stdin>", 1, 0, "one"), (1, "<stdin>", 2, 4, "two")]
 
 
+def test_bad_stdin_is_named_stdin(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"fine\n" * 20_000 + b"caf\xe9\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with pytest.raises(InputError) as caught:
+        load_input(store, input_step("stdin"), None)
+    assert str(caught.value) == "<stdin>:20001: not UTF-8 text"
+
+
 def test_empty_stdin(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     with pytest.raises(InputError, match=r"^<stdin>: empty input \(no bytes to read\)$"):

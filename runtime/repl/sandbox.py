@@ -78,8 +78,8 @@ class Isolation:
         if not self.quota:
             return [*prefix, *argv]
         owner = ",uid=65534,gid=65534" if os.getuid() == 0 and "-U" not in self.flags else ""
-        script = (f"mount -t tmpfs -o size={scratch_mb}m,mode=0700{owner} rlm-scratch \"$0\" "
-                  '&& exec "$@"')
+        size = f"size={max(1, scratch_mb)}m,mode=0700{owner}"
+        script = f'mount -t tmpfs -o {size} rlm-scratch "$0" && exec "$@"'
         return [*prefix, "/bin/sh", "-c", script, scratch, *argv]
 
 
@@ -161,20 +161,35 @@ class SandboxInterpreter:
         try:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, cwd=self.scratch, start_new_session=True,
+                stderr=subprocess.PIPE, cwd=self.scratch, start_new_session=True,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
         except OSError as exc:
             raise CodeInterpreterError(f"cannot start the REPL worker: {exc}") from exc
         self._lines = queue.Queue()
         threading.Thread(target=self._pump, args=(self._process,), daemon=True).start()
-        ready = self._receive(time.monotonic() + 30)
-        if ready is None or ready.get("type") != "ready":
-            self._kill()
-            raise CodeInterpreterError(f"the REPL worker did not start: {ready!r}")
+        ready = self._await_ready()
         if not ready.get("uid_dropped"):
             self._warn("REPL sandbox: not running as root, so the worker keeps the host user's "
                        "file permissions; writes are refused only by the audit hook")
+
+    def _await_ready(self) -> dict[str, Any]:
+        """The worker's ``ready`` message; anything else is a terminal start-up failure."""
+        try:
+            line = self._lines.get(timeout=30)
+        except queue.Empty:
+            line = b'{"error": "no answer within 30 s"}'
+        message = json.loads(line) if line else {}
+        if message.get("type") == "ready":
+            return message
+        process = self._process
+        assert process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        why = message.get("error") or _stderr_tail(process)
+        self._kill()
+        raise CodeInterpreterError(f"the REPL worker could not start: {why}")
 
     def shutdown(self) -> None:
         """Stop the worker and delete the scratch directory."""
@@ -305,13 +320,24 @@ class SandboxInterpreter:
         except (ProcessLookupError, PermissionError):
             process.kill()
         process.wait()
-        for stream in (process.stdin, process.stdout):
+        for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
             self.warnings.append(text)
+
+
+def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
+    """The last line the wrapper (unshare, mount) or Python wrote before the worker died."""
+    if process.stderr is None:
+        return f"exit status {process.returncode}"
+    with contextlib.suppress(OSError, ValueError):
+        lines = process.stderr.read().decode(errors="replace").strip().splitlines()
+        if lines:
+            return lines[-1]
+    return f"exit status {process.returncode}"
 
 
 def _read_roots() -> list[str]:

@@ -206,10 +206,13 @@ def harden(config: dict) -> dict:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversize write raises OSError instead
     dropped = False
     if os.getuid() == 0:
-        os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
-        dropped = True
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            dropped = True
+        except OSError:  # "root" of a user namespace that maps no other uid
+            pass
     sys.modules["__main__"] = type(sys)("__main__")  # hide this module's globals from `import`
     sys.addaudithook(make_hook(os.path.realpath(scratch), tuple(config["read_roots"])))
     return {"uid_dropped": dropped}
@@ -384,8 +387,12 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     channel = Channel()
     sys.stdin = io.StringIO("")
-    achieved = harden(config)
-    session = Session(channel, config)
+    try:
+        achieved = harden(config)
+        session = Session(channel, config)
+    except Exception as exc:  # tell the host why, instead of dying silently
+        channel.send({"type": "fatal", "error": f"{type(exc).__name__}: {exc}"})
+        raise SystemExit(1) from None
     channel.send({"type": "ready", **achieved})
     while True:
         request = channel.receive()

@@ -311,3 +311,12 @@ def test_tools_take_keywords_as_well_as_positions(repl):
     assert out == "[{'n': 100}]\n[{'id': 7, 'text': 'line 7'}]\n"
     assert "takes 1 value(s): output" in refused(repl, "SUBMIT(1, 2)")
     assert repl.execute("SUBMIT(output=3)") == FinalOutput({"output": 3})
+
+
+def test_a_worker_that_cannot_start_is_a_terminal_error(monkeypatch, tmp_path):
+    from rlm_dsl.runtime.repl import sandbox
+
+    monkeypatch.setattr(sandbox, "WORKER", tmp_path / "missing_worker.py")
+    with pytest.raises(CodeInterpreterError, match=r"the REPL worker could not start: .*can't "
+                       r"open file .*missing_worker\.py"):
+        SandboxInterpreter().start()

@@ -56,7 +56,9 @@ def _unknown_value(ctx: Context, name: ast.Name) -> Diagnostic:
     elif name.value in scope.lms or name.value in scope.uses:
         hint = f"'{name.value}' is {'an lm' if name.value in scope.lms else 'a used recipe'}"
     else:
-        hint = did_you_mean(name.value, scope.bindings)
+        defined = {n for n, chain in scope.bindings.items()
+                   if any(not isinstance(b, ast.FilterStmt) for b in chain)}
+        hint = did_you_mean(name.value, defined - {name.value})
     return Diagnostic(name.span, f"unknown name '{name.value}'", hint)
 
 
@@ -64,11 +66,13 @@ def check_references(ctx: Context) -> Iterator[Diagnostic]:
     for stmt in ctx.flows():
         if isinstance(stmt, ast.FilterStmt):
             chain = ctx.scope.bindings[stmt.target.value]
-            if ctx.scope.index(chain[0]) > ctx.scope.index(stmt) or chain[0] is stmt:
+            definition = next((b for b in chain if not isinstance(b, ast.FilterStmt)), None)
+            if definition is None:
+                yield _unknown_value(ctx, stmt.target)
+            elif ctx.scope.index(definition) > ctx.scope.index(stmt):
                 yield Diagnostic(stmt.target.span,
                                  f"filter of '{stmt.target.value}' before it is defined",
-                                 did_you_mean(stmt.target.value,
-                                              set(ctx.scope.bindings) - {stmt.target.value}))
+                                 f"move it below line {definition.span.line}")
         elif stmt.source.value not in ctx.scope.bindings:
             yield _unknown_value(ctx, stmt.source)
 
@@ -119,16 +123,16 @@ def check_params(ctx: Context) -> Iterator[Diagnostic]:
 def check_cycles(ctx: Context) -> Iterator[Diagnostic]:
     graph = nx.DiGraph()
     for stmt in ctx.flows():
-        if isinstance(stmt, ast.FilterStmt) or stmt.source.value not in ctx.scope.bindings:
-            continue
-        source = ctx.scope.resolve(stmt.source.value, stmt)
-        if source is not None:
+        name = stmt.target if isinstance(stmt, ast.FilterStmt) else stmt.source
+        source = ctx.scope.resolve(name.value, stmt)
+        if source is not None and not (source is stmt and isinstance(stmt, ast.FilterStmt)):
             graph.add_edge(ctx.scope.index(source), ctx.scope.index(stmt))
     statements = ctx.spec.statements
     for component in nx.strongly_connected_components(graph):
         if len(component) > 1 or graph.has_edge(*[next(iter(component))] * 2):
             first = statements[min(component)]
             names = [defined_name(statements[i]).value for i in sorted(component)]
+            names = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]
             yield Diagnostic(defined_name(first).span,
                              f"values depend on each other in a cycle: "
                              f"{' -> '.join([*names, names[0]])}",

@@ -109,3 +109,53 @@ def test_random_bytes_as_text() -> None:
     for _ in range(200):
         data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
         _run(data.decode("utf-8", errors="replace"))
+
+
+def _random_program(rng: random.Random) -> str:
+    """Mostly valid dataflow; shuffled or mis-sourced sometimes (forward refs, cycles)."""
+    rows, values, lines = ["doc"], [], ['recipe dag "Random dataflow."', "input doc: text"]
+    for i in range(rng.randint(1, 8)):
+        name = f"v{i}"
+        match rng.randrange(5):
+            case 0:
+                lines.append(f"chunk {rng.choice(rows)} -> {name} by lines(5)")
+                rows.append(name)
+            case 1 if values:
+                lines.append(f'reduce {rng.choice(values)} -> {name}: str """{{{{ items }}}}"""')
+                values.append(name)
+            case 2:
+                lines.append(f'filter {rng.choice(rows + values)} where sql "id > 0"')
+            case _:
+                source = rng.choice(rows + values)
+                lines.append(f'map {source} -> {name}: str """{{{{ chunk.id }}}}"""')
+                values.append(name)
+    if values and rng.random() < 0.2:  # feed the last value back into the first statement
+        lines[2] = lines[2].replace(" doc ", " w ", 1)
+        lines.insert(2, f'map {values[-1]} -> w: str """{{{{ chunk.id }}}}"""')
+    if rng.random() < 0.3:
+        body = lines[2:]
+        rng.shuffle(body)
+        lines[2:] = body
+    if rng.random() < 0.2:
+        lines.append(f'map v{rng.randrange(8)} -> v0: str """x"""')
+    lines.append(f"output {rng.choice(rows[1:] + values or ['doc'])}")
+    return "\n".join(lines) + "\n"
+
+
+def test_random_dataflow_compiles_to_a_dag_or_fails_cleanly() -> None:
+    rng = random.Random(99)
+    compiled = 0
+    for _ in range(600):
+        text = _random_program(rng)
+        try:
+            plan = compile_text(text, "dag.rlm")
+        except CompileError as error:
+            _assert_inside(error, {"dag.rlm": text})
+            continue
+        compiled += 1
+        tables = {s.table for s in plan.steps()}
+        for step in plan.steps():
+            assert step.source is None or step.source in tables
+            parents = [p.table for p in plan.parents(step.id)]
+            assert parents == ([step.source] if step.source else [])
+    assert 100 < compiled < 590  # both valid and invalid programs are generated

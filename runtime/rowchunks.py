@@ -23,7 +23,7 @@ from rlm_dsl.runtime.store import Store, quote_ident
 if TYPE_CHECKING:
     from rlm_dsl.runtime.chunkers import Source, TokenSql
 
-BATCH_ROWS = 1_000_000
+BATCH_ROWS = 200_000  # ~20 MB of text: ordered aggregates hold a batch in memory
 
 
 @dataclass(frozen=True)

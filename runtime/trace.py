@@ -4,11 +4,9 @@
 ``lm_calls``, ``failures``, ``rlm_iterations``) and builds a tree of :class:`Node` s:
 run → steps → chunks (tree reduces: levels → batches) → LM calls, and for ``rlm`` steps
 REPL iterations → sub-calls (``llm_query`` / ``rlm_query``) → the child's iterations, at every
-depth. REPL rows have no id column: a row's id is ``<parent_call_id or "root">.<iteration>``
-(see :mod:`rlm_dsl.runtime.repl.invocation`), so the REPL tree is the prefix tree of those ids.
-An LM call whose ``parent_id`` names an ``llm_query`` row hangs under that row; the calls of an
-invocation (``parent_id`` NULL for the root, the ``rlm_query`` row id for a child) are handed
-to its iterations by time, since each iteration row is written when its turn ends. Every node
+depth (built by :mod:`rlm_dsl.runtime.trace_repl`); the steps of a ``use``d recipe
+(``<map step>__<row>__<step>``) nest under their map step, one node per row. A call answered
+from the store's cache is shown but not counted as a call. Every node
 carries its own and its subtree's calls, tokens, cost, latency, cache hits, errors and failures.
 :meth:`Trace.filter` applies ``--step``, ``--failed`` and ``--depth``; :meth:`Node.to_json`
 is the ``--json`` form.
@@ -17,6 +15,7 @@ is the ``--json`` form.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ from rlm_dsl.runtime.store import Store
 
 from rlm_dsl.errors import InputError
 
-TOOL_PREFIXES = ("llm_query:", "llm_query_batched:", "rlm_query:")
+_SUB_STEP = re.compile(r"^(.+)__(\d+)__((?:(?!__).)+)$")
 
 
 @dataclass
@@ -165,11 +164,12 @@ def load_trace(store: Store, run_id: str | None = None) -> Trace:
     title = f"run {rid[:12]}" if rid else "run (no runs row)"
     if run.get("recipe"):
         title += f" · {run['recipe']}"
-    root = Node("run", rid or "run", title, None, children=list(by_step.values()),
+    top = _nest(list(by_step.values()))
+    root = Node("run", rid or "run", title, None, children=top,
                 detail={"status": run.get("status")})
     root.total()
-    steps = [_step_summary(by_step[s], status) for s in order]
-    return Trace(root, _jsonable(run), steps, _edges(run, order))
+    steps = [_step_summary(node, status) for node in top]
+    return Trace(root, _jsonable(run), steps, _edges(run, [n.id for n in top]))
 
 
 def open_trace(path: str, run_id: str | None = None) -> Trace:
@@ -207,6 +207,27 @@ def _run_row(store: Store, run_id: str | None) -> dict[str, Any]:
     return out
 
 
+def _nest(nodes: list[Node]) -> list[Node]:
+    """Put ``<map step>__<row>__<step>`` (a ``use``d recipe's step) under its map step, in a
+    ``row`` node per row; returns the top-level steps."""
+    by_id = {node.id: node for node in nodes}
+    rows: dict[tuple[str, str], Node] = {}
+    top = []
+    for node in nodes:
+        match = _SUB_STEP.match(node.id)
+        if match is None or match.group(1) not in by_id:
+            top.append(node)
+            continue
+        parent, row, inner = match.groups()
+        if (parent, row) not in rows:
+            rows[parent, row] = Node("chunk", f"{parent}.row-{row}", f"row {row}",
+                                     detail={"chunk_id": int(row), "failures": []})
+            by_id[parent].children.append(rows[parent, row])
+        node.label = inner
+        rows[parent, row].children.append(node)
+    return top
+
+
 def _rows(store: Store, table: str, run_id: str | None, order: str) -> list[dict[str, Any]]:
     where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])
     cursor = store.con.execute(f"SELECT * FROM {table} {where} ORDER BY {order}", params)
@@ -233,17 +254,19 @@ def _step_node(step: str, calls: list[dict], failures: list[dict], iterations: l
         "elapsed_s": _elapsed(state.get("started_at"), state.get("finished_at")),
     })
     node.own.failures = sum(1 for f in fails if f["chunk_id"] is None)
-    node.detail["failures"] = [_failure(f) for f in fails if f["chunk_id"] is None]
+    node.detail["failures"] = [failure_row(f) for f in fails if f["chunk_id"] is None]
     if rows or step.startswith("rlm-"):
-        node.children = _rlm_chunks(step, mine, fails, rows)
+        from rlm_dsl.runtime.trace_repl import rlm_chunks
+
+        node.children = rlm_chunks(step, mine, fails, rows)
     elif step.startswith("reduce-") and len({c["depth"] for c in mine}) > 1:
         node.children = _levels(step, mine, fails)
     else:
-        node.children = _chunks(step, mine, fails, "chunk")
+        node.children = chunk_nodes(step, mine, fails, "chunk")
     return node
 
 
-def _chunks(prefix: str, calls: list[dict], fails: list[dict], word: str) -> list[Node]:
+def chunk_nodes(prefix: str, calls: list[dict], fails: list[dict], word: str) -> list[Node]:
     groups: dict[int | None, list[dict]] = defaultdict(list)
     for call in calls:
         groups[call["chunk_id"]].append(call)
@@ -254,9 +277,9 @@ def _chunks(prefix: str, calls: list[dict], fails: list[dict], word: str) -> lis
     out = []
     for chunk_id in sorted(set(groups) | set(failed), key=lambda c: (c is None, c or 0)):
         node = Node("chunk", f"{prefix}.{word}-{chunk_id}", f"{word} {chunk_id}", None,
-                    children=[_call_node(c) for c in groups.get(chunk_id, [])],
+                    children=[call_node(c) for c in groups.get(chunk_id, [])],
                     detail={"chunk_id": chunk_id,
-                            "failures": [_failure(f) for f in failed.get(chunk_id, [])]})
+                            "failures": [failure_row(f) for f in failed.get(chunk_id, [])]})
         node.own.failures = len(failed.get(chunk_id, []))
         out.append(node)
     return out
@@ -267,104 +290,35 @@ def _levels(prefix: str, calls: list[dict], fails: list[dict]) -> list[Node]:
     out = []
     for level in sorted({c["depth"] or 0 for c in calls}):
         name = f"{prefix}.level-{level}"
-        batches = _chunks(name, [c for c in calls if (c["depth"] or 0) == level],
+        batches = chunk_nodes(name, [c for c in calls if (c["depth"] or 0) == level],
                           fails if level == 0 else [], "batch")
         out.append(Node("level", name, f"level {level}", level, children=batches))
     return out
 
 
-def _call_node(call: dict[str, Any]) -> Node:
+def call_node(call: dict[str, Any]) -> Node:
     messages = call.get("messages")
     if isinstance(messages, str):
         messages = json.loads(messages)
-    own = Stats(calls=1, prompt_tokens=call["prompt_tokens"] or 0,
+    cached = bool(call["cached"])  # answered from the store: no LM call was sent
+    own = Stats(calls=int(not cached), prompt_tokens=call["prompt_tokens"] or 0,
                 completion_tokens=call["completion_tokens"] or 0, cost_usd=call["cost_usd"],
-                latency_s=call["latency_s"] or 0.0, cached=int(bool(call["cached"])),
+                latency_s=call["latency_s"] or 0.0, cached=int(cached),
                 errors=int(call["error"] is not None))
     label = f"call {call['call_id']}"
     if call.get("depth"):
         label += f" (depth {call['depth']})"
+    if cached:
+        label += " (cached)"
     return Node("call", f"call-{call['call_id']}", label, call.get("depth") or 0, own, detail={
         "call_id": call["call_id"], "model": call["model"], "chunk_id": call["chunk_id"],
         "parent_id": call["parent_id"], "messages": messages or [],
         "response": call["response"], "error": call["error"],
-        "started_at": _iso(call["started_at"]),
+        "started_at": iso(call["started_at"]),
     })
 
 
-def _rlm_chunks(prefix: str, calls: list[dict], fails: list[dict],
-                rows: list[dict]) -> list[Node]:
-    """An rlm step: per chunk, the REPL prefix tree with the LM calls hung on it."""
-    chunks = _chunks(prefix, [], fails, "chunk")
-    by_id = {n.detail["chunk_id"]: n for n in chunks}
-    for chunk_id in sorted({r["chunk_id"] for r in rows} | {c["chunk_id"] for c in calls},
-                           key=lambda c: (c is None, c or 0)):
-        node = by_id.get(chunk_id)
-        if node is None:
-            node = by_id[chunk_id] = Node("chunk", f"{prefix}.chunk-{chunk_id}",
-                                          f"chunk {chunk_id}", None,
-                                          detail={"chunk_id": chunk_id, "failures": []})
-            chunks.append(node)
-        node.children = _repl_tree(node.id, [c for c in calls if c["chunk_id"] == chunk_id],
-                                   [r for r in rows if r["chunk_id"] == chunk_id])
-    return sorted(chunks, key=lambda n: (n.detail["chunk_id"] is None, n.detail["chunk_id"] or 0))
-
-
-def _repl_tree(prefix: str, calls: list[dict], rows: list[dict]) -> list[Node]:
-    nodes: dict[str, Node] = {}
-    kids: dict[str | None, list[Node]] = defaultdict(list)
-    ends: dict[str, Any] = {}
-    for row in rows:
-        rid = f"{row['parent_call_id'] or 'root'}.{row['iteration']}"
-        nodes[rid] = _row_node(prefix, rid, row)
-        ends[rid] = row["at"]
-        kids[row["parent_call_id"]].append(nodes[rid])
-    loose: list[Node] = []
-    for call in calls:
-        node = _call_node(call)
-        owner = _owner(call, nodes, kids, ends)
-        (owner.children if owner is not None else loose).append(node)
-    for rid, node in nodes.items():
-        node.children.extend(kids.get(rid, []))
-        node.children.sort(key=_when)
-    return loose + kids.get(None, [])
-
-
-def _owner(call: dict, nodes: dict[str, Node], kids: dict[str | None, list[Node]],
-           ends: dict[str, Any]) -> Node | None:
-    """The REPL row an LM call belongs to (see the module docstring)."""
-    parent = call["parent_id"]
-    turns = [n for n in kids.get(parent, []) if n.kind == "iteration"]
-    if turns:
-        started = call["started_at"]
-        for turn in turns:
-            end = ends[turn.detail["row_id"]]
-            if started is None or end is None or started <= end:
-                return turn
-        return turns[-1]
-    return nodes.get(parent) if parent is not None else None
-
-
-def _row_node(prefix: str, rid: str, row: dict[str, Any]) -> Node:
-    code = row["code"] or ""
-    tool = code.partition(":")[0] if code.startswith(TOOL_PREFIXES) else None
-    own = Stats(errors=int(row["error"] is not None))
-    detail = {"row_id": rid, "iteration": row["iteration"], "reasoning": row["reasoning"],
-              "code": code, "output": row["output"], "error": row["error"],
-              "at": _iso(row["at"])}
-    if tool:
-        detail["tool"] = tool
-        return Node("subcall", f"{prefix}.{rid}", f"{tool} {rid}", row["depth"], own,
-                    detail=detail)
-    return Node("iteration", f"{prefix}.{rid}", f"iteration {row['iteration']} ({rid})",
-                row["depth"], own, detail=detail)
-
-
-def _when(node: Node) -> str:
-    return str(node.detail.get("started_at") or node.detail.get("at") or "")
-
-
-def _failure(row: dict[str, Any]) -> dict[str, Any]:
+def failure_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"chunk_id": row["chunk_id"], "error": row["error"], "attempts": row["attempts"],
             "resolved": row["resolved"], "raw_response": row["raw_response"]}
 
@@ -392,9 +346,9 @@ def _elapsed(start: Any, end: Any) -> float | None:
     return None
 
 
-def _iso(value: Any) -> Any:
+def iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: _iso(v) for k, v in row.items()}
+    return {k: iso(v) for k, v in row.items()}

@@ -149,3 +149,29 @@ def test_real_run_with_map_tree_reduce_and_depth_two_rlm(real_run, capsys) -> No
     assert main(["trace", str(real_run), "--depth", "1", "--json"]) == 0
     shallow = json.loads(capsys.readouterr().out)
     assert sorted(_call_ids(shallow["tree"])) == sorted(c[0] for c in calls if c[2] <= 1)
+
+
+def test_sub_recipe_steps_nest_under_their_map_and_cache_hits_are_not_calls(tmp_path) -> None:
+    def call(n: int, step: str, cached: bool) -> dict[str, Any]:
+        return {"call_id": f"r-{n}", "run_id": "r", "step": step, "chunk_id": 0, "depth": 0,
+                "model": "test", "messages": "[]", "response": "ok",
+                "prompt_tokens": 0 if cached else 50, "completion_tokens": 0 if cached else 5,
+                "latency_s": 0.1, "cached": cached, "started_at": f"2026-01-01 00:00:0{n}"}
+
+    with Store.open(None) as store:
+        store.insert_rows("runs", [{"run_id": "r", "recipe": "digest", "status": "done"}])
+        store.insert_rows("step_status", [
+            {"run_id": "r", "step": s, "status": "done"} for s in
+            ("input-rows", "map-t__0__input-doc", "map-t__0__map-n", "map-t__1__input-doc",
+             "map-t__1__map-n", "map-t", "reduce-all")])
+        store.insert_rows("lm_calls", [call(1, "map-t__0__map-n", False),
+                                       call(2, "map-t__1__map-n", True),
+                                       call(3, "reduce-all", False)])
+        trace = load_trace(store)
+    assert [n.id for n in trace.step_nodes()] == ["input-rows", "map-t", "reduce-all"]
+    mapped = trace.step_nodes()[1]
+    assert [(r.label, [s.label for s in r.children]) for r in mapped.children] == [
+        ("row 0", ["input-doc", "map-n"]), ("row 1", ["input-doc", "map-n"])]
+    assert (mapped.stats.calls, mapped.stats.cached, mapped.stats.tokens) == (1, 1, 55)
+    assert _find(trace.root, "call-r-2").label == "call r-2 (cached)"
+    assert (trace.root.stats.calls, trace.root.stats.cached) == (2, 1)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 
-from rlm_dsl.compiler.driver import compile_source
+from rlm_dsl.compiler.diagnostics import CompileError, Diagnostic
+from rlm_dsl.compiler.driver import MAX_SPEC_CHARS, compile_source
 from rlm_dsl.compiler.plan import Plan
+from rlm_dsl.compiler.source import Span
 from rlm_dsl.errors import InputError
 
 __all__ = ["compile_file", "compile_text", "read_spec"]
 
-_MAX_SPEC_BYTES = 4_000_000  # read at most this much; the driver refuses long specs with a message
+_MAX_SPEC_BYTES = 4 * MAX_SPEC_CHARS  # UTF-8 takes at most 4 bytes per character
 
 
 def read_spec(path: str | os.PathLike[str]) -> str:
@@ -27,23 +29,25 @@ def read_spec(path: str | os.PathLike[str]) -> str:
         raise InputError(f"{name}: is a directory, not a spec file")
     try:
         with open(name, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
             data = handle.read(_MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise InputError(f"{name}: no such file") from None
     except OSError as exc:
         raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    if size > _MAX_SPEC_BYTES:
+        head = Span(name, 1, 1, 1, 2)
+        raise CompileError([Diagnostic(head, f"spec is too large ({size:,} bytes; the limit is "
+                                             f"{MAX_SPEC_CHARS:,} characters)")], {})
     if b"\0" in data[:8192]:
         raise InputError(f"{name}: is a binary file, not a spec (found NUL bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if len(data) > _MAX_SPEC_BYTES and exc.start >= _MAX_SPEC_BYTES - 4:
-            text = data[: exc.start].decode("utf-8")  # cut inside a character at the read limit
-        else:
-            line = data.count(b"\n", 0, exc.start) + 1
-            col = exc.start - data.rfind(b"\n", 0, exc.start)
-            raise InputError(f"{name}:{line}:{col}: is not UTF-8 text "
-                             f"(byte 0x{data[exc.start]:02x})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise InputError(f"{name}:{line}:{col}: is not UTF-8 text "
+                         f"(byte 0x{data[exc.start]:02x})") from None
     return text.removeprefix("\ufeff")
 
 

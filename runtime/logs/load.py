@@ -18,7 +18,7 @@ import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
@@ -34,6 +34,9 @@ from rlm_dsl.runtime.logs.parse import (
     stage_sql,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
+
+if TYPE_CHECKING:
+    from rlm_dsl.runtime.store import Store
 
 from rlm_dsl.errors import InputError
 
@@ -127,14 +130,14 @@ def resolve_format(name: str | None) -> LogFormat | None:
 
 
 def load_log(
-    store: Any,
+    store: Store,
     table: str,
     paths: list[str],
     format: str | None = None,
     dedup: bool = False,
     incremental: bool = False,
 ) -> LoadReport:
-    """Parse the log files ``paths`` into ``table`` of ``store.con`` (created if missing).
+    """Parse the log files ``paths`` into ``table`` of ``store`` (created if missing).
 
     Each file is read and parsed by DuckDB; ``format`` forces one format for all files (else each
     file is detected); ``dedup`` collapses repeated templates into one row with a ``count``;
@@ -144,23 +147,23 @@ def load_log(
     started = time.perf_counter()
     forced = resolve_format(format)
     files = expand_paths(paths)
-    con = store.con
-    _check_table(con, table, dedup, incremental)
-    con.execute(create_table_sql(table))
-    report = LoadReport(table=table, first_new_id=_next_id(con, table))
-    for path in files:
-        result = FileResult(source=path)
-        report.files.append(result)
-        _load_file(con, table, path, forced, incremental, result, report)
-    if dedup:
-        dedup_table(con, table)
+    with store.write() as con:  # the store's write lock: no other writer interleaves
+        _check_table(con, table, dedup, incremental)
+        con.execute(create_table_sql(table))
+        report = LoadReport(table=table, first_new_id=_next_id(con, table))
+        for path in files:
+            result = FileResult(source=path)
+            report.files.append(result)
+            _load_file(con, table, path, forced, incremental, result, report)
+        if dedup:
+            dedup_table(con, table)
     report.seconds = time.perf_counter() - started
     if report.failed:
         raise LogIngestError(report)
     return report
 
 
-def append_new(store: Any, table: str, paths: list[str], format: str | None = None) -> LoadReport:
+def append_new(store: Store, table: str, paths: list[str], format: str | None = None) -> LoadReport:
     """Ingest only the lines of ``paths`` beyond what ``table`` already holds per source.
 
     New records get ids from ``report.first_new_id`` on; a multi-line record that grew (a stack

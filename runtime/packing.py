@@ -2,10 +2,11 @@
 
 Budget chunks hold whole rows, packed greedily up to ``n`` characters or tokens, never across a
 ``source`` boundary. Per-row weights (``length(text) + 1`` or the row's tokens + 1, the 1 being
-the joining newline) are computed in SQL into a scratch table and fetched once as an integer
-array; each chunk's end is then one ``numpy.searchsorted`` over the cumulative weights, and the
+the joining newline) are computed in SQL and fetched once, with the ids, as integer arrays;
+each chunk's end is then one ``numpy.searchsorted`` over the cumulative weights, and the
 next chunk starts at the earliest row that keeps at most ``overlap`` units of overlap. The
-boundaries go back to DuckDB as a small table and the chunk text is built there. A single row
+boundaries go back to DuckDB as a small table of id ranges the rows are joined to, and the
+chunk text is built there (no text is copied or fetched). A single row
 above the budget becomes its own chunks, cut with ``substr`` into pieces of ``n`` characters
 (``tokens``: ``n`` tokens' worth of characters at that row's own chars-per-token ratio).
 ``chunk ... by sql`` renders the query's Jinja2 template (``{{ input }}`` is the source table)
@@ -62,51 +63,56 @@ def pack(weights: np.ndarray, breaks: np.ndarray, budget: int, overlap: int) -> 
 def by_budget(
     store: Store, step: Step, source: Source, tokens: TokenSql, n: int, overlap: int
 ) -> tuple[str, str]:
-    """Grouped chunk SQL for ``chars`` / ``tokens`` (see the module docstring)."""
-    rows_table = f"rlm_pack_{uuid.uuid4().hex[:12]}"
-    ranges_table = f"{rows_table}_ranges"
-    weight = "length(text) + 1" if step.strategy == "chars" else f"{tokens.of('text')} + 1"
+    """Grouped chunk SQL for ``chars`` / ``tokens`` (see the module docstring).
+
+    Only ``id``, the weight and a source-change flag per row come to Python (as arrays); the
+    chunk ranges go back as an id-range table the rows are joined to, so no text is copied.
+    """
+    ranges_table = f"rlm_ranges_{uuid.uuid4().hex[:12]}"
+    weight = _weight(step, tokens)
+    rows = source.rows_sql()
+    arrays = store.con.execute(
+        f"""SELECT id, {weight} AS w, source IS DISTINCT FROM lag(source) OVER (ORDER BY id)
+            AS brk FROM ({rows}) ORDER BY id"""
+    ).fetchnumpy()
+    ids = np.asarray(arrays["id"], dtype=np.int64)
+    weights = np.asarray(arrays["w"], dtype=np.int64)
+    ranges = pack(weights, np.flatnonzero(np.asarray(arrays["brk"], dtype=bool)), n + 1, overlap)
+    split = (ranges[:, 1] - ranges[:, 0] == 1) & (weights[ranges[:, 0]] > n + 1)
+    tokens.scratch.append(ranges_table)
     with store.write() as con:
         con.execute(
-            f"""CREATE TEMP TABLE {rows_table} AS SELECT
-                row_number() OVER (ORDER BY id) - 1 AS pos, *, {weight} AS w,
-                source IS DISTINCT FROM lag(source) OVER (ORDER BY id) AS brk
-            FROM ({source.rows_sql()}) ORDER BY pos"""
+            f"""CREATE TEMP TABLE {ranges_table} AS SELECT unnest(?::BIGINT[]) AS k,
+                unnest(?::BIGINT[]) AS lo, unnest(?::BIGINT[]) AS hi,
+                unnest(?::BOOLEAN[]) AS split""",
+            [
+                list(range(len(ranges))),
+                ids[ranges[:, 0]].tolist() if len(ranges) else [],
+                ids[ranges[:, 1] - 1].tolist() if len(ranges) else [],
+                split.tolist(),
+            ],
         )
-        tokens.scratch.extend([rows_table, ranges_table])
-        arrays = con.execute(f"SELECT w, brk FROM {rows_table} ORDER BY pos").fetchnumpy()
-        weights = np.asarray(arrays["w"], dtype=np.int64)
-        ranges = pack(
-            weights, np.flatnonzero(np.asarray(arrays["brk"], dtype=bool)), n + 1, overlap
-        )
-        split = (ranges[:, 1] - ranges[:, 0] == 1) & (weights[ranges[:, 0]] > n + 1)
-        con.execute(
-            f"""CREATE TEMP TABLE {ranges_table} AS SELECT unnest(?::BIGINT[]) AS a,
-                unnest(?::BIGINT[]) AS b, unnest(?::BOOLEAN[]) AS split""",
-            [ranges[:, 0].tolist(), ranges[:, 1].tolist(), split.tolist()],
-        )
-    members = _whole_rows(rows_table, ranges_table)
-    pieces = _pieces(rows_table, ranges_table, step.strategy == "chars", n, overlap)
-    grouped = f"""SELECT source, grp, part, min(id) AS first_id, min(first_line) AS first_line,
-        max(last_line) AS last_line, min(start_byte) AS start_byte, max(end_byte) AS end_byte,
+    members = f"""SELECT r.k AS grp, 0 AS part, s.* FROM ({rows}) s
+        JOIN {ranges_table} r ON s.id >= r.lo AND s.id <= r.hi WHERE NOT r.split"""
+    pieces = _pieces(rows, ranges_table, weight, step.strategy == "chars", n, overlap)
+    grouped = f"""SELECT any_value(source) AS source, grp, part, min(id) AS first_id,
+        min(first_line) AS first_line, max(last_line) AS last_line,
+        min(start_byte) AS start_byte, max(end_byte) AS end_byte,
         count(*) AS n_rows, NULL AS key, string_agg(text, chr(10) ORDER BY id) AS text
-        FROM ({members} UNION ALL {pieces}) GROUP BY source, grp, part"""
+        FROM ({members} UNION ALL BY NAME {pieces}) GROUP BY grp, part"""
     return grouped, "grp, part"
 
 
-def _whole_rows(rows_table: str, ranges_table: str) -> str:
-    return f"""SELECT r.a AS grp, 0 AS part, s.id, s.source, s.first_line, s.last_line,
-            s.start_byte, s.end_byte, s.text
-        FROM (SELECT a, unnest(range(a, b)) AS pos FROM {ranges_table} WHERE NOT split) r
-        JOIN {rows_table} s ON s.pos = r.pos"""
+def _weight(step: Step, tokens: TokenSql) -> str:
+    return "length(text) + 1" if step.strategy == "chars" else f"{tokens.of('text')} + 1"
 
 
-def _pieces(rows_table: str, ranges_table: str, chars: bool, n: int, overlap: int) -> str:
+def _pieces(rows: str, ranges_table: str, weight: str, chars: bool, n: int, overlap: int) -> str:
     """One member per piece of each over-budget row (its own chunk: ``part`` numbers them)."""
-    ratio = "1.0" if chars else "length(s.text) / greatest(s.w - 1, 1)"
-    sized = f"""SELECT r.a AS grp, s.*, greatest(1, floor({n} * {ratio}))::BIGINT AS plen,
+    ratio = "1.0" if chars else f"length(text) / greatest({weight} - 1, 1)"
+    sized = f"""SELECT r.k AS grp, s.*, greatest(1, floor({n} * {ratio}))::BIGINT AS plen,
             floor({overlap} * {ratio})::BIGINT AS povl
-        FROM {ranges_table} r JOIN {rows_table} s ON s.pos = r.a WHERE r.split"""
+        FROM ({rows}) s JOIN {ranges_table} r ON s.id = r.lo WHERE r.split"""
     cut = f"""SELECT *, unnest(range(0, greatest(length(text) - povl, 1),
             greatest(plen - povl, 1))) AS off FROM ({sized})"""
     return f"""SELECT grp, off AS part, id, source, first_line, last_line,

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -65,10 +66,10 @@ def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int 
     if kind == "duckdb-raw":
         con = duckdb.connect(db or ":memory:")
         _settings(con, memory_limit, threads)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         con.execute(f"CREATE TABLE raw AS SELECT * FROM {RAW_READ}", [path])
         rows = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-        return {"seconds": time.perf_counter() - started, "rows": rows}
+        return {"seconds": time.perf_counter() - started, "cpu_s": _cpu() - cpu, "rows": rows}
     from rlm_dsl.compiler.plan import Step
     from rlm_dsl.compiler.source import Span
     from rlm_dsl.runtime.chunkers import chunk
@@ -93,18 +94,25 @@ def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int 
     counter = get_counter(None)
     with Store.open(db, memory_limit=memory_limit) as store:
         _settings(store.con, None, threads)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         load_input(store, load, path)
-        loaded = time.perf_counter()
+        loaded, loaded_cpu = time.perf_counter(), _cpu()
         chunk(store, windows, "logs", counter)
-        done = time.perf_counter()
+        done, done_cpu = time.perf_counter(), _cpu()
         return {
             "load_seconds": loaded - started,
             "chunk_seconds": done - loaded,
+            "load_cpu_s": loaded_cpu - cpu,
+            "chunk_cpu_s": done_cpu - loaded_cpu,
             "rows": store.count("logs"),
             "chunks": store.count("windows"),
             "token_counter": counter.name,
         }
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _settings(
@@ -207,6 +215,7 @@ def main() -> None:
         f"input: {path}, {actual_mb:.0f} MB; mode {args.mode}, memory_limit "
         f"{args.memory_limit if args.mode == 'file' else 'none'}, threads {args.threads or 'all'}"
     )
+    load_before = round(os.getloadavg()[0], 2)
     raw = measure("duckdb-raw", args, path)
     rlm = measure("rlm", args, path)
     table = report(actual_mb, raw, rlm)
@@ -223,6 +232,7 @@ def main() -> None:
         "machine": platform.platform(),
         "duckdb": duckdb.__version__,
         "results": table,
+        "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
         "targets": {"mb_per_s": 100, "peak_rss_mb": 1536},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -82,9 +82,9 @@ def _unescape(body: str) -> str:
 
 def _long_string(raw: str) -> tuple[str, int]:
     """Body of a triple-quoted string, dedented; and how many leading lines were dropped."""
-    body = raw[3:-3]
+    body = raw[3:-3].replace("\r\n", "\n")  # CRLF specs give the same prompts
     skipped = 0
-    if body.startswith(("\n", "\r\n")):
+    if body.startswith("\n"):
         body = body.split("\n", 1)[1]
         skipped = 1
     return textwrap.dedent(body).rstrip(), skipped

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from rlm_dsl.compiler.diagnostics import CompileError
 from rlm_dsl.compiler.types import Enum, Field, ListOf, Optional, Prim, Record
 
 from rlm_dsl.compile import compile_text
 
+ROOT = Path(__file__).resolve().parents[2]
 HEAD = 'recipe t "Test."\n'
 
 
@@ -162,3 +165,14 @@ def test_used_recipe_is_compiled_into_uses(tmp_path) -> None:
     with pytest.raises(CompileError) as caught:
         compile_file(main)
     assert [d.message for d in caught.value.diagnostics] == ["recipe 'sub' has no param 'focsu'"]
+
+
+def test_crlf_and_bom_specs_compile_to_the_same_plan(tmp_path) -> None:
+    from rlm_dsl.compile import compile_file
+
+    text = (ROOT / "recipes" / "incident_report.rlm").read_text(encoding="utf-8")
+    unix, windows = tmp_path / "unix.rlm", tmp_path / "windows.rlm"
+    unix.write_text(text, encoding="utf-8")
+    windows.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    expected = compile_file(unix).dumps()
+    assert compile_file(windows).dumps() == expected

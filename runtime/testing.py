@@ -17,7 +17,8 @@ Conventions — the engine reads the ``prompt`` input field; the first line hold
 ``MERGE``          list: the JSON lists on the data lines, flattened one level, duplicates dropped.
 ``SUM``            int: the sum of every integer in the data lines.
 ``YES IF "kw"``    bool: whether any data line contains ``kw`` (LM filters).
-anything else      the first data line (``str``), 0, False or [] by output type.
+anything else      the first data line (``str``), 0, False or [] by output type; a record
+                   output is built from the first line (see :func:`record`).
 
 The test LM's tokenizer is one token per four characters (``ceil(chars / 4)``), so windows and
 token counts are exact and cheap. An output field named ``reasoning`` (ChainOfThought) gets a
@@ -128,9 +129,42 @@ def answer(system: str, user: str) -> str:
     parts = []
     outputs = system.partition("Your output fields are:")[2].partition("All interactions")[0]
     for name, kind in _OUTPUTS.findall(outputs):
-        value = "Computed by the test LM." if name == "reasoning" else compute(prompt, kind)
+        schema = _schema(system, name)
+        if name == "reasoning":
+            value = "Computed by the test LM."
+        elif "properties" in schema:
+            value = json.dumps(record(schema, prompt.splitlines()[0] if prompt else ""))
+        else:
+            value = compute(prompt, kind)
         parts.append(f"[[ ## {name} ## ]]\n{value}")
     return "\n\n".join([*parts, "[[ ## completed ## ]]"])
+
+
+def _schema(system: str, name: str) -> dict[str, Any]:
+    """The JSON schema the adapter states for output field ``name`` ({} when none)."""
+    found = re.search(rf"^\{{{name}\}}.*JSON schema: (.*)$", system, re.M)
+    try:
+        return json.loads(found.group(1)) if found else {}
+    except ValueError:
+        return {}
+
+
+def record(schema: dict[str, Any], line: str) -> dict[str, Any]:
+    """A record from one line: str fields get the line, enums the first of their values found in
+    it (else the first value), numbers the count of its words, booleans whether it is non-empty."""
+    out: dict[str, Any] = {}
+    for field, spec in schema["properties"].items():
+        spec = schema.get("$defs", {}).get(spec.get("$ref", "").rpartition("/")[2], spec)
+        if "enum" in spec:
+            words = re.findall(r"\w+", line)
+            out[field] = next((v for v in spec["enum"] if v in words), spec["enum"][0])
+        elif spec.get("type") in ("integer", "number"):
+            out[field] = len(line.split())
+        elif spec.get("type") == "boolean":
+            out[field] = bool(line.strip())
+        else:
+            out[field] = line
+    return out
 
 
 def compute(prompt: str, kind: str) -> str:

@@ -29,7 +29,21 @@ from rlm_dsl.errors import SpecError
 
 
 def source_items(ctx: RunContext, step: Step) -> list[Any]:
-    """The values a reduce combines, in ``id`` order."""
+    """The values a reduce combines, in ``id`` order (``reduce x.field``: that field of each)."""
+    items = _values(ctx, step)
+    field = step.options.get("field")
+    return [_pick(item, field) for item in items] if field else items
+
+
+def _pick(value: Any, field: str) -> Any:
+    if isinstance(value, dict):
+        return value.get(field)
+    if isinstance(value, list):
+        return [_pick(v, field) for v in value]
+    return value
+
+
+def _values(ctx: RunContext, step: Step) -> list[Any]:
     source = ctx.table(step.source or "")
     producer = next((s for s in ctx.plan.steps() if s.table == step.source), None)
     columns = [name for name, _ in ctx.store.columns(source)]

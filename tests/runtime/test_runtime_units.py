@@ -222,3 +222,45 @@ def test_use_runs_a_sub_recipe_per_row(spec, run_spec, tmp_path, query):
     assert result.outputs["counts"] == [0, 2]
     tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
     assert {"map-counts__0__parts", "map-counts__1__n"} <= tables
+
+
+def test_lm_filter_vote_and_record_fields(spec, run_spec, tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text("a high\nb keep low\nc keep high\nd keep high\ne low\n")
+    path = spec('''
+        recipe kinds "Filter, map records, vote on a field."
+        type Verdict { line: str, level: low | high }
+        input items: lines
+        chunk items -> pieces by lines(1)
+        filter pieces where lm """
+          YES IF "keep"
+          {{ chunk.text }}
+        """
+        map pieces -> verdict: Verdict """
+          {{ chunk.text }}
+        """
+        reduce verdict.level -> usual by vote
+        output usual, verdict
+    ''')
+    data.write_text("a high\nb keep low\nc keep high\nd keep high\ne low\n")
+    result = run_spec(path, inputs={"items": str(data)}, max_usd=1.0)
+    assert [v["line"] for v in result.outputs["verdict"]] == ["b keep low", "c keep high",
+                                                               "d keep high"]
+    assert result.outputs["usual"] == "high"
+    assert result.warnings == ["warning: no price is known for model 'test': --max-usd cannot "
+                               "be enforced for its calls; only call and token caps apply"]
+
+
+def test_rate_limits_wait_for_the_minute_window(ledger, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("rlm_dsl.runtime.calls.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("rlm_dsl.runtime.calls.time.sleep",
+                        lambda s: clock.__setitem__(0, clock[0] + s))
+    gate = Gate("fake", ledger, count_tokens=len, rpm=2, tpm=1000)
+    for _ in range(2):
+        gate.wait_for_rate(10)
+    assert clock[0] == 100.0
+    gate.wait_for_rate(10)  # a third request in the same minute waits for the window
+    assert clock[0] >= 160.0
+    gate.wait_for_rate(990)  # fits the token budget once the older requests left the window
+    assert clock[0] >= 160.0

@@ -83,6 +83,15 @@ class Estimate:
         return {"recipe": self.recipe, "steps": [s.to_json() for s in self.steps],
                 "total": {k: self.total(k) for k in keys}, "notes": self.notes}
 
+    def versus(self, summary: dict[str, Any]) -> str:
+        """One line setting this estimate beside a finished run's summary (calls, tokens)."""
+        parts = []
+        for name in ("calls", "tokens"):
+            guess, actual = self.total(name), int(summary.get(name) or 0)
+            off = f" ({(guess - actual) / actual:+.0%})" if actual else ""
+            parts.append(f"{name} {guess:,} estimated, {actual:,} actual{off}")
+        return "estimate vs actual: " + " · ".join(parts)
+
     def render(self, console: Console) -> None:
         table = Table(title=f"estimate: {self.recipe}", title_justify="left")
         for name in ("step", "rows", "calls", "tokens", "cost"):

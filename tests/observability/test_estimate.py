@@ -107,6 +107,8 @@ def test_tree_fanout_level_by_level(typed_test_lm, tmp_path) -> None:
     actual = _actual(tmp_path / "run.duckdb")
     assert actual["reduce-total"][0] == 14
     assert by_step["map-n"].tokens == pytest.approx(actual["map-n"][1], rel=0.10)
+    line = estimate.versus(result.summary)
+    assert line.startswith("estimate vs actual: calls 51 estimated, 51 actual (+0%) · tokens ")
 
 
 def test_split_recursion_counts_the_pieces(typed_test_lm, tmp_path) -> None:

@@ -202,6 +202,12 @@ def _load_file(
     report: LoadReport,
 ) -> None:
     tail = _tail(con, table, path) if incremental else None
+    if tail is not None and not path.endswith(".gz") and os.path.getsize(path) < tail[2]:
+        result.error = (
+            f"is shorter ({os.path.getsize(path)} bytes) than what '{table}' already holds "
+            f"({tail[2]} bytes): rotated or truncated? Not ingested — use a new table"
+        )
+        return
     try:
         _parse_file(con, table, path, path, forced, tail, result, report, "utf-8")
     except duckdb.Error as exc:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlm_dsl.runtime.logs import append_new, load_log
+import pytest
+from rlm_dsl.runtime.logs import LogIngestError, append_new, load_log
 
 
 def _syslog(start: int, n: int) -> str:
@@ -68,3 +69,17 @@ def test_growing_stack_trace_updates_its_record(store, tmp_path: Path, rows):
         ),
         (2, 5, 5, "2026-03-14 09:00:02,000 INFO  [main] app.Main - ok"),
     ]
+
+
+def test_a_truncated_file_is_reported_not_misread(store, write_log):
+    path = write_log("rotated.log", _syslog(0, 20))
+    load_log(store, "logs", [path])
+    Path(path).write_text(_syslog(0, 2))
+    with pytest.raises(LogIngestError) as info:
+        append_new(store, "logs", [path])
+    now, before = len(_syslog(0, 2)), len(_syslog(0, 20))
+    assert info.value.report.files[0].error == (
+        f"is shorter ({now} bytes) than what 'logs' already holds ({before} bytes): rotated or "
+        "truncated? Not ingested — use a new table"
+    )
+    assert store.count("logs") == 20

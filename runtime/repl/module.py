@@ -107,7 +107,7 @@ class RlmStep(dspy.RLM):
             signature, max_iters=int(opts.get("max_iterations", 20)),
             max_llm_calls=int(opts.get("max_llm_calls", 50)),
             max_output_chars=self.limits.max_output_chars,
-            interpreter_factory=_Factory(self.limits, None),  # type: ignore[arg-type]
+            interpreter_factory=SandboxInterpreter,  # run() passes one bound to its invocation
         )
 
     # -- public API ----------------------------------------------------------------------------
@@ -134,10 +134,8 @@ class RlmStep(dspy.RLM):
             if spent is None:
                 raise
             raise spent from None
-        finally:
-            warnings = invocation.all_warnings()
         value = to_plain(getattr(prediction, self.output_name))
-        return RlmResult(value, list(invocation.trajectory), warnings)
+        return RlmResult(value, list(invocation.trajectory), invocation.all_warnings())
 
     def _invoke(self, invocation: Invocation, task: str, lm: dspy.LM) -> dspy.Prediction:
         token = _ACTIVE.set(invocation)

@@ -100,7 +100,7 @@ def test_llm_query_batched_runs_concurrently(store):
         "SUBMIT(sum(int(a) for a in answers))",
     ]
     root, _ = make_lm(scripted_root(steps))
-    sub, engine = make_lm(lambda s, u: str(len(u.split("Length of: ", 1)[1])), delay_s=0.05)
+    sub, engine = make_lm(lambda s, u: str(len(u.split("Length of: ", 1)[1])), delay_s=0.1)
     step = RlmStep(rlm_step(output=Prim("int"), max_llm_calls=100), max_workers=16)
     result = step.run(store, "logs", {"what": "x"}, root, sub, "r")
 
@@ -109,8 +109,10 @@ def test_llm_query_batched_runs_concurrently(store):
     assert result.value == expected
     assert len(engine.calls) == 100
     span = max(end for _, end, _ in engine.calls) - min(start for start, _, _ in engine.calls)
-    sequential = 100 * 0.05
+    sequential = 100 * 0.1
     assert span < sequential / 3, f"100 calls took {span:.2f}s, sequential would be {sequential}s"
+    overlap = max(sum(s <= t < e for s, e, _ in engine.calls) for t, _, _ in engine.calls)
+    assert overlap >= 8, f"at most {overlap} sub-calls ran at the same time"
 
 
 def test_submit_with_a_wrong_type_is_re_asked(store):

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
-AVG_LINE_BYTES = 110  # about what the generator below writes; only used to size the file
+AVG_LINE_BYTES = 91  # about what the generator below writes; only used to size the file
 RAW_READ = (
     "read_csv(?, columns={'text': 'VARCHAR'}, delim=chr(0), quote='', escape='', "
     "header=false, auto_detect=false)"
@@ -54,6 +54,7 @@ def generate(path: str, size_mb: int) -> None:
         "|| '.js 200 ' || (i % 65536) || ' bytes user=' || (i % 4099) END"
     )
     tmp = path + ".part"
+    duckdb.sql("SET enable_progress_bar = false")
     duckdb.sql(
         f"COPY (SELECT {line} FROM range({lines}) t(i)) TO '{tmp}' "
         "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
-AVG_LINE_BYTES = 91  # about what the generator below writes; only used to size the file
+AVG_LINE_BYTES = 100  # about what the generator below writes; only used to size the file
 RAW_READ = (
     "read_csv(?, columns={'text': 'VARCHAR'}, delim=chr(0), quote='', escape='', "
     "header=false, auto_detect=false)"

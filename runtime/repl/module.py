@@ -21,7 +21,7 @@ from typing import Any
 import dspy
 from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
-from dspy.utils.exceptions import AdapterParseError
+from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
@@ -131,9 +131,14 @@ class RlmStep(dspy.RLM):
             raise ReplError(f"step {self.step.id!r}: the REPL failed: {exc}") from None
         except Exception as exc:
             spent = _budget_cause(exc)
-            if spent is None:
-                raise
-            raise spent from None
+            if spent is not None:
+                raise spent from None
+            if _caused_by(exc, ContextWindowExceededError):
+                raise ReplError(
+                    f"step {self.step.id!r}: the REPL history outgrew the root LM's context window "
+                    f"after {invocation.iteration} iteration(s); give the model a larger window "
+                    "(n_ctx) or lower max_iterations") from None
+            raise
         value = to_plain(getattr(prediction, self.output_name))
         return RlmResult(value, list(invocation.trajectory), invocation.all_warnings())
 
@@ -326,9 +331,14 @@ def _as_rows(sub_context: Any) -> list[str]:
 
 def _budget_cause(exc: BaseException) -> BudgetExhausted | None:
     """The run-budget refusal behind ``exc`` (DSPy wraps engine errors), if that is what it is."""
+    found = _caused_by(exc, BudgetExhausted)
+    return found if isinstance(found, BudgetExhausted) else None
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, BudgetExhausted):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -271,3 +271,22 @@ def test_run_budget_exhaustion_of_the_root_lm_propagates(store):
     with pytest.raises(BudgetExhausted, match="the run's budget of 1 LM call is spent"):
         RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
     assert [r["output"] for r in _rows(store)] == ["first\n"]
+
+
+def test_a_history_that_outgrows_the_root_window_ends_the_step_cleanly(store):
+    from dspy.lm15 import ContextLengthError
+    from rlm_dsl.runtime.repl.module import ReplError
+
+    store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
+
+    def root_fn(system: str, user: str) -> str:
+        if history_steps(user) >= 2:
+            raise ContextLengthError("prompt of 9000 tokens exceeds n_ctx 8192")
+        return action("print('x' * 5000)")
+
+    root, _ = make_lm(root_fn)
+    sub, _ = make_lm(lambda s, u: "unused")
+    with pytest.raises(ReplError, match=r"^step 'rlm-answer': the REPL history outgrew the root "
+                       r"LM's context window after 3 iteration\(s\)"):
+        RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
+    assert len(_rows(store)) == 2

@@ -74,6 +74,15 @@ class RecipeModule(dspy.Module):
         result = self.run(inputs=inputs, params=params, lm=lm)
         return dspy.Prediction(**result.outputs)
 
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        """Predictors named by step id (``map-incidents.predict``, ``rlm-answer.extract``);
+        the names ``dump_state`` / ``load_state`` and DSPy optimizers use."""
+        found: list[tuple[str, Any]] = []
+        for key, module in self.step_modules.items():
+            if not getattr(module, "_compiled", False):
+                found.extend((f"{key}.{name}", p) for name, p in module.named_parameters())
+        return found
+
 
 def _collect(plan: Plan, prefix: str, into: dict[str, dspy.Module]) -> None:
     for step in plan.steps():

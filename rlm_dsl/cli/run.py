@@ -21,11 +21,12 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rlm_dsl.api import load
 from rlm_dsl.cli.app import app, err, out
 from rlm_dsl.cli.plan import parse_pairs
-from rlm_dsl.compile import compile_file
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.executor import RunOptions, execute
+from rlm_dsl.runtime.optimize import load_optimized
 from rlm_dsl.runtime.runinfo import summary_line
 
 
@@ -43,9 +44,14 @@ def run(
     retry_failed: Annotated[bool, typer.Option("--retry-failed")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    no_opt: Annotated[bool, typer.Option("--no-opt", help="Ignore <spec>.opt.json.")] = False,
 ) -> None:
     """Run a recipe."""
-    plan = compile_file(file)
+    program = load(file)
+    plan = program.plan
+    note = load_optimized(program, file, no_opt)
+    if note:
+        err.print(note, markup=False, highlight=False)
     options = RunOptions(
         inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
@@ -55,7 +61,7 @@ def run(
     show = not quiet and err.is_terminal
     with _progress(show) as progress:
         options.progress = progress
-        result = execute(plan, options)
+        result = execute(plan, options, program.step_modules)
     _print_outputs(result.outputs, result.summary, as_json)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)

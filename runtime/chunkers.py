@@ -5,15 +5,16 @@ builds the chunks with ``string_agg(text, '\\n' ORDER BY id)``; nothing loops ov
 Python. Chunk tables have the contract's columns ``id, source, first_line, last_line,
 start_byte, end_byte, n_rows, n_tokens, key, text`` (``end_byte`` exclusive; line and byte
 columns NULL when the source has none), ids dense and ordered by each chunk's first row (by
-window start for ``window``). Row strategies (``lines``, ``records``) never cross a ``source``
-boundary. A ``files`` table is split into its lines first for the line-based strategies.
-``chars`` and ``tokens`` pack whole rows greedily up to the budget: per-row weights are computed
-in SQL, fetched once as an integer array, and each chunk's end is found with one
-``numpy.searchsorted`` (a loop per chunk, not per line); a single row over the budget is cut
-into pieces with ``substr``. ``n_tokens`` is exact when the counter has a SQL form (the chars/4
-estimate) or the table holds at most :data:`EXACT_TOKEN_BYTES` of text (a DuckDB Python UDF
-calls the counter); above that it is ``ceil(chars / r)``, ``r`` being the counter's
-characters-per-token measured on a sample of the source (map steps count their own prompts).
+window start for ``window``). Row windows (``lines``, ``records``; :mod:`.rowchunks`) never
+cross a ``source`` boundary and run in bounded batches. A ``files`` table is split into its
+lines first for the line-based strategies. ``chars`` and ``tokens`` (:mod:`.packing`) pack whole
+rows greedily up to the budget: per-row weights are computed in SQL, fetched once as integer
+arrays, and each chunk's end is found with one ``numpy.searchsorted`` (a loop per chunk, not
+per line); a single row over the budget is cut into pieces with ``substr``.
+``n_tokens`` is exact when the counter has a SQL form (the chars/4 estimate) or the table
+holds at most :data:`EXACT_TOKEN_BYTES` of text (a DuckDB Python UDF calls the counter); above
+that it is ``ceil(chars / r)``, ``r`` being the counter's characters-per-token measured on a
+sample of the source (map steps count their own prompts).
 
 API::
 
@@ -37,7 +38,7 @@ from rlm_dsl.errors import InputError, SpecError
 
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000
-CHUNK_COLUMNS = (
+CHUNK_COLUMNS = (  # the chunk table's columns, in order (the store contract)
     "id",
     "source",
     "first_line",

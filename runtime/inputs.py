@@ -79,7 +79,7 @@ def _patterns(step: Step, paths: list[str] | str | None) -> list[str]:
         raise InputError(
             f"input '{step.name}': no path given (pass --input {step.name}=PATH or set path=)"
         )
-    return [os.fspath(p) for p in paths]
+    return [os.path.expanduser(os.fspath(p)) for p in paths]
 
 
 def resolve_files(

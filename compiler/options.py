@@ -93,7 +93,8 @@ OPTIONS: dict[tuple[str, str], dict[str, Rule]] = {
     ("chunk", "records"): OVERLAP,
     ("chunk", "window"): {"column": Rule("str")},
     ("filter", "lm"): LM_STEP,
-    ("map", "predict"): {**LM_STEP, "reason": Rule("bool"), "max_tokens": COUNT},
+    ("map", "predict"): {**LM_STEP, "reason": Rule("bool"), "max_tokens": COUNT,
+                         "max_depth": Rule("int", 0, 32)},
     ("map", "recipe"): {"params": Rule("dict")},
     ("reduce", "concat"): LM_STEP,
     ("reduce", "tree"): {**LM_STEP, "fanin": Rule("int", 2)},
@@ -118,8 +119,10 @@ INPUT_OPTIONS: dict[str, dict[str, Rule]] = {
 LM_OPTIONS: dict[str, Rule] = {
     "temperature": Rule("float", 0, 2), "max_tokens": COUNT, "api_base": Rule("str"),
     "api_key_env": Rule("str"), "n_ctx": Rule("int", 256), "rpm": COUNT, "tpm": COUNT,
-    "concurrency": COUNT, "timeout": Rule("float", 1), "top_p": Rule("float", 0, 1),
-    "seed": Rule("int"),
+    "concurrency": COUNT, "max_concurrency": COUNT, "timeout": Rule("float", 1),
+    "top_p": Rule("float", 0, 1), "top_k": COUNT, "presence_penalty": Rule("float", -2, 2),
+    "frequency_penalty": Rule("float", -2, 2), "seed": Rule("int"),
+    "context_window": Rule("int", 256), "n_threads": COUNT, "pull": Rule("bool"),
 }
 
 # Defaults lowering writes into the plan so that dumps show the effective values.

@@ -38,7 +38,7 @@ from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooL
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.writer import Writer
 
-from rlm_dsl.errors import BudgetExhausted, LMError, RlmError, SpecError
+from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
@@ -107,8 +107,8 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
             _status(walk.ctx, key, "failed", None, began)
             walk.ran.add(step.id)
             continue
-        except RlmError:
-            raise
+        except InputError:
+            raise  # names the file and line already
         except (RowError, TooLarge, Exception) as exc:
             raise _step_error(step, exc) from None
         walk.ran.add(step.id)
@@ -143,7 +143,13 @@ def _step_error(step: Step, exc: BaseException) -> RlmError:
     chunk = f" on chunk {exc.chunk_id}" if isinstance(exc, RowError) else ""
     inner = exc.error if isinstance(exc, RowError) else exc
     if isinstance(inner, RlmError):
-        return type(inner)(f"{where(step)} failed{chunk}: {inner}")
+        if str(inner).startswith("step '"):
+            return inner
+        base = next((c for c in (InputError, LMError, SpecError) if isinstance(inner, c)),
+                    RlmError)
+        located = base(f"{where(step)} failed{chunk}: {inner}")
+        located.exit_code = inner.exit_code
+        return located
     kind = SpecError if type(inner).__module__.startswith("jinja2") else LMError
     detail = str(inner).strip().splitlines()
     return kind(f"{where(step)} failed{chunk}: {type(inner).__name__}: "

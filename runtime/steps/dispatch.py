@@ -108,7 +108,7 @@ def _filter_sql(ctx: RunContext, step: Step) -> int:
                         f"SELECT * FROM {source} WHERE {where} ORDER BY id", params)
         except Exception as exc:  # DuckDB binder/parser errors name the column or token
             first = str(exc).strip().splitlines()[0]
-            raise SpecError(f"filter failed: {first}") from None
+            raise SpecError(f"SQL error: {first}") from None
     return ctx.store.count(step.table)
 
 

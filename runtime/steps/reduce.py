@@ -75,7 +75,7 @@ def run_sql(ctx: RunContext, step: Step) -> None:
         ctx.store.create_table_as(ctx.table(step.table), query)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise SpecError(f"{where(step)} failed: SQL error: {first}") from None
+        raise SpecError(f"SQL error: {first}") from None
 
 
 def run_vote(ctx: RunContext, step: Step) -> None:

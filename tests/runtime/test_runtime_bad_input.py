@@ -113,3 +113,12 @@ def test_template_error_names_step_and_chunk(cli, spec, good):
     assert (code, out) == (1, "")
     assert err.strip() == (f"step 'map-n' ({path}:8:1) failed on chunk 0: template error: "
                            "ZeroDivisionError: integer division or modulo by zero")
+
+
+def test_sql_error_names_the_step(cli, spec, good):
+    path = spec(SPEC.replace("    output n\n", '    reduce n -> total by sql "SELECT sum(nn) '
+                             'AS total FROM {{ input }}"\n    output total\n'), "sql.rlm")
+    code, out, err = cli("run", path, "--lm", "test", "--input", f"items={good}")
+    assert (code, out) == (1, "")
+    assert err.strip() == (f"step 'reduce-total' ({path}:12:1) failed: SQL error: Binder Error: "
+                           'Referenced column "nn" not found in FROM clause!')

@@ -140,10 +140,14 @@ class Trace:
 
 
 def _prune(node: Node, failed: bool, depth: int | None) -> Node | None:
+    """``node`` cut to ``depth``; with ``failed``, only failed nodes, their ancestors and their
+    whole subtrees (the calls that led to a failure)."""
     if depth is not None and node.depth is not None and node.depth > depth:
         return None
-    children = [c for c in (_prune(child, failed, depth) for child in node.children) if c]
     own_failed = bool(node.own.errors or node.own.failures)
+    keep_all = failed and own_failed
+    children = [c for c in (_prune(child, failed and not keep_all, depth)
+                            for child in node.children) if c]
     if failed and not own_failed and not children:
         return None
     copy = Node(node.kind, node.id, node.label, node.depth, node.own, children, node.detail)

@@ -4,7 +4,8 @@ CLI stage over :mod:`rlm_dsl.runtime.trace`: a Rich tree of steps → chunks →
 iterations → sub-calls with calls, tokens, cost, latency, cache hits and failures per node;
 ``--step``, ``--failed`` and ``--depth`` narrow it, ``--json`` prints the tree as JSON and
 ``--html report.html`` writes the self-contained HTML report
-(:mod:`rlm_dsl.runtime.report_html`).
+(:mod:`rlm_dsl.runtime.report_html`), whose plan graph is the run's step order unless
+``--recipe FILE`` gives the spec to draw the real graph from.
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report.")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Run id (default: latest).")] = None,
+    recipe: Annotated[Path | None, typer.Option(
+        "--recipe", help="The run's spec: draw its real plan graph.")] = None,
 ) -> None:
     """Show a run's tree of steps, chunks, LM calls and REPL iterations."""
     full = open_trace(str(db), run)
+    if recipe is not None:
+        from rlm_dsl.compile import compile_file
+
+        full.edges = [(a, b) for a, b in compile_file(recipe).graph.edges]
     shown = full.filter(step=step, failed=failed, depth=depth)
     if html is not None:
         from rlm_dsl.runtime.report_html import write_report

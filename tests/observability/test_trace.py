@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -96,6 +97,9 @@ def test_filters_step_failed_depth(synthetic_db) -> None:
     only_failed = trace.filter(failed=True)
     assert [n.id for n in only_failed.root.children] == ["map-notes", "rlm-answer"]
     assert [c.label for c in only_failed.root.children[0].children] == ["chunk 2"]
+    # a failed node keeps its whole subtree: the calls that led to the failure
+    assert [c.id for c in only_failed.root.children[0].children[0].children] == [
+        "call-abcdef01-3"]
     shallow = trace.filter(depth=0)
     assert all(n.depth in (None, 0) for n in shallow.root.walk() if n.kind != "run")
     assert shallow.root.stats.calls == 8  # map chunks 0 and 2, reduce level 0 x3, 3 root actions
@@ -175,3 +179,16 @@ def test_sub_recipe_steps_nest_under_their_map_and_cache_hits_are_not_calls(tmp_
     assert (mapped.stats.calls, mapped.stats.cached, mapped.stats.tokens) == (1, 1, 55)
     assert _find(trace.root, "call-r-2").label == "call r-2 (cached)"
     assert (trace.root.stats.calls, trace.root.stats.cached) == (2, 1)
+
+
+def test_html_plan_graph_from_the_recipe(real_run, tmp_path) -> None:
+    chain, real = tmp_path / "chain.html", tmp_path / "real.html"
+    assert main(["trace", str(real_run), "--html", str(chain)]) == 0
+    spec = real_run.parent / "traced.rlm"
+    assert main(["trace", str(real_run), "--html", str(real), "--recipe", str(spec)]) == 0
+    # execution order: a chain of 5 steps; the plan: input feeds both chunk and rlm
+    assert chain.read_text().count("<line ") == 4
+    svg = real.read_text().partition('<svg id="plan-graph"')[2].partition("</svg>")[0]
+    boxes = dict(re.findall(r'data-step="([^"]+)"><rect class="[^"]+" x="\d+" y="(\d+)"', svg))
+    assert boxes["chunk-parts"] == boxes["rlm-answer"] != boxes["input-notes"]
+    assert svg.count("<line ") == 4

@@ -123,3 +123,26 @@ def test_concurrent_calls_are_serialised():
     for thread in threads:
         thread.join(timeout=120)
     assert answers == {3: "3", 5: "5", 8: "8"}
+
+
+SAMPLE_LOG = """\
+Nov 24 10:00:01 web01 nginx[1201]: GET /api/orders 200 12ms
+Nov 24 10:00:02 web02 app[1302]: order 8812 created for customer 5521
+Nov 24 10:00:02 db01 postgres[4242]: checkpoint starting: time
+Nov 24 10:00:03 web01 nginx[1201]: GET /api/orders/8812 200 9ms
+Nov 24 10:00:04 db01 postgres[42]: FATAL: could not extend file 2619: No space left on device
+Nov 24 10:00:04 web02 app[1302]: order 8813 created for customer 1190
+Nov 24 10:00:05 web01 nginx[1201]: GET /healthz 200 1ms
+Nov 24 10:00:06 web02 cron[1403]: (root) CMD (/usr/local/bin/rotate-logs)
+"""
+
+
+@pytest.mark.local_model
+@needs_model
+def test_real_model_names_the_distinctive_error():
+    lm = resolve_lm("local").make_lm()
+    with dspy.context(lm=lm, adapter=RobustAdapter()):
+        result = predict_with_retry(
+            dspy.Predict("log, question -> error_message: str"), log=SAMPLE_LOG,
+            question="One line of this log reports an error. What is that error message?")
+    assert "No space left on device" in result.error_message

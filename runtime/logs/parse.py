@@ -77,7 +77,7 @@ def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogForm
     hits = ", ".join(f"count_if(regexp_matches(line, {sql_str(f.detect)}))" for f in formats)
     sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
     row = con.execute(f"SELECT count(*), {hits} FROM ({sample}) WHERE line <> ''").fetchone()
-    total, scores = row[0], row[1:]
+    total, scores = row[0], [hits or 0 for hits in row[1:]]  # no lines: NULL counts
     best = max(range(len(formats)), key=lambda i: (scores[i], -i))
     if scores[best] == 0:
         return RAW, 0, total

@@ -395,3 +395,14 @@ def test_crlf_line_endings_keep_byte_offsets_exact(store, tmp_path: Path, rows):
         (1, 1, 0, "2026-03-14T09:00:00Z INFO a"),
         (2, 3, data.index(b"2026-03-14T09:00:01Z"), "2026-03-14T09:00:01Z ERROR b\n  at x"),
     ]
+
+
+def test_empty_and_blank_files(store, write_log, rows):
+    empty = write_log("empty.log", "")
+    blank = write_log("blank.log", "\n\n")
+    report = load_log(store, "logs", [empty, blank])
+    assert [(f.format, f.rows) for f in report.files] == [("raw", 0), ("raw", 2)]
+    assert rows("source, line_no, byte_offset, text, parse_error") == [
+        (blank, 1, 0, "", "empty line"),
+        (blank, 2, 1, "", "empty line"),
+    ]

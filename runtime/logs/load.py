@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import tempfile
 import time
 import zlib
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
 from rlm_dsl.runtime.logs.parse import (
+    MAX_LINE_BYTES,
     STAGE,
     create_table_sql,
     detect_format,
@@ -257,6 +259,11 @@ def _parse_gzip_prefix(
 
 
 def _first_line(message: str) -> str:
+    """The useful line of a DuckDB error (the reason, not the CSV-dialect dump)."""
+    long_line = re.search(r"CSV Error on Line: (\d+).*?Actual Size:\s*(\d+)", message, re.S)
+    if long_line:
+        line, size = long_line.groups()
+        return f"line {line} is longer than the {MAX_LINE_BYTES >> 20} MiB limit ({size} bytes)"
     lines = message.strip().splitlines()
     return lines[0] if lines else message
 

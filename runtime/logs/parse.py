@@ -19,6 +19,7 @@ from rlm_dsl.runtime.logs.formats import FORMATS, RAW, LogFormat, sql_str
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
 SAMPLE_LINES = 200
+MAX_LINE_BYTES = 1 << 24  # one longer line fails the file with a clear message
 
 LOG_COLUMNS = (
     ("id", "BIGINT"),
@@ -57,7 +58,7 @@ def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
     return (
         f"read_csv({sql_str(path)}, columns={{'line': 'VARCHAR'}}, sep='{_SEP}', quote='', "
         f"escape='', header=false, auto_detect=false, skip={skip}, "
-        f"max_line_size=16777216, encoding={sql_str(encoding)})"
+        f"max_line_size={MAX_LINE_BYTES}, encoding={sql_str(encoding)})"
     )
 
 

@@ -96,3 +96,12 @@ def test_table_that_is_not_a_log_table(store, write_log):
     store.con.execute("CREATE TABLE logs (id BIGINT, text VARCHAR)")
     with pytest.raises(InputError, match=r"^table 'logs' exists and is not a log table$"):
         load_log(store, "logs", [write_log("a.log", SYSLOG)])
+
+
+def test_overlong_line_is_named(store, write_log):
+    path = write_log("long.log", "2026-03-14T09:00:00Z INFO " + "x" * (17 << 20) + "\n")
+    with pytest.raises(LogIngestError) as info:
+        load_log(store, "logs", [path])
+    assert info.value.report.files[0].error == (
+        f"cannot read: line 1 is longer than the 16 MiB limit ({26 + (17 << 20)} bytes)"
+    )

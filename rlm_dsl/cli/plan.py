@@ -19,6 +19,9 @@ from rlm_dsl.compiler.plan import Plan
 from rlm_dsl.errors import SpecError
 
 FORMATS = ("text", "json", "dot", "mermaid")
+ESTIMATE_HELP = "Also forecast LM calls, tokens and cost over the inputs (nothing is spent)."
+INPUT_HELP = "name=path of an input for --estimate (repeatable; default: the spec's path)."
+PARAM_HELP = "name=value of a param for --estimate (repeatable)."
 
 
 def parse_pairs(values: list[str], option: str) -> dict[str, str]:
@@ -53,10 +56,10 @@ def _estimate(plan: Plan, inputs: dict[str, str], params: dict[str, str], lm: st
 def plan(
     file: Annotated[Path, typer.Argument(help="The spec (.rlm) to compile.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="text|json|dot|mermaid")] = "text",
-    estimate: Annotated[bool, typer.Option("--estimate", help="Forecast LM cost.")] = False,
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="name=path.")] = None,
-    params: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value.")] = None,
-    lm: Annotated[str | None, typer.Option("--lm", help="Default LM model id.")] = None,
+    estimate: Annotated[bool, typer.Option(help=ESTIMATE_HELP)] = False,
+    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
+    params: Annotated[list[str] | None, typer.Option("--param", "-p", help=PARAM_HELP)] = None,
+    lm: Annotated[str | None, typer.Option("--lm", help="Default LM (for --estimate).")] = None,
 ) -> None:
     """Compile a spec and print its plan."""
     if fmt not in FORMATS:

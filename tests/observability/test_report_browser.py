@@ -96,10 +96,11 @@ def test_report_loads_expands_and_matches_the_store(report, tmp_path) -> None:
     assert not dom.visible["call-abcdef01-0"]  # nothing else was opened
     with Store.open(db) as store:
         totals = store.con.execute(
-            "SELECT count(*), sum(prompt_tokens + completion_tokens) FROM lm_calls").fetchone()
+            "SELECT count(*) FILTER (WHERE NOT cached), sum(prompt_tokens + completion_tokens) "
+            "FROM lm_calls").fetchone()
         per_step = store.con.execute(
-            "SELECT step, count(*), sum(prompt_tokens + completion_tokens) FROM lm_calls "
-            "GROUP BY 1").fetchall()
+            "SELECT step, count(*) FILTER (WHERE NOT cached), "
+            "sum(prompt_tokens + completion_tokens) FROM lm_calls GROUP BY 1").fetchall()
     shown = dom.by_id["totals"]
     assert (int(shown["data-calls"] or -1), int(shown["data-tokens"] or -1)) == totals
     for step, calls, tokens in per_step:
@@ -130,7 +131,7 @@ def test_report_of_a_real_run_expands_a_depth_two_call(real_run, tmp_path) -> No
         call_id, prompt = store.con.execute(
             "SELECT call_id, messages->>'$[0].content' FROM lm_calls WHERE depth = 2 "
             "ORDER BY started_at LIMIT 1").fetchone()
-        calls = store.count("lm_calls")
+        calls = store.scalar("SELECT count(*) FILTER (WHERE NOT cached) FROM lm_calls")
     html = tmp_path / "real.html"
     assert main(["trace", str(real_run), "--html", str(html)]) == 0
     done = _browse(f"{html.as_uri()}#expand=call-{call_id}", tmp_path / "p3", "--dump-dom")
@@ -141,4 +142,4 @@ def test_report_of_a_real_run_expands_a_depth_two_call(real_run, tmp_path) -> No
     assert dom.body.get("data-ready") == "1" and "".join(dom.text["js-errors"]) == ""
     assert dom.visible[f"call-{call_id}"]
     assert prompt.splitlines()[0] in "".join(dom.text[f"call-{call_id}"])
-    assert int(dom.by_id["totals"]["data-calls"] or -1) == calls
+    assert int(dom.by_id["totals"]["data-calls"] or -1) == calls  # cache hits are not calls

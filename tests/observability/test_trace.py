@@ -50,10 +50,10 @@ def test_totals_match_the_store(synthetic_db) -> None:
     trace = open_trace(str(path))
     with Store.open(path) as store:
         calls, tokens, cost = store.con.execute(
-            "SELECT count(*), sum(prompt_tokens + completion_tokens), sum(cost_usd) "
-            "FROM lm_calls").fetchone()
+            "SELECT count(*) FILTER (WHERE NOT cached), sum(prompt_tokens + completion_tokens), "
+            "sum(cost_usd) FROM lm_calls").fetchone()
         per_step = dict(store.con.execute(
-            "SELECT step, count(*) FROM lm_calls GROUP BY 1").fetchall())
+            "SELECT step, count(*) FILTER (WHERE NOT cached) FROM lm_calls GROUP BY 1").fetchall())
     assert (trace.root.stats.calls, trace.root.stats.tokens) == (calls, tokens)
     assert trace.root.stats.cost_usd == pytest.approx(cost)
     assert {n.id: n.stats.calls for n in trace.step_nodes() if n.stats.calls} == per_step

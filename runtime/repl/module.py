@@ -273,13 +273,20 @@ class RlmStep(dspy.RLM):
                     f"depth {self.depth}; use llm_query on smaller pieces")
             call_id = invocation.next_call_id()
             child = invocation.child(call_id, TextSource(_as_rows(sub_context)))
+            label = f"rlm_query(<{child.source('info')['n_rows']} rows>, {question!r})"
             try:
-                answer = str(self._child(child, str(question)))
-                error = None
-            except StepSpent as exc:
-                answer, error = f"[ERROR] {exc}", str(exc)
-            invocation.record_call("rlm_query", f"rlm_query(<{child.source('info')['n_rows']} "
-                                   f"rows>, {question!r})", answer, error, call_id=call_id)
+                answer, error = str(self._child(child, str(question))), None
+            except (StepSpent, ReplError, CodeInterpreterError) as exc:  # the parent goes on
+                answer, error = f"[ERROR] the sub-agent stopped: {exc}", str(exc)
+            except Exception as exc:
+                spent = _budget_cause(exc)
+                invocation.record_call("rlm_query", label, None,
+                                       f"{type(spent or exc).__name__}: {spent or exc}",
+                                       call_id=call_id)
+                if spent is not None:  # the run is out of budget: stop every depth
+                    raise spent from None
+                raise
+            invocation.record_call("rlm_query", label, answer, error, call_id=call_id)
             return answer
 
         return rlm_query

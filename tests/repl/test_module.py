@@ -65,10 +65,12 @@ def test_rlm_query_chain_to_depth_two_shares_the_budget(store):
     step = RlmStep(rlm_step(depth=2, max_llm_calls=5))
     result = step.run(store, "logs", {"what": "x"}, root, sub, "run-2")
 
-    # child 1: two action calls + one llm_query = 3 calls; child 2 gets 2 more: its action
-    # step and then nothing left for its llm_query, which comes back as an error text.
+    # child 1: two action calls + one llm_query = 3 calls; child 2 gets its first action and
+    # its llm_query, then its second action finds the shared budget spent and the child stops.
     assert result.value.startswith("the colour is teal / ")
-    assert "budget of 5 LM calls is spent" in result.value
+    assert result.value.endswith("the sub-agent stopped: the step's budget of 5 LM calls is spent "
+                                 "(5 used, a sub-agent step needs 1 more); aggregate in code or "
+                                 "SUBMIT what you have — this sub-agent stops here")
     assert len(sub_engine.calls) == 5
     ids = {row["id"]: row for row in result.trajectory}
     assert ids["root.1.1"]["code"].startswith("rlm_query:") and ids["root.1.1"]["depth"] == 1

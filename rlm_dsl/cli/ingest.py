@@ -21,6 +21,7 @@ from rlm_dsl.cli.app import app, out
 from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.logs import LoadReport, LogIngestError, load_log
 from rlm_dsl.runtime.logs.formats import sql_str
+from rlm_dsl.runtime.logs.load import expand_paths
 from rlm_dsl.runtime.store import Store
 
 
@@ -42,11 +43,13 @@ def ingest(
     """Parse log files into a DuckDB table (appends only new lines to an existing table)."""
     if os.path.isdir(db):
         raise InputError(f"{db}: is a directory, not a DuckDB database")
+    own = {os.path.abspath(db), os.path.abspath(db) + ".wal"}  # e.g. `rlm ingest logs.duckdb .`
+    paths = [p for p in expand_paths(files) if os.path.abspath(p) not in own]
     with Store.open(db) as store:
         _limit_memory(store, memory_limit)
         append = store.table_exists(table)
         try:
-            report = load_log(store, table, files, format=format, dedup=dedup, incremental=append)
+            report = load_log(store, table, paths, format=format, dedup=dedup, incremental=append)
         except LogIngestError as exc:
             _show(exc.report, db, append)
             raise

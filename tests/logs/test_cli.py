@@ -100,3 +100,11 @@ def test_ingest_dedup_and_memory_limit(tmp_path: Path, capsys):
     capsys.readouterr()
     assert main(["sql", db, "SELECT count(*), sum(count) FROM t", "--format", "csv"]) == 0
     assert capsys.readouterr().out == "count_star(),sum(count)\n18,77\n"
+
+
+def test_ingest_a_directory_holding_the_database(tmp_path: Path, capsys):
+    (tmp_path / "a.log").write_text("Mar  3 10:00:00 web01 app[7]: one\n")
+    db = str(tmp_path / "logs.duckdb")
+    assert main(["ingest", db, str(tmp_path)]) == 0
+    assert main(["ingest", db, str(tmp_path)]) == 0  # the database file is not read as a log
+    assert "appended 0 rows from 1 file(s)" in capsys.readouterr().out

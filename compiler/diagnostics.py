@@ -40,8 +40,8 @@ class Diagnostic:
         if text is not None:
             out.extend(_excerpt(self.span, text))
         if self.hint:
-            pad = " " * (len(str(self.span.line)) + 1)
-            out.append(f"{pad}  = hint: {self.hint}")
+            pad = " " * (4 + len(str(self.span.line)) + 1)  # '=' under the gutter's '|'
+            out.append(f"{pad}= hint: {self.hint}")
         return "\n".join(out)
 
 
@@ -73,10 +73,16 @@ def _excerpt(span: Span, text: str) -> list[str]:
 
 
 class CompileError(SpecError):
-    """One or more diagnostics for one or more spec files; ``str()`` renders them all."""
+    """One or more diagnostics for one or more spec files; ``str()`` renders them all.
 
-    def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str]) -> None:
-        self.diagnostics = tuple(sorted(set(diagnostics), key=Diagnostic.sort_key))
+    Diagnostics are sorted by position; those of ``primary`` (the spec being compiled) come
+    before those of the recipes it uses.
+    """
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], sources: Mapping[str, str],
+                 primary: str | None = None) -> None:
+        self.diagnostics = tuple(
+            sorted(set(diagnostics), key=lambda d: (d.span.file != primary, *d.sort_key())))
         self.sources = dict(sources)
         super().__init__(self.render())
 

@@ -55,7 +55,7 @@ def compile_source(text: str, path: str, _stack: tuple[str, ...] = ()) -> Plan:
     for check in CHECKS:
         diags.extend(check(ctx))
     if diags:
-        raise CompileError(diags, {**found.sources, path: text})
+        raise CompileError(diags, {**found.sources, path: text}, primary=path)
     return lower(ctx)
 
 

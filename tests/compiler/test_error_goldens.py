@@ -29,6 +29,6 @@ def test_error_rendering_matches_golden(spec: Path, golden, monkeypatch) -> None
         compile_file(spec.name)
     error = caught.value
     assert isinstance(error, SpecError) and error.exit_code == 1
-    keys = [d.sort_key() for d in error.diagnostics]
+    keys = [(d.span.file != spec.name, *d.sort_key()) for d in error.diagnostics]
     assert keys == sorted(keys)
     golden(spec.with_suffix(".txt"), str(error) + "\n")

@@ -57,7 +57,7 @@ refused and you may try again.
 Budget: {max_llm_calls} sub-LM calls in total (sub-agents included) and {max_iters} REPL steps; \
 a refused or failed call comes back as an error text you can read.
 
-1. LOOK FIRST: print `context`, `context.preview()`, and the table's columns before anything else.
+1. LOOK FIRST: print `context`, `context.preview()` and `context.columns` before anything else.
 2. NARROW WITH CODE: `sql()` and `context.search()` find WHERE things are, exactly and cheaply.
 3. UNDERSTAND WITH THE SUB-LM: `llm_query` / `llm_query_batched` read meaning in snippets that \
 fit its window; split bigger pieces with `context.chunks(n)`.

@@ -78,6 +78,16 @@ class LoadReport:
         return [f for f in self.files if f.error]
 
 
+@dataclass(frozen=True, slots=True)
+class _Tail:
+    """Where an incremental read of one source resumes: after its last record ``parent``."""
+
+    parent: int
+    next_line: int
+    next_byte: int
+    format: str
+
+
 class LogIngestError(InputError):
     """Some files could not be (fully) read; the rest were ingested. Carries the report."""
 
@@ -204,10 +214,10 @@ def _load_file(
     report: LoadReport,
 ) -> None:
     tail = _tail(con, table, path) if incremental else None
-    if tail is not None and not path.endswith(".gz") and os.path.getsize(path) < tail[2]:
+    if tail is not None and not path.endswith(".gz") and os.path.getsize(path) < tail.next_byte:
         result.error = (
             f"is shorter ({os.path.getsize(path)} bytes) than what '{table}' already holds "
-            f"({tail[2]} bytes): rotated or truncated? Not ingested — use a new table"
+            f"({tail.next_byte} bytes): rotated or truncated? Not ingested — use a new table"
         )
         return
     try:
@@ -221,7 +231,7 @@ def _recover(
     table: str,
     path: str,
     forced: LogFormat | None,
-    tail: tuple[int, int, int, str] | None,
+    tail: _Tail | None,
     result: FileResult,
     report: LoadReport,
     message: str,
@@ -246,7 +256,7 @@ def _parse_gzip_prefix(
     table: str,
     path: str,
     forced: LogFormat | None,
-    tail: tuple[int, int, int, str] | None,
+    tail: _Tail | None,
     result: FileResult,
     report: LoadReport,
 ) -> None:
@@ -286,8 +296,8 @@ def _gzip_prefix(path: str) -> str:
     return out
 
 
-def _tail(con: Any, table: str, source: str) -> tuple[int, int, int, str] | None:
-    """(id, next line, next byte, format) after the last record of ``source``, or None."""
+def _tail(con: Any, table: str, source: str) -> _Tail | None:
+    """Where ``source``'s lines beyond its last record in ``table`` start, or None."""
     row = con.execute(
         f"SELECT id, end_line_no, byte_offset + strlen(text), format, end_line_no - line_no + 1 "
         f'FROM "{table}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
@@ -296,7 +306,7 @@ def _tail(con: Any, table: str, source: str) -> tuple[int, int, int, str] | None
     if row is None:
         return None
     newline = newline_width(source)  # text joins its lines with \n; the file may use \r\n
-    return row[0], row[1] + 1, row[2] + 1 + (newline - 1) * row[4], row[3]
+    return _Tail(row[0], row[1] + 1, row[2] + 1 + (newline - 1) * row[4], row[3])
 
 
 def _parse_file(
@@ -305,7 +315,7 @@ def _parse_file(
     read_path: str,
     source: str,
     forced: LogFormat | None,
-    tail: tuple[int, int, int, str] | None,
+    tail: _Tail | None,
     result: FileResult,
     report: LoadReport,
     encoding: str,
@@ -313,23 +323,21 @@ def _parse_file(
     fmt = _file_format(con, read_path, source, forced, tail, result, encoding)
     if fmt is None:
         return
-    first_line, first_byte, parent = (1, 0, None) if tail is None else (tail[1], tail[2], tail[0])
-    base = _next_id(con, table)
+    first_line, first_byte = (1, 0) if tail is None else (tail.next_line, tail.next_byte)
+    parent = None if tail is None else tail.parent
+    base, nl = _next_id(con, table), newline_width(read_path)
     read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
-    nl = newline_width(read_path)
-    con.begin()
-    con.execute(
-        stage_sql(
-            fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
-        )
+    stage = stage_sql(
+        fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
     )
-    con.execute(
-        insert_sql(
-            fmt, table, source, base_id=base, first_line=first_line, parent_id=parent, newline=nl
-        )
+    insert = insert_sql(
+        fmt, table, source, base_id=base, first_line=first_line, parent_id=parent, newline=nl
     )
-    con.execute(f"DROP TABLE {STAGE}")
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
+    con.begin()
+    con.execute(stage)
+    con.execute(insert)
+    con.execute(f"DROP TABLE {STAGE}")
     if fmt.start:
         fold_continuations(con, table, ids)
     rows, errors, grew = con.execute(
@@ -348,13 +356,13 @@ def _file_format(
     read_path: str,
     source: str,
     forced: LogFormat | None,
-    tail: tuple[int, int, int, str] | None,
+    tail: _Tail | None,
     result: FileResult,
     encoding: str,
 ) -> LogFormat | None:
     """The format to parse ``source`` with, or None (and ``result.error``) when it must not be."""
     if tail is not None and forced is None:
-        return FORMATS.get(tail[3]) or detect_format(con, read_path, encoding)[0]
+        return FORMATS.get(tail.format) or detect_format(con, read_path, encoding)[0]
     if forced is None:
         return detect_format(con, read_path, encoding)[0]
     if format_hits(con, read_path, forced, encoding) > 0:

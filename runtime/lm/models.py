@@ -93,7 +93,9 @@ def model_status(spec: ModelSpec = QWEN_CODER) -> str:
     return "verified" if _stamp_ok(path, spec) else "unverified"
 
 
-def ensure_local_model(pull: bool = False, spec: ModelSpec = QWEN_CODER) -> Path:
+def ensure_local_model(
+    pull: bool = False, spec: ModelSpec = QWEN_CODER, progress: Progress | None = None
+) -> Path:
     """The verified local model file, pulled first when ``pull``; else an LMError saying how."""
     path = model_path(spec)
     status = model_status(spec)
@@ -105,13 +107,13 @@ def ensure_local_model(pull: bool = False, spec: ModelSpec = QWEN_CODER) -> Path
             f"run `{pull_command(spec)}` (or pass --pull to `rlm run`)"
         )
     if status == "missing":
-        return pull_model(spec)
+        return pull_model(spec, progress=progress)
     try:
-        verify_file(path, spec)
+        verify_file(path, spec, progress)
     except LMError:
         if not pull:
             raise
-        return pull_model(spec)
+        return pull_model(spec, progress=progress)
     return path
 
 

@@ -41,7 +41,9 @@ class Writer:
             raise self._error
         with self._idle:
             self._pending += 1
-        self._queue.put((table, row))
+        # Encode here, in the worker: the writer thread then holds the GIL only briefly, so
+        # workers are not kept waiting for it after each I/O call (the convoy effect).
+        self._queue.put((table, json.dumps(row, default=str)))
 
     def flush(self) -> None:
         """Block until every queued row is in the store."""
@@ -84,13 +86,13 @@ class Writer:
                 return True
             batch.append(item)
 
-    def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        by_table: dict[str, list[dict[str, Any]]] = {}
+    def _write(self, batch: list[tuple[str, str]]) -> None:
+        by_table: dict[str, list[str]] = {}
         for table, row in batch:
             by_table.setdefault(table, []).append(row)
         with self.store.write() as con:
             for table, rows in by_table.items():
-                con.execute(self._insert_sql(table), [json.dumps(rows, default=str)])
+                con.execute(self._insert_sql(table), ["[" + ",".join(rows) + "]"])
 
     def _insert_sql(self, table: str) -> str:
         if table not in self._schemas:

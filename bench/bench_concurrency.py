@@ -21,10 +21,9 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.testing import answer
-
-from rlm_dsl.compile import compile_file
 
 RESULTS = Path(__file__).parent / "results" / "bench_concurrency.json"
 CHUNKS, CONCURRENCY, DELAY_S = 400, 32, 0.1

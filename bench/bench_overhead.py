@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import dspy
+
+from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.signatures import make_signature
 from rlm_dsl.runtime.testing import resolve_test_lm
-
-from rlm_dsl.compile import compile_file
 
 RESULTS = Path(__file__).parent / "results" / "bench_overhead.json"
 CALLS = 2000

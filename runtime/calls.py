@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
+
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.writer import Writer
 

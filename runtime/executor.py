@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dspy
+
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import RunLedger, new_run_id
 from rlm_dsl.runtime.runinfo import (
@@ -37,8 +39,6 @@ from rlm_dsl.runtime.steps.dispatch import run_step
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.writer import Writer
-
-from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
@@ -113,6 +113,7 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
             raise _step_error(step, exc) from None
         walk.ran.add(step.id)
         _status(walk.ctx, key, "done", rows, began)
+        _resolve_step_failures(walk.ctx, step)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:
@@ -130,6 +131,13 @@ def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
     if any(parent.id in walk.ran for parent in plan.parents(step.id)):
         return False
     return not (walk.ctx.retry_failed and _has_failures(walk.ctx, step))
+
+
+def _resolve_step_failures(ctx: RunContext, step: Step) -> None:
+    """A step that finished clears its own step-level failure rows (row failures stay)."""
+    with ctx.store.write() as con:
+        con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NULL "
+                    "AND NOT resolved", [step.id])
 
 
 def _has_failures(ctx: RunContext, step: Step) -> bool:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import dspy
 import pydantic
+
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Record, Type
 
 _PRIM_PY: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

@@ -17,13 +17,13 @@ from typing import Any
 
 import dspy
 import jinja2
+
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.calls import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.writer import Writer
-
-from rlm_dsl.errors import SpecError
 
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 

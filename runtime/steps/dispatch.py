@@ -15,13 +15,13 @@ from dataclasses import replace
 from typing import Any
 
 import dspy
+
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Prim
+from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.predict import StepModule
 from rlm_dsl.runtime.store import quote_ident
-
-from rlm_dsl.errors import SpecError
 
 SubRun = Callable[[RunContext, Plan], None]
 

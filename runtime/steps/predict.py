@@ -20,13 +20,13 @@ from dspy.utils.exceptions import (
     ContextWindowExceededError,
     is_retryable_lm_error,
 )
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
+from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.calls import call_scope
 from rlm_dsl.runtime.signatures import make_signature, to_plain
 from rlm_dsl.runtime.steps.context import BoundLM
-
-from rlm_dsl.errors import BudgetExhausted
 
 MAX_BACKOFF_S = 8.0
 

@@ -16,16 +16,16 @@ import json
 from typing import Any
 
 import duckdb
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import ListOf, Optional, Prim, Type
+from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.calls import call_scope
 from rlm_dsl.runtime.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
 from rlm_dsl.runtime.store import quote_ident
-
-from rlm_dsl.errors import SpecError
 
 
 def source_items(ctx: RunContext, step: Step) -> list[Any]:

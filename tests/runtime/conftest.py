@@ -12,10 +12,10 @@ from typing import Any
 
 import duckdb
 import pytest
-from rlm_dsl.runtime.executor import RunOptions, RunResult, execute
 
 from rlm_dsl.cli.main import main
 from rlm_dsl.compile import compile_file
+from rlm_dsl.runtime.executor import RunOptions, RunResult, execute
 
 
 @pytest.fixture

@@ -9,16 +9,16 @@ from typing import Literal
 import dspy
 import pytest
 from dspy.lm15 import Message, Request, Response, TextPart, Usage
+
+import rlm_dsl
 from rlm_dsl.compiler.types import Enum, Field, ListOf, Optional, Prim, Record
+from rlm_dsl.errors import BudgetExhausted, LMError
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger, call_scope
 from rlm_dsl.runtime.signatures import annotation, combine, duckdb_type, make_signature
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.testing import compute, parse_options
 from rlm_dsl.runtime.writer import Writer
-
-import rlm_dsl
-from rlm_dsl.errors import BudgetExhausted, LMError
 
 INCIDENT = Record("Incident", (Field("at", Prim("str")), Field("severity", Enum(("low", "high")))))
 

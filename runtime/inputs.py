@@ -164,7 +164,7 @@ def _load_lines(
     """One ``read_csv`` per file, appended in order: ids stay dense across files."""
     display = display or {}
     name = quote_ident(table)
-    with store.write() as con:
+    with store.transaction() as con:
         con.execute(
             f"CREATE OR REPLACE TABLE {name} (id BIGINT, source VARCHAR, line_no BIGINT, "
             "byte_offset BIGINT, text VARCHAR)"

@@ -43,7 +43,7 @@ def by_rows(
     rows = source.rows_sql()
     sources, contiguous = _sources(store, rows, stride, overlap)
     table = quote_ident(step.table)
-    with store.write() as con:
+    with store.transaction() as con:
         con.execute(
             f"CREATE OR REPLACE TABLE {table} (id BIGINT, source VARCHAR, first_line BIGINT, "
             "last_line BIGINT, start_byte BIGINT, end_byte BIGINT, n_rows BIGINT, "

@@ -21,6 +21,7 @@ API (others code against it)::
     store.create_table_as("t", "SELECT ...")  # replaces t
     store.drop("t")
     with store.write(): ...             # hold the write lock for a multi-statement write
+    with store.transaction() as con: ...  # write lock + BEGIN/COMMIT (ROLLBACK on error)
     store.close()                       # or use ``with Store.open(...) as store:``
 """
 
@@ -124,6 +125,19 @@ class Store:
         """Hold the store's write lock; yields this thread's cursor."""
         with self._lock:
             yield self.con
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction on this thread's cursor, under the write lock (many-statement writes:
+        one commit, so DuckDB writes large results straight to the file, not through the WAL)."""
+        with self.write() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

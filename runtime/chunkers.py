@@ -28,13 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.packing import by_budget, chunk_sql
 from rlm_dsl.runtime.rowchunks import by_rows
 from rlm_dsl.runtime.store import Store, quote_ident
 from rlm_dsl.runtime.tokens import TokenCounter
-
-from rlm_dsl.errors import InputError, SpecError
 
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
-from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.store import Store, quote_ident
 
+from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.store import Store, quote_ident
 
 if TYPE_CHECKING:
     from rlm_dsl.runtime.chunkers import Source, TokenSql

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.runtime.store import Store

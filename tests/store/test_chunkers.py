@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime import chunkers, rowchunks
 from rlm_dsl.runtime.chunkers import chunk
 from rlm_dsl.runtime.inputs import load_input
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.tokens import TokenCounter
-
-from rlm_dsl.errors import InputError, SpecError
 from tests.store.conftest import ESTIMATE, chunk_step, input_step
 
 Write = Callable[[str, str | bytes], str]

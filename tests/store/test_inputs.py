@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from rlm_dsl.runtime.inputs import load_input
-from rlm_dsl.runtime.store import Store
 
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.inputs import load_input
+from rlm_dsl.runtime.store import Store
 from tests.store.conftest import input_step
 
 Write = Callable[[str, str | bytes], str]

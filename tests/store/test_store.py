@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from rlm_dsl.runtime.store import SYSTEM_TABLES, Store
 
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.store import SYSTEM_TABLES, Store
 
 EXPECTED = {
     "runs": "run_id recipe started_at finished_at status params inputs summary",
@@ -90,3 +90,14 @@ def test_concurrent_writers_and_readers(store: Store) -> None:
     assert store.count("t") == 800
     assert store.scalar("SELECT count(DISTINCT id) FROM t") == 800
     assert len(seen) == 80 and max(seen) == 800
+
+
+def test_transaction_commits_or_rolls_back(store: Store) -> None:
+    store.create_table_as("t", "SELECT 1 AS id")
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as con:
+        con.execute("INSERT INTO t VALUES (2)")
+        raise RuntimeError("boom")
+    assert store.count("t") == 1
+    with store.transaction() as con:
+        con.execute("INSERT INTO t VALUES (3)")
+    assert [r["id"] for r in store.rows("t")] == [1, 3]

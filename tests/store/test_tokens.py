@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from rlm_dsl.runtime import tokens
 from rlm_dsl.runtime.tokens import ESTIMATE_NOTE, get_counter
 

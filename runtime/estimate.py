@@ -22,12 +22,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Prim
+from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.estimate_values import placeholder, profile_for, write_values
 from rlm_dsl.runtime.store import Store, quote_ident
-
-from rlm_dsl.errors import LMError
 
 RLM_TURN_TOKENS = 1500  # an rlm action prompt: instructions, tool docs, context metadata
 RLM_HISTORY_TOKENS = 300  # what each REPL turn adds to the next action prompt

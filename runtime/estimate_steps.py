@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import jinja2
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.estimate import (
     RLM_ANSWER_TOKENS,

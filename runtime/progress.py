@@ -26,6 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
 from rlm_dsl.runtime.budget import Budget
 
 

@@ -18,9 +18,11 @@ from typing import Any
 import jinja2
 import networkx as nx
 from markupsafe import Markup, escape
+
 from rlm_dsl.runtime.trace import Node, Stats, Trace
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 230, 46, 24, 34, 12
+MAX_TEXT = 20_000  # characters of one prompt / response kept in the page (the store has all)
 # Inline style and script only: the page can load nothing from anywhere.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
@@ -107,19 +109,19 @@ TEMPLATE = """<!DOCTYPE html>
 <summary>{{ n.label }}<span class="stats">{{ stats(n) }}</span></summary>
 {% for f in n.detail.get('failures') or [] %}<div class="failure">failure (chunk
  {{ f.chunk_id }}, {{ f.attempts }} attempts): {{ f.error }}</div>
-{% if f.raw_response %}<pre>{{ f.raw_response }}</pre>{% endif %}{% endfor %}
+{% if f.raw_response %}<pre>{{ clip(f.raw_response) }}</pre>{% endif %}{% endfor %}
 {% if n.kind == 'call' %}<div class="label">model {{ n.detail.model }}</div>
 {% for m in n.detail.messages %}<div class="label">{{ m.role }}</div>
-<pre class="prompt">{{ m.content }}</pre>{% endfor %}
+<pre class="prompt">{{ clip(m.content) }}</pre>{% endfor %}
 {% if n.detail.error %}<div class="label">error</div>
 <pre class="failure">{{ n.detail.error }}</pre>{% endif %}
-<div class="label">response</div><pre class="response">{{ n.detail.response or '' }}</pre>
+<div class="label">response</div><pre class="response">{{ clip(n.detail.response or '') }}</pre>
 {% elif n.kind in ('iteration', 'subcall') %}
 {% if n.detail.reasoning %}<div class="label">reasoning</div>
 <pre>{{ n.detail.reasoning }}</pre>{% endif %}
 <div class="label">{{ 'request' if n.kind == 'subcall' else 'code' }}</div>
-<pre class="code">{{ n.detail.code }}</pre>
-<div class="label">output</div><pre>{{ n.detail.output or '' }}</pre>
+<pre class="code">{{ clip(n.detail.code) }}</pre>
+<div class="label">output</div><pre>{{ clip(n.detail.output or '') }}</pre>
 {% if n.detail.error %}<div class="label">error</div>
 <pre class="failure">{{ n.detail.error }}</pre>{% endif %}
 {% endif %}
@@ -135,7 +137,7 @@ TEMPLATE = """<!DOCTYPE html>
 def render_report(trace: Trace) -> str:
     """The report for ``trace`` as one HTML document."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.globals.update(money=_money, secs=_secs, stats=_stats_text)
+    env.globals.update(money=_money, secs=_secs, stats=_stats_text, clip=_clip_text)
     return env.from_string(TEMPLATE).render(
         trace=trace, s=trace.root.stats, run_id=trace.root.id, css=Markup(CSS), csp=CSP,
         script=Markup(SCRIPT), svg=Markup(plan_svg(trace)), rows=_bar_rows(trace),
@@ -213,6 +215,13 @@ def _stats_text(node: Node, short: bool = False) -> str:
     if s.errors or s.failures:
         parts.append(f"{s.errors + s.failures} failed")
     return " · ".join(parts)
+
+
+def _clip_text(text: str | None) -> str:
+    text = text or ""
+    if len(text) <= MAX_TEXT:
+        return text
+    return f"{text[:MAX_TEXT]}\n… ({len(text) - MAX_TEXT:,} more characters in the store)"
 
 
 def _money(value: float | None) -> str:

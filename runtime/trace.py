@@ -22,9 +22,8 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from rlm_dsl.runtime.store import Store
-
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.store import Store
 
 _SUB_STEP = re.compile(r"^(.+)__(\d+)__((?:(?!__).)+)$")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from rlm_dsl.runtime.store import Store
 
 RUN = "abcdef0123456789"
@@ -232,9 +233,8 @@ def _repl_script(testing: Any, stock: Any) -> Any:
 @pytest.fixture(scope="session")
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store written by the real executor: map, tree reduce, depth-2 rlm (test LM)."""
-    from rlm_dsl.runtime import testing
-
     import rlm_dsl
+    from rlm_dsl.runtime import testing
 
     folder = tmp_path_factory.mktemp("real")
     spec, notes = folder / "traced.rlm", folder / "notes.txt"

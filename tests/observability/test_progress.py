@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
+
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.progress import RunProgress
 

@@ -7,11 +7,11 @@ import re
 from typing import Any
 
 import pytest
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.trace import Node, load_trace, open_trace
 
 from rlm_dsl.cli.main import main
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.trace import Node, load_trace, open_trace
 
 
 def _call_ids(tree: dict[str, Any]) -> list[str]:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from rlm_dsl.runtime.metrics import Metric
 
 from rlm_dsl.api import RecipeModule
 from rlm_dsl.errors import BudgetExhausted, InputError, SpecError
+from rlm_dsl.runtime.metrics import Metric
 
 OPTIMIZERS = ("bootstrap", "mipro", "gepa")
 FORMAT = "rlm-dsl.opt/1"

@@ -8,9 +8,9 @@ import json
 import dspy
 import pytest
 from conftest import MENTOR
-from rlm_dsl.runtime.optimize import load_optimized, opt_path
 
 import rlm_dsl
+from rlm_dsl.runtime.optimize import load_optimized, opt_path
 
 
 def test_step_predictors_are_named_by_step_id_and_state_round_trips(shout):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import dspy
 import pytest
-from rlm_dsl.runtime.metrics import contains, exact, f1, numeric, resolve_metric
-from rlm_dsl.runtime.trainset import load_trainset
 
 import rlm_dsl
 from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.metrics import contains, exact, f1, numeric, resolve_metric
+from rlm_dsl.runtime.trainset import load_trainset
 
 GOOD = json.dumps({"inputs": {"lines": {"text": "a b\n"}}, "expected": {"answer": "A B"}})
 
@@ -124,3 +124,12 @@ def test_python_metric(tmp_path, monkeypatch):
         resolve_metric("python:no_such_mod:f", ["answer"])
     sys.modules.pop("my_metrics", None)
 
+
+
+def test_shipped_example_trainsets_validate(tmp_path):
+    plan = rlm_dsl.load("recipes/label_counting.rlm").plan
+    train = load_trainset("recipes/label_counting.train.jsonl", plan, tmp_path / "t")
+    dev = load_trainset("recipes/label_counting.dev.jsonl", plan, tmp_path / "d")
+    assert (len(train), len(dev)) == (6, 4)
+    assert {ex.most_common for ex in train} == {"abbreviation", "number", "human", "location",
+                                                "description", "entity"}

@@ -22,9 +22,11 @@ import dspy
 from dspy.primitives.code_interpreter import CodeInterpreterError
 from dspy.primitives.repl_types import REPLHistory, REPLVariable
 from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
+from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
 from rlm_dsl.runtime.calls import call_scope, current_scope
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
 from rlm_dsl.runtime.repl.prompts import (
@@ -36,8 +38,6 @@ from rlm_dsl.runtime.repl.prompts import (
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
 from rlm_dsl.runtime.repl.tools import TableSource, TextSource, readonly_sql
 from rlm_dsl.runtime.signatures import annotation, camel, to_plain
-
-from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
 
 UNREADABLE_ACTION = (
     "[Error] your reply could not be read. Answer with a `[[ ## reasoning ## ]]` section, then a "

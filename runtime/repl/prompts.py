@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dspy.primitives.repl_types import REPLVariable
+
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Record, Type
 
 TOOL_DOCS = {

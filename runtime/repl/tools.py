@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 import duckdb
+
 from rlm_dsl.runtime.store import Store, quote_ident
 
 ALLOWED_TABLE_FUNCTIONS = frozenset(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import dspy
 import pytest
 from dspy.lm15 import Message, Response, TextPart, Usage
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Field, Prim, Type

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from rlm_dsl.compile import compile_text
+from rlm_dsl.errors import BudgetExhausted, RlmError
 from rlm_dsl.runtime.executor import execute
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 from rlm_dsl.runtime.runinfo import RunOptions
 from rlm_dsl.runtime.store import Store
-
-from rlm_dsl.compile import compile_text
-from rlm_dsl.errors import BudgetExhausted, RlmError
 
 from .conftest import ACTION_MARK, FnEngine, action, history_steps
 

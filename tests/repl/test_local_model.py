@@ -11,6 +11,7 @@ import importlib.util
 
 import dspy
 import pytest
+
 from rlm_dsl.compiler.types import Prim
 from rlm_dsl.runtime.repl.module import ReplError, RlmStep
 

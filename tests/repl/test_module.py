@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from rlm_dsl.compiler.types import Field, ListOf, Prim, Record
 from rlm_dsl.runtime.repl.module import RlmStep
 
@@ -277,6 +278,7 @@ def test_run_budget_exhaustion_of_the_root_lm_propagates(store):
 
 def test_a_history_that_outgrows_the_root_window_ends_the_step_cleanly(store):
     from dspy.lm15 import ContextLengthError
+
     from rlm_dsl.runtime.repl.module import ReplError
 
     store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")

@@ -18,6 +18,7 @@ from dspy.primitives.code_interpreter import (
     CodeInterpreterError,
     FinalOutput,
 )
+
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, isolation
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store import Store

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rlm_dsl.runtime.repl.tools import (
     SqlRefused,
     TableSource,

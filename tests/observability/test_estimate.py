@@ -27,6 +27,12 @@ DECLARATIVE = ("label_counting", "summarize", "meeting_minutes", "long_summary",
                "needle_search", "error_timeline", "incident_report", "ticket_digest")
 
 
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recipes' default input paths are relative to the repository root."""
+    monkeypatch.chdir(RECIPES.parent)
+
+
 def _actual(db: Path) -> dict[str, tuple[int, int]]:
     """Calls and tokens per step, from the run's ``lm_calls``."""
     with duckdb.connect(str(db), read_only=True) as con:

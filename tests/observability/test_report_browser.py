@@ -9,6 +9,7 @@ is read from Chromium's log (``--enable-logging=stderr``). The screenshot is sav
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -108,6 +109,9 @@ def test_report_loads_expands_and_matches_the_store(report, tmp_path) -> None:
         assert (int(row["data-calls"] or -1), int(row["data-tokens"] or -1)) == (calls, tokens)
         assert f"{tokens}" in "".join(dom.text[f"bar-{step}"])
     assert "failed" in (dom.by_id["bar-map-notes"].get("class") or "")
+    assert "failed" in (dom.by_id["map-notes"].get("class") or "")  # the tree node
+    failed_boxes = re.findall(r'data-step="([^"]+)"><rect class="box failed"', done.stdout)
+    assert failed_boxes == ["map-notes", "rlm-answer"]  # the plan graph, outlined in red
 
 
 def test_report_screenshot_artifact(report, tmp_path) -> None:

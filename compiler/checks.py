@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import networkx as nx
+
 from rlm_dsl.compiler import ast
 from rlm_dsl.compiler.context import Context
 from rlm_dsl.compiler.diagnostics import Diagnostic, did_you_mean

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from rlm_dsl.compiler.source import Span
-
 from rlm_dsl.errors import SpecError
 
 # Long lines (minified JSON, 200K-char fuzz lines) are shown as a window around the caret.

@@ -14,6 +14,7 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedInput, VisitError
+
 from rlm_dsl.compiler import ast
 from rlm_dsl.compiler.diagnostics import CompileError, Diagnostic, end_span
 from rlm_dsl.compiler.source import Span

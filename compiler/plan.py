@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import networkx as nx
+
 from rlm_dsl.compiler import plan_format
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Field, Type

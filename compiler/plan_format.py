@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
+
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Record, Type, type_to_json
 

@@ -15,6 +15,7 @@ from functools import cache
 
 import duckdb
 from jinja2 import TemplateError, meta
+
 from rlm_dsl.compiler import ast
 from rlm_dsl.compiler.context import Context
 from rlm_dsl.compiler.diagnostics import Diagnostic

@@ -14,6 +14,7 @@ from functools import cache, partial
 
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
 from rlm_dsl.compiler.diagnostics import Diagnostic, end_span
 from rlm_dsl.compiler.source import Span
 

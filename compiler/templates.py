@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, meta, nodes
+
 from rlm_dsl.compiler.ast import Prompt
 from rlm_dsl.compiler.diagnostics import Diagnostic, did_you_mean
 from rlm_dsl.compiler.source import Span

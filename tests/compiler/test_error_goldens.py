@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rlm_dsl.compiler.diagnostics import CompileError
 
 from rlm_dsl.compile import compile_file
+from rlm_dsl.compiler.diagnostics import CompileError
 from rlm_dsl.errors import SpecError
 
 ERRORS = Path(__file__).resolve().parents[1] / "golden" / "errors"

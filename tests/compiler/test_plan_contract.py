@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rlm_dsl.compiler.diagnostics import CompileError
-from rlm_dsl.compiler.types import Enum, Field, ListOf, Optional, Prim, Record
 
 from rlm_dsl.compile import compile_text
+from rlm_dsl.compiler.diagnostics import CompileError
+from rlm_dsl.compiler.types import Enum, Field, ListOf, Optional, Prim, Record
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = 'recipe t "Test."\n'

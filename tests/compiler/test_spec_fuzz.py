@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
-from rlm_dsl.compiler.diagnostics import CompileError
 
 from rlm_dsl.compile import compile_text
+from rlm_dsl.compiler.diagnostics import CompileError
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = sorted(ROOT.glob("recipes/*.rlm")) + sorted(ROOT.glob("tests/golden/errors/*.rlm"))

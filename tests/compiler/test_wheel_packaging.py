@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import setuptools
+
 from rlm_dsl.compiler.parser import grammar
 
 ROOT = Path(__file__).resolve().parents[2]

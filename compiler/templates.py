@@ -20,6 +20,16 @@ from rlm_dsl.compiler.diagnostics import Diagnostic, did_you_mean
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Optional, Record, Type
 
+# Why a step variable is missing where it was used (see docs/architecture.md).
+ELSEWHERE = {
+    "chunk": "'chunk' (the current row) exists only in map and lm-filter prompts",
+    "items": "'items' exists only in concat, tree and fold reduce prompts",
+    "state": "'state' exists only in fold reduce prompts",
+    "level": "'level' exists only in concat and tree reduce prompts",
+    "input": "'input' (the source table) exists only in SQL texts",
+    "context": "an rlm step reaches its input from the REPL as `context`, not in the prompt",
+}
+
 
 @cache
 def environment() -> Environment:
@@ -72,7 +82,8 @@ def _unknown(prompt: Prompt, lines: Sequence[str], tree: nodes.Template, name: s
              variables: Mapping[str, object]) -> Diagnostic:
     lineno = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
     span = _word_span(prompt, lines, lineno, name)
-    hint = did_you_mean(name, variables) or f"available: {', '.join(sorted(variables)) or 'none'}"
+    hint = (did_you_mean(name, variables) or ELSEWHERE.get(name)
+            or f"available: {', '.join(sorted(variables)) or 'none'}")
     return Diagnostic(span, f"unknown template variable '{name}'", hint)
 
 

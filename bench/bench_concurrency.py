@@ -45,14 +45,20 @@ output n
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     served = 0
+    active = 0
+    peak = 0
     lock = threading.Lock()
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with _Handler.lock:
             _Handler.served += 1
+            _Handler.active += 1
+            _Handler.peak = max(_Handler.peak, _Handler.active)
             last = _Handler.served >= MAX_REQUESTS
         time.sleep(DELAY_S)
+        with _Handler.lock:
+            _Handler.active -= 1
         messages = body["messages"]
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
         text = answer(_text(system), _text(messages[-1]["content"]))
@@ -116,11 +122,13 @@ def main() -> None:
     report = {"chunks": CHUNKS, "concurrency": CONCURRENCY, "delay_s": DELAY_S,
               "ideal_s": IDEAL_S, "target_s": TARGET_S, "map_step_wall_s": round(step, 3),
               "run_wall_s": round(total, 3), "ratio_to_ideal": round(step / IDEAL_S, 3),
-              "requests_served": _Handler.served, "verdict": verdict,
+              "requests_served": _Handler.served, "peak_in_flight": _Handler.peak,
+              "verdict": verdict,
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     print(f"{'chunks':>7} {'conc':>5} {'ideal s':>8} {'map s':>7} {'run s':>7} {'x ideal':>8}")
     print(f"{CHUNKS:>7} {CONCURRENCY:>5} {IDEAL_S:>8.2f} {step:>7.2f} {total:>7.2f} "
           f"{step / IDEAL_S:>8.2f}")
+    print(f"peak requests in flight at the server: {_Handler.peak}")
     print(f"target: map step <= {TARGET_S:.3f} s: {verdict}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -19,20 +19,19 @@ from rlm_dsl.errors import RlmError
 COMMAND_MODULES = ("check", "plan", "run", "models", "ingest", "sql", "trace", "optimize")
 
 
-def _load_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"rlm_dsl.cli.{name}")
-        except ModuleNotFoundError as exc:  # during development not every command exists yet
-            if exc.name != f"rlm_dsl.cli.{name}":
-                raise
+def _load_commands(args: list[str]) -> None:
+    """Import the named command's module only (DSPy and LiteLLM take seconds to import), or
+    every module when no command is named (``rlm --help``)."""
+    named = next((a for a in args if not a.startswith("-")), None)
+    for name in (named,) if named in COMMAND_MODULES else COMMAND_MODULES:
+        importlib.import_module(f"rlm_dsl.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return (and, as a script, exit with) the process exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("RLM_DEBUG") == "1"
-    _load_commands()
+    _load_commands(args)
     try:
         result = app(args=args, standalone_mode=False, prog_name="rlm")
         code = result if isinstance(result, int) else 0

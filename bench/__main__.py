@@ -1,0 +1,68 @@
+"""``python -m bench``: the long-context quality suite and, with ``--perf``, the perf benches.
+
+Bench entry point. The quality suite builds seeded instances of each task from public data (see
+``docs/benchmarks_quality.md``), answers each with ``vanilla``, the task's ``recipe`` and the
+free-form ``rlm`` step using one model (``--lm``, default ``$RLM_LM`` or the local model), prints
+a line per run and writes ``bench/results/quality.json``, ``docs/benchmarks_quality.md`` and
+``docs/img/quality.png``. ``--perf`` runs the ``bench/bench_*.py`` scripts instead (each saves its
+own JSON in ``bench/results/``); ``--quick`` shrinks either to a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.quality import report
+from bench.quality.methods import METHODS
+from bench.quality.perf import run_perf
+from bench.quality.suite import FULL, run_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small sizes, one instance")
+    parser.add_argument("--lm", default=os.environ.get("RLM_LM", "local"), help="model id")
+    parser.add_argument("--tasks", nargs="+", choices=list(FULL), default=list(FULL))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--instances", type=int, help="per task and size (default 1 quick, 3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--perf", action="store_true", help="run the perf benches instead")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs",
+                        help="where benchmarks_quality.md and img/quality.png go")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "bench", *argv])
+    if args.perf:
+        rows = run_perf(args.quick)
+        report.write_json(ROOT / "bench" / "results" / "perf.json", rows, {"command": command})
+        return max(r["rc"] for r in rows)
+    instances = args.instances or (1 if args.quick else 3)
+    started, clock = datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), time.perf_counter()
+    rows = run_suite(args.tasks, args.quick, args.lm, instances, args.seed, args.methods)
+    meta = {"command": command, "lm": args.lm, "quick": args.quick, "seed": args.seed,
+            "instances": instances, "started": started,
+            "wall_s": round(time.perf_counter() - clock, 1)}
+    report.write_json(args.out, rows, meta)
+    report.write_markdown(args.docs / "benchmarks_quality.md", rows, meta)
+    report.write_plot(args.docs / "img" / "quality.png", rows, f"{command} (model {args.lm})")
+    print(report.markdown_table(rows))
+    print(json.dumps({"results": str(args.out), "wall_s": meta["wall_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The three ways the quality bench answers one instance, with the same model each time.
+
+Bench runner stage. ``vanilla``: the whole input in one call, cut to the model's window (the
+``bench/recipes/vanilla.rlm.tmpl`` recipe with the window filled in). ``recipe``: the
+instance's recipe (a shipped one from ``recipes/`` or one from ``bench/recipes/``), its outputs
+turned into an answer by :func:`recipe_answer`. ``rlm``: the free-form ``rlm`` step
+(``bench/recipes/free_rlm.rlm.tmpl`` with the iteration and sub-call budgets filled in). Every
+run goes through :func:`rlm_dsl.load` and records score, calls, tokens and wall time from the
+run summary; a run that fails records its error and scores 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rlm_dsl
+from bench.quality import scoring
+from bench.quality.data import cache_dir
+from bench.quality.instance import Instance
+from bench.quality.tasks import LABELS, gold_pairs
+from rlm_dsl.runtime.lm.resolve import resolve_lm
+
+METHODS = ("vanilla", "recipe", "rlm")
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "bench" / "recipes"
+
+
+@dataclass
+class Budget:
+    """Per-run limits: the rlm step's iterations and sub-calls, and the run's call cap."""
+
+    iterations: int = 12
+    llm_calls: int = 40
+    max_calls: int = 2_000
+
+
+def model_window(lm: str) -> int:
+    """The context window of ``lm`` in tokens (loads the local model once per process)."""
+    if lm.split(":")[0] == "test":
+        import rlm_dsl.runtime.testing  # noqa: F401  (registers the test back end)
+    return resolve_lm(lm).context_window
+
+
+def fill(template: str, values: Mapping[str, Any]) -> Path:
+    """Write ``bench/recipes/<template>`` with ``__KEY__`` placeholders filled into the cache."""
+    text = (RECIPES / template).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(f"__{key.upper()}__", str(value))
+    name = "-".join(str(v) for v in values.values())
+    path = cache_dir() / "recipes" / template.replace(".rlm.tmpl", f"-{name}.rlm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    return [r for r in value or [] if isinstance(r, dict)]
+
+
+def recipe_answer(extract: str, outputs: Mapping[str, Any]) -> Any:
+    """Turn a recipe's outputs into the instance's answer (``Instance.extract`` says how)."""
+    kind, _, arg = extract.partition(":")
+    if kind == "answer":
+        value = outputs.get("answer")
+        return value[0] if isinstance(value, list) and value else value
+    if kind == "errors":
+        return sum(int(r["occurrences"]) for r in _rows(outputs.get("census"))
+                   if r.get("level") == "ERROR" and r.get("component") == arg)
+    counts = dict.fromkeys(LABELS, 0) | {r["label"]: int(r["n"])
+                                         for r in _rows(outputs.get("counts"))}
+    if kind == "count":
+        return counts.get(arg, 0)
+    if kind in ("most", "least"):
+        ranked = sorted(LABELS, key=lambda lab: counts[lab])
+        return ranked[-1] if kind == "most" else ranked[0]
+    users = _rows(outputs.get("user_counts"))
+    if kind == "user":
+        user, _, label = arg.partition(":")
+        return sum(int(r["n"]) for r in users if r["user"] == user and r["label"] == label)
+    if kind == "pairs":
+        return gold_pairs([{"user": r["user"], "label": r["label"]} for r in users], arg)
+    raise ValueError(f"unknown extract {extract!r}")
+
+
+def method_spec(
+    method: str, inst: Instance, window: int, budget: Budget
+) -> tuple[Path, dict, dict]:
+    """(recipe path, inputs, params) for running ``inst`` with ``method``."""
+    if method == "recipe":
+        return REPO / inst.recipe, inst.inputs, inst.params
+    ask = {"question": inst.question}
+    if method == "vanilla":
+        return fill("vanilla.rlm.tmpl", {"window": max(256, window * 3 // 4 - 300)}), \
+            {"doc": inst.text_path}, ask
+    return fill("free_rlm.rlm.tmpl", {"iterations": budget.iterations,
+                                      "llm_calls": budget.llm_calls}), {"doc": inst.text_path}, ask
+
+
+def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget) -> dict:
+    """Run one instance with one method; the result row for the results JSON."""
+    recipe, inputs, params = method_spec(method, inst, window, budget)
+    db = cache_dir() / "runs" / f"{inst.task}-{inst.size}-{method}.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.unlink(missing_ok=True)
+    row = {"task": inst.task, "size": inst.size, "tokens": inst.tokens, "method": method,
+           "question": inst.question, "gold": inst.gold, "metric": inst.metric}
+    started = time.perf_counter()
+    try:
+        result = rlm_dsl.load(recipe).run(inputs=inputs, params=params, lm=lm, db=db,
+                                          max_calls=budget.max_calls)
+    except Exception as error:  # a failed run is a data point: scored 0, error recorded
+        return row | {"answer": None, "score": 0.0, "calls": None, "tokens_used": None,
+                      "wall_s": round(time.perf_counter() - started, 2),
+                      "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    extract = inst.extract if method == "recipe" else "answer"
+    answer = recipe_answer(extract, result.outputs)
+    return row | {
+        "answer": answer, "score": round(scoring.score(inst.metric, answer, inst.gold,
+                                                       inst.labels), 4),
+        "calls": result.summary["calls"], "tokens_used": result.summary["tokens"],
+        "wall_s": result.summary["wall_s"], "failures": result.summary["failures"], "error": None,
+    }

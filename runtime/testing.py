@@ -17,8 +17,9 @@ Conventions — the engine reads the ``prompt`` input field; the first line hold
 ``MERGE``          list: the JSON lists on the data lines, flattened one level, duplicates dropped.
 ``SUM``            int: the sum of every integer in the data lines.
 ``YES IF "kw"``    bool: whether any data line contains ``kw`` (LM filters).
-anything else      the first data line (``str``), 0, False or [] by output type; a record
-                   output is built from the first line (see :func:`record`).
+anything else      the first data line (``str``), 0, False or [] by output type; an enum
+                   output is the first label that is a word of that line (else the first
+                   label); a record output is built from the first line (see :func:`record`).
 
 The test LM's tokenizer is one token per four characters (``ceil(chars / 4)``), so windows and
 token counts are exact and cheap. An output field named ``reasoning`` (ChainOfThought) gets a
@@ -219,6 +220,10 @@ def _format(kind: str, value: Any) -> str:
         return str(value if isinstance(value, int) else 0)
     if kind == "bool":
         return str(bool(value) if isinstance(value, bool) else False)
+    if kind.startswith("Literal["):
+        labels = re.findall(r"'([^']*)'", kind)
+        words = re.findall(r"\w+", str(value).lower())
+        return next((label for label in labels if label in words), labels[0] if labels else "")
     return str(value)
 
 

@@ -151,6 +151,8 @@ def test_retry_attempt_is_part_of_the_cache_key(ledger):
     ("SUM\n[4, 5]", "int", "9"),
     ('YES IF "x"\nabc\nxyz', "bool", "True"),
     ("just text\nmore", "str", "just text"),
+    ("Where is the human here?", "Literal['entity', 'human']", "human"),
+    ("No label word", "Literal['entity', 'human']", "entity"),
 ])
 def test_test_lm_conventions(prompt, kind, answer):
     assert compute(prompt, kind) == answer

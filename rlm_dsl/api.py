@@ -83,6 +83,20 @@ class RecipeModule(dspy.Module):
                 found.extend((f"{key}.{name}", p) for name, p in module.named_parameters())
         return found
 
+    def deepcopy(self) -> RecipeModule:
+        """A new module over the same plan with a copy of every predictor. Step modules hold
+        run handles after a run (an rlm step keeps the bound LM's token counter), which
+        ``copy.deepcopy`` cannot copy; DSPy optimizers copy programs all the time."""
+        twin = RecipeModule(self.plan)
+        mine = dict(self.named_parameters())
+        for name, predictor in twin.named_parameters():
+            if name in mine:
+                vars(predictor).update(vars(mine[name].deepcopy()))
+        return twin
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RecipeModule:
+        return self.deepcopy()
+
 
 def _collect(plan: Plan, prefix: str, into: dict[str, dspy.Module]) -> None:
     for step in plan.steps():

@@ -35,6 +35,7 @@ from rlm_dsl.runtime.tokens import estimate_tokens
 
 _OUTPUTS = re.compile(r"^\d+\. `(\w+)` \((.+?)\)", re.M)
 _SHOUTING = re.compile(r"\b[A-Z]{3,}(?: [A-Z]{3,})+\b")
+_LOUD_SUBMIT = re.compile(r'SUBMIT\(answer="[A-Z]{3,}"\)')
 
 RECIPE = """\
 recipe shout "Rewrite a text."
@@ -116,6 +117,22 @@ class MentorEngine:
         return _response(_reply(parts, system), messages)
 
 
+class ShoutRlmEngine:
+    """Root LM of an ``rlm`` step asked to ``Shout <word>``: its REPL action SUBMITs the word as
+    given, or upper case when taught (the key instruction, or a demo that SUBMITs upper case)."""
+
+    def complete(self, request: Request) -> Response:
+        messages = request_messages(request)
+        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+        shown = [m["content"] for m in messages[1:-1] if m["role"] == "assistant"]
+        taught = "UPPERCASE" in system or any(_LOUD_SUBMIT.search(a) for a in shown)
+        found = re.search(r"Shout (\w+)", messages[-1]["content"])
+        word = found.group(1) if found else ""
+        code = f'SUBMIT(answer="{word.upper() if taught else word}")'
+        return _response(_reply([("reasoning", "Submit it."), ("code", f"```python\n{code}\n```")]),
+                         messages)
+
+
 MENTOR = MentorEngine()
 
 
@@ -126,6 +143,21 @@ def _resolved(model_id: str, engine: Any) -> ResolvedLM:
 
 register_backend("teach", lambda model_id, options: _resolved(model_id, TeachEngine()))
 register_backend("mentor", lambda model_id, options: _resolved(model_id, MENTOR))
+register_backend("shoutrlm", lambda model_id, options: _resolved(model_id, ShoutRlmEngine()))
+
+RLM_RECIPE = """\
+recipe ask "Shout a word."
+
+param word: str
+
+input doc: lines
+
+rlm doc -> answer: str with max_iterations=3 \"\"\"
+  Shout {{ word }}
+\"\"\"
+
+output answer
+"""
 
 
 def jsonl_line(text: str) -> str:
@@ -141,9 +173,11 @@ def make_shout(folder: Path) -> dict[str, Path]:
     train.write_text("\n".join(jsonl_line(t) for t in TRAIN) + "\n")
     dev = folder / "dev.jsonl"
     dev.write_text("\n".join(jsonl_line(t) for t in DEV) + "\n")
+    small = folder / "dev3.jsonl"
+    small.write_text("\n".join(jsonl_line(t) for t in DEV[:3]) + "\n")
     data = folder / "rainy.txt"
     data.write_text("rainy day\n")
-    return {"spec": spec, "train": train, "dev": dev, "data": data}
+    return {"spec": spec, "train": train, "dev": dev, "dev3": small, "data": data}
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 
 import dspy
 import pytest
-from conftest import MENTOR
+from conftest import MENTOR, RLM_RECIPE
 
 import rlm_dsl
 from rlm_dsl.runtime.optimize import load_optimized, opt_path
@@ -25,6 +25,11 @@ def test_step_predictors_are_named_by_step_id_and_state_round_trips(shout):
     loaded = copy.step_modules["map-loud"].predict
     assert loaded.signature.instructions == "Answer in UPPERCASE."
     assert [dict(d) for d in loaded.demos] == [{"prompt": "a b", "loud": "A B"}]
+    twin = program.deepcopy()
+    pairs = zip(program.named_predictors(), twin.named_predictors(), strict=True)
+    assert all(a[0] == b[0] and a[1] is not b[1] for a, b in pairs)
+    assert twin.step_modules["map-loud"].predict.demos == predictor.demos
+    assert twin.step_modules["map-loud"].predict.demos is not predictor.demos
 
 
 def test_inner_calls_from_worker_threads_reach_the_dspy_trace(shout, tmp_path):
@@ -91,7 +96,7 @@ def test_changed_spec_is_reported_when_loading(bootstrapped, tmp_path):
 def test_mipro_proposes_the_instruction_that_lifts_the_score(shout, cli):
     calls = MENTOR.requests
     code, out, err = cli("optimize", shout["spec"], "--trainset", shout["train"], "--devset",
-                         shout["dev"], "--optimizer", "mipro", "--lm", "teach",
+                         shout["dev3"], "--optimizer", "mipro", "--lm", "teach",
                          "--reflection-lm", "mentor", "--trials", "2", "--demos", "0")
     assert code == 0, err
     assert MENTOR.requests > calls
@@ -105,7 +110,7 @@ def test_mipro_proposes_the_instruction_that_lifts_the_score(shout, cli):
 def test_gepa_reflects_on_feedback_and_lifts_the_score(shout, cli):
     calls = MENTOR.requests
     code, out, err = cli("optimize", shout["spec"], "--trainset", shout["train"], "--devset",
-                         shout["dev"], "--optimizer", "gepa", "--lm", "teach",
+                         shout["dev3"], "--optimizer", "gepa", "--lm", "teach",
                          "--reflection-lm", "mentor", "--trials", "2", "--out",
                          shout["spec"].parent / "tuned.json")
     assert code == 0, err
@@ -139,3 +144,23 @@ def test_unusable_opt_file_is_an_input_error_for_rlm_run(shout, cli, text, messa
     code, out, _ = cli("run", shout["spec"], "--input", f"lines={shout['data']}", "--lm",
                        "teach", "--quiet", "--no-opt")
     assert (code, out.strip()) == (0, "rainy day")
+
+
+def test_bootstrap_gives_the_rlm_step_repl_action_demos(tmp_path, cli):
+    spec = tmp_path / "ask.rlm"
+    spec.write_text(RLM_RECIPE)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"inputs": {"doc": {"text": "x\n"}}, "params": {"word": w},
+                                         "expected": {"answer": w.upper()}}) + "\n"
+                             for w in ("ALPHA", "bravo", "delta")))
+    code, out, err = cli("optimize", spec, "--trainset", train, "--lm", "shoutrlm",
+                         "--reflection-lm", "mentor", "--demos", "1")
+    assert code == 0, err
+    assert _scores(out) == (33.3, 100.0)
+    state = json.loads(opt_path(spec).read_text())["predictors"]
+    assert [len(state[n]["demos"]) for n in ("rlm-answer.generate_action",
+                                             "rlm-answer.extract")] == [1, 0]
+    (tmp_path / "doc.txt").write_text("x\n")
+    code, out, err = cli("run", spec, "--input", f"doc={tmp_path / 'doc.txt'}", "--param",
+                         "word=echo", "--lm", "shoutrlm", "--quiet")
+    assert (code, out.strip()) == (0, "ECHO"), err

@@ -20,7 +20,7 @@ from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.steps.context import RunContext
-from rlm_dsl.runtime.steps.predict import StepModule
+from rlm_dsl.runtime.steps.predict import BudgetStop, StepModule
 from rlm_dsl.runtime.store import quote_ident
 
 SubRun = Callable[[RunContext, Plan], None]
@@ -136,9 +136,15 @@ def _rlm(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int:
         module = modules[key] = RlmStep(step)
     module.context_window, module.count_tokens = sub.window, sub.count
     module.max_workers = ctx.concurrency
-    with call_scope(step=step.id, chunk_id=0, depth=0):
-        result = module.run(ctx.store, ctx.table(step.source or ""), ctx.params, root.lm, sub.lm,
-                            ctx.ledger.run_id)
+    try:
+        with call_scope(step=step.id, chunk_id=0, depth=0):
+            result = module.run(ctx.store, ctx.table(step.source or ""), ctx.params, root.lm,
+                                sub.lm, ctx.ledger.run_id)
+    except Exception:
+        # The REPL may wrap a refused sub-call in its own error: the budget decides.
+        if ctx.ledger.budget.exhausted is not None:
+            raise BudgetStop(ctx.ledger.budget.exhausted) from None
+        raise
     ctx.warnings.extend(result.warnings)
     write_value(ctx, step, result.value)
     return 1

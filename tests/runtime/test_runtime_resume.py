@@ -112,3 +112,22 @@ def test_rerun_with_the_same_db_repeats_no_call(tmp_path, spec, items, run_spec)
     again = run_spec(path, inputs={"items": str(items)}, db=db)
     assert first.summary["calls"] == 100 and again.summary["calls"] == 0
     assert again.outputs == first.outputs == {"total": [{"total": 25, "rows": 100}]}
+
+
+def test_rlm_step_is_dispatched_and_shares_the_budget(tmp_path, spec, items, cli, query):
+    path = spec('''
+        recipe free "Free-form."
+        input items: lines
+        rlm items -> answer: str with max_iterations=3, max_llm_calls=5 """
+          How many items are bad?
+        """
+        output answer
+    ''')
+    db = tmp_path / "run.duckdb"
+    code, _, err = cli("run", path, "--input", f"items={items}", "--lm", "test", "--db", db,
+                       "--max-calls", "2")
+    assert code == 3
+    assert err.splitlines()[:2] == ["budget exhausted: --max-calls 2 reached",
+                                    f"step 'rlm-answer' ({path}:3:1): not run"]
+    assert query(db, "SELECT DISTINCT step FROM lm_calls WHERE NOT cached") == [("rlm-answer",)]
+    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(2,)]

@@ -198,6 +198,16 @@ def report(size_mb: float, raw: dict, rlm: dict) -> list[dict]:
     return table
 
 
+def save(result: dict) -> None:
+    """Keep one result per mode (``file``, ``memory``) in ``bench/results/scale.json``."""
+    runs = {}
+    if RESULTS.exists():
+        runs = json.loads(RESULTS.read_text()).get("runs", {})
+    runs[result["mode"]] = result
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"benchmark": "scale", "runs": runs}, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -231,7 +241,6 @@ def main() -> None:
     rlm = measure("rlm", args, path)
     table = report(actual_mb, raw, rlm)
     result = {
-        "benchmark": "scale",
         "input_mb": round(actual_mb, 1),
         "rows": rlm["rows"],
         "chunks": rlm["chunks"],
@@ -246,8 +255,7 @@ def main() -> None:
         "load_average_1m_before_after": [load_before, round(os.getloadavg()[0], 2)],
         "targets": {"mb_per_s": 100, "peak_rss_mb": 1536},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    save(result)
     print(f"saved {RESULTS}")
 
 

@@ -21,6 +21,7 @@ Targets: load + chunk ≥ 100 MB/s, peak RSS < 1.5 GB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -71,27 +73,16 @@ def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int 
         con.execute(f"CREATE TABLE raw AS SELECT * FROM {RAW_READ}", [path])
         rows = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
         return {"seconds": time.perf_counter() - started, "cpu_s": _cpu() - cpu, "rows": rows}
-    from rlm_dsl.compiler.plan import Step
-    from rlm_dsl.compiler.source import Span
+    return _child_rlm(path, db, memory_limit, threads)
+
+
+def _child_rlm(path: str, db: str | None, memory_limit: str, threads: int | None) -> dict:
     from rlm_dsl.runtime.chunkers import chunk
     from rlm_dsl.runtime.inputs import load_input
     from rlm_dsl.runtime.store import Store
     from rlm_dsl.runtime.tokens import get_counter
 
-    span = Span("bench.rlm", 1, 1, 1, 1)
-    load = Step(
-        id="input-logs", kind="input", name="logs", table="logs", span=span, strategy="text"
-    )
-    windows = Step(
-        id="chunk-windows",
-        kind="chunk",
-        name="windows",
-        table="windows",
-        span=span,
-        source="logs",
-        strategy="lines",
-        args=(400,),
-    )
+    load, windows = _steps()
     counter = get_counter(None)
     with Store.open(db, memory_limit=memory_limit) as store:
         _settings(store.con, None, threads)
@@ -109,6 +100,18 @@ def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int 
             "chunks": store.count("windows"),
             "token_counter": counter.name,
         }
+
+
+def _steps() -> tuple[Any, Any]:
+    """``input logs: text`` and ``chunk logs -> windows by lines(400)`` as plan steps."""
+    from rlm_dsl.compiler.plan import Step
+    from rlm_dsl.compiler.source import Span
+
+    span = Span("bench.rlm", 1, 1, 1, 1)
+    load = Step(id="input-logs", kind="input", name="logs", table="logs", span=span)
+    load = dataclasses.replace(load, strategy="text")
+    windows = Step(id="chunk-windows", kind="chunk", name="windows", table="windows", span=span)
+    return load, dataclasses.replace(windows, source="logs", strategy="lines", args=(400,))
 
 
 def _cpu() -> float:

@@ -68,7 +68,6 @@ def by_budget(
     Only ``id``, the weight and a source-change flag per row come to Python (as arrays); the
     chunk ranges go back as an id-range table the rows are joined to, so no text is copied.
     """
-    ranges_table = f"rlm_ranges_{uuid.uuid4().hex[:12]}"
     weight = _weight(step, tokens)
     rows = source.rows_sql()
     arrays = store.con.execute(
@@ -79,19 +78,7 @@ def by_budget(
     weights = np.asarray(arrays["w"], dtype=np.int64)
     ranges = pack(weights, np.flatnonzero(np.asarray(arrays["brk"], dtype=bool)), n + 1, overlap)
     split = (ranges[:, 1] - ranges[:, 0] == 1) & (weights[ranges[:, 0]] > n + 1)
-    tokens.scratch.append(ranges_table)
-    with store.write() as con:
-        con.execute(
-            f"""CREATE TEMP TABLE {ranges_table} AS SELECT unnest(?::BIGINT[]) AS k,
-                unnest(?::BIGINT[]) AS lo, unnest(?::BIGINT[]) AS hi,
-                unnest(?::BOOLEAN[]) AS split""",
-            [
-                list(range(len(ranges))),
-                ids[ranges[:, 0]].tolist() if len(ranges) else [],
-                ids[ranges[:, 1] - 1].tolist() if len(ranges) else [],
-                split.tolist(),
-            ],
-        )
+    ranges_table = _ranges_table(store, tokens, ids, ranges, split)
     members = f"""SELECT r.k AS grp, 0 AS part, s.* FROM ({rows}) s
         JOIN {ranges_table} r ON s.id >= r.lo AND s.id <= r.hi WHERE NOT r.split"""
     pieces = _pieces(rows, ranges_table, weight, step.strategy == "chars", n, overlap)
@@ -101,6 +88,27 @@ def by_budget(
         count(*) AS n_rows, NULL AS key, string_agg(text, chr(10) ORDER BY id) AS text
         FROM ({members} UNION ALL BY NAME {pieces}) GROUP BY grp, part"""
     return grouped, "grp, part"
+
+
+def _ranges_table(
+    store: Store, tokens: TokenSql, ids: np.ndarray, ranges: np.ndarray, split: np.ndarray
+) -> str:
+    """The chunk ranges as a temporary table ``(k, lo, hi, split)`` of first and last ids."""
+    table = f"rlm_ranges_{uuid.uuid4().hex[:12]}"
+    tokens.scratch.append(table)
+    with store.write() as con:
+        con.execute(
+            f"""CREATE TEMP TABLE {table} AS SELECT unnest(?::BIGINT[]) AS k,
+                unnest(?::BIGINT[]) AS lo, unnest(?::BIGINT[]) AS hi,
+                unnest(?::BOOLEAN[]) AS split""",
+            [
+                list(range(len(ranges))),
+                ids[ranges[:, 0]].tolist() if len(ranges) else [],
+                ids[ranges[:, 1] - 1].tolist() if len(ranges) else [],
+                split.tolist(),
+            ],
+        )
+    return table
 
 
 def _weight(step: Step, tokens: TokenSql) -> str:

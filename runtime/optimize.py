@@ -19,13 +19,15 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
-from rlm_dsl.api import RecipeModule
 from rlm_dsl.errors import BudgetExhausted, InputError, SpecError
 from rlm_dsl.runtime.metrics import Metric
+
+if TYPE_CHECKING:  # the API module sits above the runtime; only its type is needed here
+    from rlm_dsl.api import RecipeModule
 
 OPTIMIZERS = ("bootstrap", "mipro", "gepa")
 FORMAT = "rlm-dsl.opt/1"
@@ -160,7 +162,7 @@ def evaluate(program: dspy.Module, examples: list[dspy.Example], metric: Metric)
 
 def optimize(recipe: RecipeModule, trainset: list[dspy.Example], devset: list[dspy.Example] | None,
              metric: Metric, optimizer: str, settings: RunSettings, spend: Spend,
-             proposer: dspy.LM, knobs: dict[str, Any] | None = None) -> Outcome:
+             proposer: dspy.LM | None, knobs: dict[str, Any] | None = None) -> Outcome:
     """Score ``devset`` (else ``trainset``), optimize, score again; see the module docstring."""
     if optimizer not in OPTIMIZERS:
         raise SpecError(f"--optimizer {optimizer}: expected one of {', '.join(OPTIMIZERS)}")
@@ -168,7 +170,7 @@ def optimize(recipe: RecipeModule, trainset: list[dspy.Example], devset: list[ds
     student = Trainee(recipe, settings, spend)
     try:
         before = evaluate(student, dev, metric)
-        with dspy.context(lm=proposer):
+        with dspy.context(**({"lm": proposer} if proposer else {})):
             tuned = _compile(optimizer, student, trainset, dev, metric, proposer, knobs or {})
         after = evaluate(tuned, dev, metric)
     except BudgetExhausted:
@@ -190,7 +192,7 @@ def _spent_message(spend: Spend) -> str:
 
 
 def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[dspy.Example],
-             metric: Metric, proposer: dspy.LM, knobs: dict[str, Any]) -> Trainee:
+             metric: Metric, proposer: dspy.LM | None, knobs: dict[str, Any]) -> Trainee:
     demos = int(knobs.get("demos", 4))
     trials = knobs.get("trials")
     if name == "bootstrap":

@@ -71,7 +71,8 @@ def optimize(
         train = load_trainset(trainset, recipe.plan, Path(scratch) / "train")
         dev = load_trainset(devset, recipe.plan, Path(scratch) / "dev") if devset else None
         spend = Spend(max_calls, max_usd)
-        proposer = reflection_lm(reflection or lm or default_model_id(), spend)
+        proposer = None if optimizer == "bootstrap" else reflection_lm(
+            reflection or lm or default_model_id(), spend)
         _say(f"optimizing {recipe.plan.recipe} ({file.name}) with {optimizer}, metric {metric}: "
              f"{len(train)} train, {len(dev) if dev else 'no'} dev examples, "
              f"{len(recipe.named_predictors())} step predictor(s)")

@@ -200,6 +200,7 @@ def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[d
                                     max_labeled_demos=0, max_rounds=1, max_errors=len(train))
         return opt.compile(student, trainset=train)
     if name == "mipro":
+        _require("optuna", "--optimizer mipro (DSPy's MIPROv2)")
         mipro = dspy.MIPROv2(
             metric=metric, prompt_model=proposer, task_model=proposer,
             auto=None if trials else knobs.get("auto", "light"), num_candidates=trials,
@@ -215,6 +216,13 @@ def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[d
         seed=int(knobs.get("seed", 0)), warn_on_score_mismatch=False,
     )
     return gepa.compile(student, trainset=train, valset=dev)
+
+
+def _require(package: str, what: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        raise SpecError(f"{what} needs the Python package '{package}': pip install {package}")
 
 
 # -- the .opt.json file -------------------------------------------------------------------------

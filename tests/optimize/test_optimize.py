@@ -94,6 +94,7 @@ def test_changed_spec_is_reported_when_loading(bootstrapped, tmp_path):
 
 
 def test_mipro_proposes_the_instruction_that_lifts_the_score(shout, cli):
+    pytest.importorskip("optuna", reason="MIPROv2 needs optuna")
     calls = MENTOR.requests
     code, out, err = cli("optimize", shout["spec"], "--trainset", shout["train"], "--devset",
                          shout["dev3"], "--optimizer", "mipro", "--lm", "teach",

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": round(time.perf_counter() - clock, 1)}
     report.write_json(args.out, rows, meta)
     report.write_markdown(args.docs / "benchmarks_quality.md", rows, meta)
-    report.write_plot(args.docs / "img" / "quality.png", rows, f"{command} (model {args.lm})")
+    if not report.write_plot(args.docs / "img" / "quality.png", rows, f"{command} ({args.lm})"):
+        print("matplotlib is not installed: no plot written (pip install matplotlib)")
     print(report.markdown_table(rows))
     print(json.dumps({"results": str(args.out), "wall_s": meta["wall_s"]}))
     return 0

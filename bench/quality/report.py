@@ -70,9 +70,12 @@ def write_markdown(path: Path, rows: list[dict], meta: dict[str, Any], notes: st
     path.write_text(body + (f"\n{notes}\n" if notes else ""), encoding="utf-8")
 
 
-def write_plot(path: Path, rows: list[dict], title: str) -> None:
-    import matplotlib
-
+def write_plot(path: Path, rows: list[dict], title: str) -> bool:
+    """Draw the plot; False (nothing written) when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -93,3 +96,4 @@ def write_plot(path: Path, rows: list[dict], title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

@@ -9,7 +9,9 @@ instant in-process engine (the deterministic test LM, no delay) through the same
   rendering, context-window fit checks, the call gate (budget, cache lookup, concurrency,
   ``lm_calls`` records), typed result rows in DuckDB — at ``--concurrency`` 1 and 8.
 
-The ratio runtime / plain must stay ≤ 1.15. Prints a table and saves
+Each side runs 5 times; the ratio compares best wall times (the shared 2-core build machine is
+noisy; best-of is the stable statistic) and the table also shows medians and process CPU time
+(all threads). The ratio runtime / plain must stay ≤ 1.15. Prints a table and saves
 ``bench/results/bench_overhead.json``.
 """
 
@@ -32,7 +34,7 @@ from rlm_dsl.runtime.testing import resolve_test_lm
 
 RESULTS = Path(__file__).parent / "results" / "bench_overhead.json"
 CALLS = 2000
-RUNS = 3
+RUNS = 5
 TARGET = 1.15
 SPEC = '''recipe overhead "Count marked lines."
 input items: lines
@@ -50,27 +52,27 @@ def _lines() -> list[str]:
             for i in range(CALLS)]
 
 
-def plain(lines: list[str]) -> float:
+def plain(lines: list[str]) -> tuple[float, float]:
     """Seconds for a plain loop of dspy.Predict over the same prompts and engine."""
     lm = resolve_test_lm("test", {}).make_lm(num_retries=0)
     predict = dspy.Predict(make_signature("map", "n", _int_type()))
     prompts = [f'COUNT "mark"\n{line}' for line in lines]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with dspy.context(lm=lm, adapter=RobustAdapter()):
         answers = [predict(prompt=p).n for p in prompts]
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started, time.process_time() - cpu
     assert sum(answers) == sum("mark" in line for line in lines)
     return elapsed
 
 
-def runtime(folder: Path, concurrency: int) -> float:
+def runtime(folder: Path, concurrency: int) -> tuple[float, float]:
     """Seconds for the executor running the spec (store in memory)."""
     plan = compile_file(folder / "overhead.rlm")
     options = RunOptions(inputs={"items": str(folder / "items.txt")}, lm="test",
                          concurrency=concurrency)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = execute(plan, options)
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started, time.process_time() - cpu
     assert result.summary["calls"] == CALLS
     assert sum(result.outputs["n"]) == sum("mark" in line for line in _lines())
     return elapsed
@@ -89,23 +91,31 @@ def main() -> None:
         (folder / "items.txt").write_text("\n".join(lines) + "\n")
         (folder / "overhead.rlm").write_text(SPEC)
         runtime(folder, 8)  # warm up imports, tokenizer and DuckDB
-        rows: dict[str, list[float]] = {"plain dspy.Predict loop": [], "runtime, concurrency 1": [],
-                                        "runtime, concurrency 8": []}
+        rows: dict[str, list[tuple[float, float]]] = {
+            "plain dspy.Predict loop": [], "runtime, concurrency 1": [],
+            "runtime, concurrency 8": []}
         for _ in range(RUNS):
             rows["plain dspy.Predict loop"].append(plain(lines))
             rows["runtime, concurrency 1"].append(runtime(folder, 1))
             rows["runtime, concurrency 8"].append(runtime(folder, 8))
-    base = statistics.median(rows["plain dspy.Predict loop"])
-    report = {name: {"median_s": round(statistics.median(v), 3), "best_s": round(min(v), 3),
-                     "per_call_ms": round(statistics.median(v) / CALLS * 1000, 3),
-                     "ratio": round(statistics.median(v) / base, 3)} for name, v in rows.items()}
-    print(f"{'':28} {'median s':>9} {'best s':>8} {'ms/call':>8} {'ratio':>6}")
+    base_wall = min(w for w, _ in rows["plain dspy.Predict loop"])
+    base_cpu = min(c for _, c in rows["plain dspy.Predict loop"])
+    report = {name: {"best_wall_s": round(min(w for w, _ in v), 3),
+                     "median_wall_s": round(statistics.median(w for w, _ in v), 3),
+                     "best_cpu_s": round(min(c for _, c in v), 3),
+                     "ms_per_call": round(min(w for w, _ in v) / CALLS * 1000, 3),
+                     "wall_ratio": round(min(w for w, _ in v) / base_wall, 3),
+                     "cpu_ratio": round(min(c for _, c in v) / base_cpu, 3)}
+              for name, v in rows.items()}
+    print(f"{'':26} {'best s':>7} {'median s':>9} {'cpu s':>7} {'ms/call':>8} {'wall x':>7} "
+          f"{'cpu x':>6}")
     for name, r in report.items():
-        print(f"{name:28} {r['median_s']:>9.3f} {r['best_s']:>8.3f} {r['per_call_ms']:>8.3f} "
-              f"{r['ratio']:>6.3f}")
-    best_ratio = min(r["ratio"] for k, r in report.items() if k.startswith("runtime"))
+        print(f"{name:26} {r['best_wall_s']:>7.3f} {r['median_wall_s']:>9.3f} "
+              f"{r['best_cpu_s']:>7.3f} {r['ms_per_call']:>8.3f} {r['wall_ratio']:>7.3f} "
+              f"{r['cpu_ratio']:>6.3f}")
+    best_ratio = min(r["wall_ratio"] for k, r in report.items() if k.startswith("runtime"))
     verdict = "PASS" if best_ratio <= TARGET else "FAIL"
-    print(f"target: runtime / plain <= {TARGET}: {verdict} ({best_ratio:.3f})")
+    print(f"target: runtime / plain (best wall time) <= {TARGET}: {verdict} ({best_ratio:.3f})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "calls": CALLS, "runs": RUNS, "target_ratio": TARGET, "results": report,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import itertools
-import json
 import threading
 import time
 import uuid
@@ -147,9 +146,12 @@ def request_messages(request: Request) -> list[dict[str, str]]:
 
 
 def cache_key(model: str, messages: list[dict[str, str]], request: Request, attempt: int) -> str:
-    settings = repr(request.config)
-    blob = json.dumps([model, messages, settings, attempt], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    digest = hashlib.sha256(f"{model}\0{request.config!r}\0{attempt}".encode())
+    for message in messages:  # length-prefixed, so no two message lists hash alike
+        for part in (message["role"], message["content"]):
+            data = part.encode()
+            digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
 
 
 def response_text(response: Response) -> str:

@@ -2,7 +2,7 @@
 
 Executor stage helper. A single-row ``INSERT`` costs about a millisecond in DuckDB — more than an
 instant LM call — so LM-call records and step results are queued by the worker threads and a
-background thread appends them every few milliseconds with one ``INSERT … SELECT`` over
+background thread appends them every quarter second with one ``INSERT … SELECT`` over
 ``from_json(?, <schema>)`` per table (≈10 µs a row, typed LIST/STRUCT columns included). Rows of
 one table keep their queue order, and a call's record is queued before the result that used it,
 so a run killed at any moment leaves a consistent store: a result is never present without its
@@ -18,7 +18,7 @@ from typing import Any
 
 from rlm_dsl.runtime.store import Store, quote_ident
 
-FLUSH_EVERY_S = 0.02
+FLUSH_EVERY_S = 0.25
 _STOP = object()
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+import dspy
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Prim, Type
 from rlm_dsl.runtime.calls import call_scope
@@ -120,7 +122,8 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
             resolved.append(chunk_id)
         ctx.tick(step)
 
-    written = run_parallel(ctx, [(one, row) for row in rows])
+    with dspy.context(lm=solver.bound.lm, adapter=ctx.adapter):  # copied into every worker
+        written = run_parallel(ctx, [(one, row) for row in rows])
     ctx.writer.flush()
     if resolved:
         with ctx.store.write() as con:

@@ -12,6 +12,7 @@ can split, and a prompt that still fails raises :class:`ItemFailed` for the ``fa
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Any
 
 import dspy
@@ -94,7 +95,7 @@ class StepModule(dspy.Module):
         error, raw = "no attempt made", None
         for attempt in range(first_attempt, first_attempt + self.retries + 1):
             try:
-                with call_scope(attempt=attempt), dspy.context(lm=bound.lm, adapter=adapter):
+                with call_scope(attempt=attempt), _using(bound.lm, adapter):
                     return to_plain(self(prompt=prompt)[self.value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
                 budget = _budget_error(exc)
@@ -106,6 +107,13 @@ class StepModule(dspy.Module):
                 if attempt < first_attempt + self.retries:
                     time.sleep(_backoff(exc, attempt - first_attempt))
         raise ItemFailed(error, raw, self.retries + 1)
+
+
+def _using(lm: dspy.LM, adapter: Any) -> Any:
+    """``dspy.context(lm=…, adapter=…)`` unless they are already the current ones."""
+    if dspy.settings.lm is lm and dspy.settings.adapter is adapter:
+        return nullcontext()
+    return dspy.context(lm=lm, adapter=adapter)
 
 
 def _budget_error(exc: BaseException) -> BudgetExhausted | None:

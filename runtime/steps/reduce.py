@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import dspy
 import duckdb
 
 from rlm_dsl.compiler.plan import Step
@@ -95,7 +96,8 @@ class Reducer:
 
     def run(self) -> None:
         items = source_items(self.ctx, self.step)
-        with call_scope(step=self.step.id, chunk_id=0, depth=0):
+        scope = call_scope(step=self.step.id, chunk_id=0, depth=0)
+        with scope, dspy.context(lm=self.bound.lm, adapter=self.ctx.adapter):
             if self.step.strategy == "fold":
                 value = self.fold(items)
             elif self.step.strategy == "concat" and self.fits(items, 0):

@@ -57,6 +57,12 @@ def fill(template: str, values: Mapping[str, Any]) -> Path:
     return path
 
 
+def _clip(answer: Any, limit: int = 1_000) -> Any:
+    """The answer as recorded: long ones (thousands of pairs) cut to ``limit`` characters."""
+    text = answer if isinstance(answer, str) else repr(answer)
+    return answer if len(text) <= limit else text[:limit] + "…"
+
+
 def _rows(value: Any) -> list[dict[str, Any]]:
     return [r for r in value or [] if isinstance(r, dict)]
 
@@ -119,7 +125,7 @@ def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget
     extract = inst.extract if method == "recipe" else "answer"
     answer = recipe_answer(extract, result.outputs)
     return row | {
-        "answer": answer, "score": round(scoring.score(inst.metric, answer, inst.gold,
+        "answer": _clip(answer), "score": round(scoring.score(inst.metric, answer, inst.gold,
                                                        inst.labels), 4),
         "calls": result.summary["calls"], "tokens_used": result.summary["tokens"],
         "wall_s": result.summary["wall_s"], "failures": result.summary["failures"], "error": None,

@@ -18,6 +18,8 @@ from typing import Any
 from bench.quality.methods import METHODS
 
 DOC_HEAD = Path(__file__).with_name("doc_head.md")
+STYLE = {"vanilla": {"marker": "s", "linestyle": ":"}, "recipe": {"marker": "o"},
+         "rlm": {"marker": "^", "linestyle": "--"}}
 
 
 def write_json(path: Path, rows: list[dict], meta: dict[str, Any]) -> None:
@@ -78,6 +80,7 @@ def write_plot(path: Path, rows: list[dict], title: str) -> bool:
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     summary = table(rows)
     tasks = list(dict.fromkeys(r["task"] for r in summary))
@@ -87,8 +90,9 @@ def write_plot(path: Path, rows: list[dict], title: str) -> bool:
             points = sorted((r["tokens"], r["score"]) for r in summary
                             if r["task"] == task and r["method"] == method)
             if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=method)
+                ax.plot(*zip(*points, strict=True), label=method, **STYLE[method])
         ax.set(title=task, xscale="log", xlabel="input tokens", ylim=(-0.05, 1.05))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set_ylabel("score")
     axes[0][0].legend(fontsize="small")
     fig.suptitle(title, fontsize="small")

@@ -32,6 +32,7 @@ class Writer:
         self._error: BaseException | None = None
         self._idle = threading.Condition()
         self._pending = 0
+        self._hurry = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlm-store-writer", daemon=True)
         self._thread.start()
 
@@ -46,7 +47,8 @@ class Writer:
         self._queue.put((table, json.dumps(row, default=str)))
 
     def flush(self) -> None:
-        """Block until every queued row is in the store."""
+        """Block until every queued row is in the store (the writer is woken at once)."""
+        self._hurry.set()
         with self._idle:
             self._idle.wait_for(lambda: self._pending == 0 or self._error is not None)
         if self._error is not None:
@@ -75,8 +77,8 @@ class Writer:
                 return
 
     def _drain(self, batch: list[Any]) -> bool:
-        deadline = threading.Event()
-        deadline.wait(FLUSH_EVERY_S)
+        self._hurry.wait(FLUSH_EVERY_S)  # gather a batch, unless someone waits in flush()
+        self._hurry.clear()
         while True:
             try:
                 item = self._queue.get_nowait()

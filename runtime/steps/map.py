@@ -133,9 +133,17 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
 
 
 def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) -> int:
-    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; a budget stop cancels the rest."""
+    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; a budget stop cancels the rest.
+
+    With one worker (the local model's limit) the jobs run in the calling thread: a thread
+    hand-off per job would only add GIL traffic.
+    """
     if not jobs:
         return 0
+    if ctx.concurrency <= 1 or len(jobs) == 1:
+        for fn, arg in jobs:
+            contextvars.copy_context().run(fn, arg)
+        return len(jobs)
     with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(jobs)))) as pool:
         futures: list[Future] = [
             pool.submit(contextvars.copy_context().run, fn, arg) for fn, arg in jobs

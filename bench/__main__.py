@@ -36,6 +36,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--instances", type=int, help="per task and size (default 1 quick, 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--perf", action="store_true", help="run the perf benches instead")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other tasks' rows of an earlier results file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs",
                         help="where benchmarks_quality.md and img/quality.png go")
@@ -51,11 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         report.write_json(ROOT / "bench" / "results" / "perf.json", rows, {"command": command})
         return max(r["rc"] for r in rows)
     instances = args.instances or (1 if args.quick else 3)
+    earlier = load_earlier(args) if args.merge and args.out.is_file() else None
     started, clock = datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), time.perf_counter()
     rows = run_suite(args.tasks, args.quick, args.lm, instances, args.seed, args.methods)
     meta = {"command": command, "lm": args.lm, "quick": args.quick, "seed": args.seed,
             "instances": instances, "started": started,
             "wall_s": round(time.perf_counter() - clock, 1)}
+    if earlier:
+        rows, meta = merge(earlier, rows, meta, set(args.tasks))
     report.write_json(args.out, rows, meta)
     report.write_markdown(args.docs / "benchmarks_quality.md", rows, meta)
     if not report.write_plot(args.docs / "img" / "quality.png", rows, f"{command} ({args.lm})"):
@@ -63,6 +68,25 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown_table(rows))
     print(json.dumps({"results": str(args.out), "wall_s": meta["wall_s"]}))
     return 0
+
+
+def load_earlier(args: argparse.Namespace) -> dict:
+    """The results file ``--merge`` adds to; it must be for the same model and seed."""
+    earlier = json.loads(args.out.read_text())
+    old = earlier["meta"]
+    if (old.get("lm"), old.get("seed")) != (args.lm, args.seed):
+        raise SystemExit(f"--merge: {args.out} holds model {old.get('lm')!r}, seed "
+                         f"{old.get('seed')}; this run is {args.lm!r}, seed {args.seed}")
+    return earlier
+
+
+def merge(earlier: dict, rows: list[dict], meta: dict, tasks: set[str]) -> tuple[list, dict]:
+    """The earlier file's rows of other tasks, then this run's; commands joined with &&."""
+    kept = [r for r in earlier["rows"] if r["task"] not in tasks]
+    old = earlier["meta"]
+    meta = meta | {"command": f"{old['command']} && {meta['command']}",
+                   "wall_s": round(old["wall_s"] + meta["wall_s"], 1)}
+    return kept + rows, meta
 
 
 if __name__ == "__main__":

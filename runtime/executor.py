@@ -92,7 +92,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
 def walk_plan(walk: _Walk, plan: Plan) -> None:
     """Run every step of ``plan`` in deterministic topological order."""
     for step in plan.steps():
-        key = walk.ctx.prefix + step.id
+        key = walk.ctx.key(step)
         if _skippable(walk, plan, step, key):
             continue
         walk.ctx.tick(step, 0, None)
@@ -137,12 +137,12 @@ def _resolve_step_failures(ctx: RunContext, step: Step) -> None:
     """A step that finished clears its own step-level failure rows (row failures stay)."""
     with ctx.store.write() as con:
         con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NULL "
-                    "AND NOT resolved", [step.id])
+                    "AND NOT resolved", [ctx.key(step)])
 
 
 def _has_failures(ctx: RunContext, step: Step) -> bool:
     row = ctx.store.con.execute(
-        "SELECT count(*) FROM failures WHERE step = ? AND NOT resolved", [step.id]
+        "SELECT count(*) FROM failures WHERE step = ? AND NOT resolved", [ctx.key(step)]
     ).fetchone()
     return bool(row and row[0])
 

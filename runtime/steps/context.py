@@ -78,6 +78,11 @@ class RunContext:
     def lm_for(self, step: Step) -> BoundLM:
         return self.lms.get(step.lm) or self.lms[None]
 
+    def key(self, step: Step) -> str:
+        """How ``step`` of this (sub-)recipe run is named in the system tables (``step_status``,
+        ``lm_calls``, ``failures``): its id behind the run's table prefix."""
+        return f"{self.prefix}{step.id}"
+
     def table(self, name: str) -> str:
         """The store table of ``name`` in this (sub-)recipe run."""
         return f"{self.prefix}{name}"
@@ -96,8 +101,8 @@ class RunContext:
              attempts: int) -> None:
         """Record a row that failed after its retries in the ``failures`` dead-letter table."""
         self.writer.add("failures", {
-            "run_id": self.ledger.run_id, "step": step.id, "chunk_id": chunk_id, "error": error,
-            "raw_response": raw, "attempts": attempts, "resolved": False,
+            "run_id": self.ledger.run_id, "step": self.key(step), "chunk_id": chunk_id,
+            "error": error, "raw_response": raw, "attempts": attempts, "resolved": False,
             "at": datetime.now(UTC).isoformat(),
         })
 

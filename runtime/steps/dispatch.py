@@ -137,7 +137,7 @@ def _rlm(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int:
     module.context_window, module.count_tokens = sub.window, sub.count
     module.max_workers = ctx.concurrency
     try:
-        with call_scope(step=step.id, chunk_id=0, depth=0):
+        with call_scope(step=ctx.key(step), chunk_id=0, depth=0):
             result = module.run(ctx.store, ctx.table(step.source or ""), ctx.params, root.lm,
                                 sub.lm, ctx.ledger.run_id)
     except Exception:

@@ -83,7 +83,7 @@ def pending_rows(ctx: RunContext, step: Step, done_table: str) -> tuple[list[dic
     """Source rows still to do, and the failed ones being retried (chunk id → attempts so far)."""
     failed = dict(ctx.store.con.execute(
         "SELECT chunk_id, sum(attempts) FROM failures WHERE step = ? AND NOT resolved "
-        "AND chunk_id IS NOT NULL GROUP BY 1", [step.id],
+        "AND chunk_id IS NOT NULL GROUP BY 1", [ctx.key(step)],
     ).fetchall())
     source = quote_ident(ctx.table(step.source or ""))
     cursor = ctx.store.con.execute(
@@ -106,7 +106,7 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
 
     def one(row: dict[str, Any]) -> None:
         chunk_id = int(row["id"])
-        with call_scope(step=step.id, chunk_id=chunk_id, depth=0):
+        with call_scope(step=ctx.key(step), chunk_id=chunk_id, depth=0):
             try:
                 value = solver.solve(row, 0, retried.get(chunk_id, 0))
             except ItemFailed as exc:
@@ -128,7 +128,7 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
     if resolved:
         with ctx.store.write() as con:
             con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IN "
-                        f"({', '.join(str(i) for i in resolved)})", [step.id])
+                        f"({', '.join(str(i) for i in resolved)})", [ctx.key(step)])
     return written
 
 

@@ -39,7 +39,7 @@ def run_recipe_map(ctx: RunContext, step: Step, sub_run: Callable[[RunContext, P
         sctx = replace(ctx, plan=sub, prefix=prefix, params=params, row=row,
                        modules_prefix=f"{ctx.modules_prefix}{step.recipe}/")
         try:
-            with call_scope(step=step.id, chunk_id=int(row["id"])):
+            with call_scope(step=ctx.key(step), chunk_id=int(row["id"])):
                 sub_run(sctx, sub)
         except RlmError as exc:
             ctx.fail(step, int(row["id"]), f"sub-recipe '{step.recipe}': {exc}", None, 1)

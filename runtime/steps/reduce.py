@@ -96,7 +96,7 @@ class Reducer:
 
     def run(self) -> None:
         items = source_items(self.ctx, self.step)
-        scope = call_scope(step=self.step.id, chunk_id=0, depth=0)
+        scope = call_scope(step=self.ctx.key(self.step), chunk_id=0, depth=0)
         with scope, dspy.context(lm=self.bound.lm, adapter=self.ctx.adapter):
             if self.step.strategy == "fold":
                 value = self.fold(items)

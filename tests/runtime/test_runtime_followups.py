@@ -1,0 +1,55 @@
+"""Runtime follow-ups: sub-recipe call scopes, the plan in the run record, progress and estimates,
+LM options on the command line, incremental log runs and the structured test LM."""
+
+from __future__ import annotations
+
+from rlm_dsl.runtime.trace import open_trace
+
+COUNTER = '''
+    recipe counter "Count words in one text."
+    param word: str = "bad"
+    input doc: text
+    chunk doc -> parts by lines(2)
+    map parts -> n: int """
+      COUNT "{{ word }}"
+      {{ chunk.text }}
+    """
+    reduce n -> total: int by tree(fanin=4) """
+      SUM
+      {{ items | tojson }}
+    """
+    output total
+'''
+MAIN = '''
+    recipe main "Per ticket."
+    input rows: csv
+    use "counter.rlm" as counter
+    chunk rows -> threads by column("ticket")
+    map threads -> counts: int using recipe counter with params={word: "ugly"}
+    output counts
+'''
+
+
+def _sub_recipe_run(spec, run_spec, tmp_path):
+    spec(COUNTER, "counter.rlm")
+    data = tmp_path / "tickets.csv"
+    data.write_text("ticket,text\n1,bad\n2,ugly\n1,bad again\n1,fine\n2,ugly ugly\n")
+    db = tmp_path / "run.duckdb"
+    result = run_spec(spec(MAIN), inputs={"rows": str(data)}, db=str(db))
+    return result, db
+
+
+def test_sub_recipe_calls_carry_the_prefixed_step(spec, run_spec, tmp_path, query):
+    result, db = _sub_recipe_run(spec, run_spec, tmp_path)
+    assert result.outputs["counts"] == [0, 2]
+    steps = {r[0] for r in query(db, "SELECT DISTINCT step FROM lm_calls")}
+    assert steps == {"map-counts__0__map-n", "map-counts__1__map-n",
+                     "map-counts__0__reduce-total", "map-counts__1__reduce-total"}
+    trace = open_trace(str(db))
+    top = {node.id: node for node in trace.step_nodes()}
+    assert "map-n" not in top and "map-counts__0__map-n" not in top
+    rows = top["map-counts"].children
+    assert [r.label for r in rows] == ["row 0", "row 1"]
+    inner = {n.label: n for n in rows[1].children}
+    assert inner["map-n"].stats.calls == 1  # ticket 2: two lines, one chunk of lines(2)
+    assert top["map-counts"].stats.calls == result.summary["calls"]

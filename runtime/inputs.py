@@ -7,7 +7,8 @@ into ``step.table`` without ever holding a whole input as one Python string. Lin
 occur, no quoting) ``WITH ORDINALITY`` one file at a time, so ``line_no`` is the ordinality and
 ``byte_offset`` a streaming running sum of ``strlen(text) + newline width`` — all in SQL. ``jsonl``
 / ``csv`` / ``parquet`` use ``read_json`` / ``read_csv`` / ``read_parquet``; ``files`` uses
-``read_text``; ``log`` delegates to :func:`rlm_dsl.runtime.logs.load_log`; ``stdin`` is spooled to
+``read_text``; ``log`` delegates to :func:`rlm_dsl.runtime.logs.load_log` (directories and
+``.gz`` files allowed; the log stage checks their content); ``stdin`` is spooled to
 a temporary file in 1 MiB blocks and then read like a file. Table columns follow the store
 contract (``docs/architecture.md``); a file column that collides with ``id``, ``source`` or
 ``line_no`` is renamed ``file_<name>``.
@@ -50,7 +51,9 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
             _load_lines(store, step.table, [spooled], display={spooled: "<stdin>"})
         return step.table
     patterns = _patterns(step, paths)
-    files = resolve_files(store, patterns, directories=kind == "files", text=kind != "parquet")
+    files = resolve_files(
+        store, patterns, directories=kind in ("files", "log"), text=kind not in ("parquet", "log")
+    )
     loader = _LOADERS.get(kind)
     if kind == "log":
         from rlm_dsl.runtime.logs import load_log
@@ -87,8 +90,9 @@ def resolve_files(
 ) -> list[str]:
     """Expand globs (DuckDB's ``glob()``), check every file, drop empty ones among several.
 
-    ``directories`` lets a directory stand for every file below it (the ``files`` kind);
-    ``text`` checks that each file looks like UTF-8 text (not for parquet).
+    ``directories`` lets a directory stand for every file below it, hidden ones (``.name``)
+    left out (the ``files`` and ``log`` kinds); ``text`` checks that each file looks like UTF-8
+    text (not for parquet, nor for logs: the log stage reads ``.gz`` and reports bad files itself).
     """
     files: list[str] = []
     for pattern in patterns:
@@ -107,10 +111,11 @@ def resolve_files(
 
 
 def _expand(store: Store, pattern: str, directories: bool) -> list[str]:
+    directory = None
     if os.path.isdir(pattern):
         if not directories:
             raise InputError(f"{pattern}: is a directory (use a glob such as {pattern}/*.log)")
-        pattern = os.path.join(pattern, "**")
+        directory, pattern = pattern, os.path.join(pattern, "**")
     elif not glob_like(pattern):
         if not os.path.exists(pattern):
             raise InputError(f"{pattern}: no such file")
@@ -120,9 +125,15 @@ def _expand(store: Store, pattern: str, directories: bool) -> list[str]:
         for row in store.con.execute("SELECT file FROM glob(?) ORDER BY file", [pattern]).fetchall()
     ]
     found = [path for path in found if os.path.isfile(path)]
+    if directory:
+        found = [path for path in found if not _hidden(os.path.relpath(path, directory))]
     if not found:
         raise InputError(f"{pattern}: no files match")
     return found
+
+
+def _hidden(relative: str) -> bool:
+    return any(part.startswith(".") for part in relative.split(os.sep))
 
 
 def glob_like(pattern: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import sys
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from rlm_dsl.compile import compile_file
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.inputs import load_input
+from rlm_dsl.runtime.logs import LogIngestError
 from rlm_dsl.runtime.store import Store
 from tests.store.conftest import input_step
 
@@ -213,4 +217,51 @@ def test_missing_paths(store: Store, tmp_path: Path) -> None:
         load_input(store, input_step("text", name="logs"), None)
     assert str(caught.value) == (
         "input 'logs': no path given (pass --input logs=PATH or set path=)"
+    )
+
+
+LOG_LINES = [f"2026-01-01T00:00:0{i}Z web0{i % 2} app[7]: event {i}\n" for i in range(5)]
+
+
+def test_log_input_reads_gzip(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "app.log.gz"
+    path.write_bytes(gzip.compress("".join(LOG_LINES).encode()))
+    load_input(store, input_step("log"), str(path))
+    rows = [(r["id"], r["source"], r["line_no"], r["host"]) for r in store.rows("x")]
+    assert rows == [(i, str(path), i + 1, f"web0{i % 2}") for i in range(5)]
+
+
+def test_log_input_reads_a_directory(store: Store, write: Write, tmp_path: Path) -> None:
+    plain = write("logs/a.log", "".join(LOG_LINES[:2]))
+    packed = write("logs/old/b.log.1.gz", gzip.compress("".join(LOG_LINES[2:]).encode()))
+    write("logs/.hidden.log", "2026-01-01T00:00:09Z web09 app[7]: not ingested\n")
+    load_input(store, input_step("log"), str(tmp_path / "logs"))
+    rows = [(r["id"], r["source"], r["line_no"]) for r in store.rows("x")]
+    assert rows == [(0, plain, 1), (1, plain, 2), (2, packed, 1), (3, packed, 2), (4, packed, 3)]
+
+
+def test_log_input_with_dedup_over_gzip_in_a_recipe(tmp_path: Path) -> None:
+    lines = [f"2026-01-01T00:00:{i:02d}Z web01 app[7]: job {i} took {i} ms\n" for i in range(40)]
+    path = tmp_path / "jobs.log.gz"
+    path.write_bytes(gzip.compress("".join(lines).encode()))
+    recipe = tmp_path / "r.rlm"
+    recipe.write_text(
+        'recipe r "Count job templates."\ninput logs: log with dedup=true\n'
+        'reduce logs -> census by sql "SELECT count, source FROM {{ input }}"\noutput census\n'
+    )
+    result = execute(compile_file(recipe), RunOptions(lm="test", inputs={"logs": str(path)}))
+    assert [(r["count"], r["source"]) for r in result.outputs["census"]] == [(40, str(path))]
+
+
+def test_truncated_gzip_log_input_gets_the_log_stage_message(store: Store, tmp_path: Path) -> None:
+    data = gzip.compress("".join(LOG_LINES * 2000).encode())
+    broken = tmp_path / "cut.log.gz"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LogIngestError) as caught:
+        load_input(store, input_step("log"), str(broken))
+    readable = store.count("x")
+    assert 0 < readable < 10_000
+    assert str(caught.value) == (
+        f"log input 'x': 1 of 1 file(s) had errors ({readable} rows from the readable files were "
+        f"ingested):\n  {broken}: truncated gzip stream; ingested the {readable} readable record(s)"
     )

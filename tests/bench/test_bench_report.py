@@ -40,3 +40,15 @@ def test_json_and_plot_are_written(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r" / "q.json").read_text())["meta"]["lm"] == "test"
     if report.write_plot(tmp_path / "img" / "q.png", ROWS, "title"):
         assert (tmp_path / "img" / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_merge_keeps_other_tasks_and_joins_commands() -> None:
+    from bench.__main__ import merge
+
+    earlier = {"meta": META, "rows": [*ROWS, {**ROWS[0], "task": "logs"}]}
+    new = [{**ROWS[1], "task": "niah", "score": 1.0}]
+    rows, meta = merge(earlier, new, META | {"command": "python -m bench --tasks niah"},
+                       {"niah"})
+    assert [(r["task"], r["score"]) for r in rows] == [("logs", 1.0), ("niah", 1.0)]
+    assert meta["command"] == "python -m bench --quick && python -m bench --tasks niah"
+    assert meta["wall_s"] == 24.0

@@ -192,10 +192,13 @@ def _start_run(ctx: RunContext, options: RunOptions) -> None:
 
 
 def _finish_run(ctx: RunContext, status: str, summary: dict[str, Any]) -> None:
+    """Close the ``runs`` row; its ``summary`` also keeps the compiled plan (``plan``, the
+    :meth:`Plan.to_json` form) so ``rlm trace`` draws the real step graph."""
+    stored = {**summary, "plan": ctx.plan.to_json()}
     with ctx.store.write() as con:
         con.execute(
             "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE run_id = ?",
-            [status, datetime.now(UTC).isoformat(), to_json(summary), ctx.ledger.run_id],
+            [status, datetime.now(UTC).isoformat(), to_json(stored), ctx.ledger.run_id],
         )
 
 

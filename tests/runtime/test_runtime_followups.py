@@ -53,3 +53,30 @@ def test_sub_recipe_calls_carry_the_prefixed_step(spec, run_spec, tmp_path, quer
     inner = {n.label: n for n in rows[1].children}
     assert inner["map-n"].stats.calls == 1  # ticket 2: two lines, one chunk of lines(2)
     assert top["map-counts"].stats.calls == result.summary["calls"]
+
+
+def test_the_run_record_keeps_the_plan_and_the_trace_draws_its_edges(spec, run_spec, tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text("a ERROR x\nb ok\nc ERROR y\n")
+    path = spec('''
+        recipe fork "Two maps over the same chunks."
+        input items: lines
+        chunk items -> pieces by lines(1)
+        map pieces -> shout: str """
+          {{ chunk.text }}
+        """
+        map pieces -> whisper: str """
+          {{ chunk.text }}
+        """
+        output shout, whisper
+    ''')
+    db = tmp_path / "run.duckdb"
+    run_spec(path, inputs={"items": str(data)}, db=str(db))
+    trace = open_trace(str(db))
+    assert trace.run["summary"]["plan"]["recipe"] == "fork"
+    assert sorted(trace.edges) == [("chunk-pieces", "map-shout"), ("chunk-pieces", "map-whisper"),
+                                   ("input-items", "chunk-pieces")]
+    from rlm_dsl.runtime.report_html import plan_svg
+
+    svg = plan_svg(trace)
+    assert svg.count("<line ") == 3  # the fork, not the chain map-shout -> map-whisper

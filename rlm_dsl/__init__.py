@@ -7,11 +7,25 @@ Everything else is reachable by its full path (``rlm_dsl.compiler.*``, ``rlm_dsl
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+# LiteLLM fetches its price table from the network at import unless told to use its bundled copy.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from rlm_dsl.compile import compile_file, compile_text
 from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 
-__all__ = ["BudgetExhausted", "InputError", "LMError", "RlmError", "SpecError", "load"]
+__all__ = [
+    "BudgetExhausted",
+    "InputError",
+    "LMError",
+    "RlmError",
+    "SpecError",
+    "compile_file",
+    "compile_text",
+    "load",
+]
 
 
 def load(path: Any) -> Any:

@@ -86,6 +86,8 @@ class Store:
         file store, larger inputs are then evicted to the file instead of held in memory.
         """
         store = cls._connect(path)
+        # DuckDB's own progress bar would mix into `rlm run --json` output.
+        store.con.execute("SET enable_progress_bar = false")
         if memory_limit:
             store.con.execute("SET memory_limit = ?", [memory_limit])
         return store

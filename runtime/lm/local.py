@@ -10,6 +10,7 @@ for nothing). Models are loaded once per process per (path, n_ctx, n_threads).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Mapping
@@ -18,10 +19,10 @@ from typing import Any
 
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, Message, Request, Response, TextPart, Usage
-from rlm_dsl.runtime.lm.models import ensure_local_model
-from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm.models import ensure_local_model
+from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 
 DEFAULT_N_CTX = 8192
 DEFAULT_MAX_TOKENS = 1024
@@ -31,6 +32,16 @@ LOCAL_OPTIONS = frozenset(
 _FINISH = {"stop": "stop", "length": "length"}
 _LOADED: dict[tuple[str, int, int | None], tuple[Any, threading.Lock]] = {}
 _LOAD_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free every loaded model before interpreter teardown (llama.cpp's own ``__del__`` runs too
+    late then and prints a traceback)."""
+    with _LOAD_LOCK:
+        for llama, _lock in _LOADED.values():
+            llama.close()
+        _LOADED.clear()
 
 
 def load_llama(path: Path, n_ctx: int, n_threads: int | None = None) -> tuple[Any, threading.Lock]:

@@ -65,6 +65,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         budget = Budget(options.max_calls, options.max_tokens, options.max_usd)
         ledger = RunLedger.open(writer, new_run_id(), budget)
         lms, warnings = bind_lms(plan, options, ledger)
+        if hasattr(options.progress, "bind"):  # live spend against the caps (RunProgress)
+            options.progress.bind(budget)
         ctx = RunContext(plan=plan, store=store, writer=writer, ledger=ledger, lms=lms,
                          params=params, adapter=_adapter(), concurrency=options.concurrency,
                          retry_failed=options.retry_failed, progress=options.progress,

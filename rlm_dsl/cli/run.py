@@ -4,8 +4,11 @@ CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--in
 (repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
 params from ``--param k=v``; ``--lm`` overrides every LM binding. Outputs go to stdout (text, or
 one JSON object with ``--json``), then one summary line (calls, cache hits, tokens, cost, wall
-time, failures) to stderr. A Rich progress bar per step is shown only when stderr is a terminal
-and ``--quiet`` is off. A budget refusal exits 3 with the exact command to resume.
+time, failures) to stderr. Live progress (:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar
+per step with done / total, rate and ETA, and the spend against the budget) is shown only when
+stderr is a terminal and ``--quiet`` is off. ``--estimate`` forecasts the run first
+(:func:`~rlm_dsl.runtime.estimate.estimate_plan`) and ends with an "estimate vs actual" line. A
+budget refusal exits 3 with the exact command to resume.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rlm_dsl.api import load
 from rlm_dsl.cli.app import app, err, out
@@ -27,6 +29,7 @@ from rlm_dsl.cli.plan import parse_pairs
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.optimize import load_optimized
+from rlm_dsl.runtime.progress import RunProgress
 from rlm_dsl.runtime.runinfo import summary_line
 
 
@@ -45,6 +48,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     no_opt: Annotated[bool, typer.Option("--no-opt", help="Ignore <spec>.opt.json.")] = False,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Forecast calls and tokens first; compare with the run at the end.",
+    )] = False,
 ) -> None:
     """Run a recipe."""
     program = load(file)
@@ -58,14 +64,26 @@ def run(
         retry_failed=retry_failed,
     )
     options.command = _resume_command(file, inputs or [], params or [], options)
-    show = not quiet and err.is_terminal
-    with _progress(show) as progress:
+    forecast = _forecast(plan, options, quiet) if estimate else None
+    with _progress(not quiet and err.is_terminal) as progress:
         options.progress = progress
         result = execute(plan, options, program.step_modules)
     _print_outputs(result.outputs, result.summary, as_json)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)
     err.print(summary_line(result.summary), markup=False, highlight=False)
+    if forecast is not None:
+        err.print(forecast.versus(result.summary), markup=False, highlight=False)
+
+
+def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
+    """The run's cost forecast (shown as a table unless ``--quiet``)."""
+    from rlm_dsl.runtime.estimate import estimate_plan
+
+    forecast = estimate_plan(plan, options.inputs, options.params, options.lm)
+    if not quiet:
+        forecast.render(err)
+    return forecast
 
 
 def _inputs(values: list[str]) -> dict[str, list[str] | str]:
@@ -100,31 +118,14 @@ def _resume_command(file: Path, inputs: list[str], params: list[str], options: R
     return command
 
 
-class _Bars:
-    """The executor's progress callback drawing one Rich bar per step."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress, self.tasks = progress, {}
-
-    def __call__(self, step_id: str, advance: int, total: int | None) -> None:
-        task = self.tasks.get(step_id)
-        if task is None:
-            task = self.tasks[step_id] = self.progress.add_task(step_id, total=total)
-        if total is not None:
-            self.progress.update(task, total=total)
-        if advance:
-            self.progress.advance(task, advance)
-
-
 @contextmanager
-def _progress(show: bool) -> Iterator[_Bars | None]:
+def _progress(show: bool) -> Iterator[RunProgress | None]:
+    """Live bars and spend on a terminal (the executor binds the run's budget to them)."""
     if not show:
         yield None
         return
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=err, transient=True)
-    with progress:
-        yield _Bars(progress)
+    with RunProgress(err) as progress:
+        yield progress
 
 
 def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bool) -> None:

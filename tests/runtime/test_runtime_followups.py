@@ -80,3 +80,66 @@ def test_the_run_record_keeps_the_plan_and_the_trace_draws_its_edges(spec, run_s
 
     svg = plan_svg(trace)
     assert svg.count("<line ") == 3  # the fork, not the chain map-shout -> map-whisper
+
+
+FORK_LINES = "a ERROR x\nb ok\nc ERROR y\n"
+SHOUT = '''
+    recipe shout "Upper-case every line, then join."
+    input items: lines
+    chunk items -> pieces by lines(1)
+    map pieces -> loud: str """
+      UPPER
+      {{ chunk.text }}
+    """
+    reduce loud -> all: str by concat """
+      JOIN
+      {{ items | tojson }}
+    """
+    output all
+'''
+
+
+def test_a_run_off_a_terminal_prints_no_progress(spec, cli, tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text(FORK_LINES)
+    code, _, err = cli("run", spec(SHOUT), "--input", f"items={data}", "--lm", "test")
+    assert code == 0
+    assert len(err.splitlines()) == 1  # the summary line only: no bars, no spend line
+    assert err.startswith("calls: 4 · cache hits: 0 · tokens: ")
+
+
+def test_progress_shows_bars_and_spend_against_the_bound_budget(spec, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from rlm_dsl.compile import compile_file
+    from rlm_dsl.runtime.executor import RunOptions, execute
+    from rlm_dsl.runtime.progress import RunProgress
+
+    data = tmp_path / "d.txt"
+    data.write_text(FORK_LINES)
+    screen = io.StringIO()
+    progress = RunProgress(Console(file=screen, force_terminal=True, width=120), transient=False)
+    with progress:
+        execute(compile_file(spec(SHOUT)), RunOptions(
+            inputs={"items": str(data)}, lm="test", max_calls=50, progress=progress))
+    assert progress.budget is not None and progress.budget.calls == 4
+    text = screen.getvalue()
+    assert "map-loud" in text and "3/3" in text
+    assert "spend: 4 of 50 calls" in text
+
+
+def test_estimate_prints_the_versus_line_with_the_actual_numbers(spec, cli, tmp_path):
+    import json
+
+    data = tmp_path / "d.txt"
+    data.write_text(FORK_LINES)
+    code, out, err = cli("run", spec(SHOUT), "--input", f"items={data}", "--lm", "test",
+                         "--estimate", "--json", "--quiet")
+    assert code == 0
+    summary = json.loads(out)["summary"]
+    versus = err.splitlines()[-1]
+    assert versus.startswith("estimate vs actual: calls 4 estimated, 4 actual (+0%) · tokens ")
+    assert f"estimated, {summary['tokens']:,} actual" in versus
+    assert summary["calls"] == 4

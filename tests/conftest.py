@@ -1,4 +1,7 @@
-"""Shared pytest configuration: the ``--update-golden`` option and the ``golden`` fixture.
+"""Shared pytest configuration: ``--update-golden``, the ``golden`` fixture, local-model skips.
+
+Tests marked ``local_model`` need llama-cpp-python and the pulled model; without them they are
+skipped here, in one place, with the reason and the command that fixes it.
 
 Golden files (plan dumps, rendered diagnostics) live under ``tests/golden/``. A test compares its
 output with the file; a missing golden fails with a message, and ``pytest --update-golden``
@@ -7,6 +10,7 @@ rewrites the files from the current output instead of comparing.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +26,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="rewrite tests/golden/ files from the current output instead of comparing",
     )
+
+
+def _local_model_missing() -> str | None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "llama-cpp-python is not installed (pip install 'rlm-dsl[local]')"
+    from rlm_dsl.runtime.lm.models import model_status
+
+    if model_status() not in ("verified", "unverified"):
+        return "the local model is not downloaded (rlm models pull)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked = [item for item in items if item.get_closest_marker("local_model")]
+    reason = _local_model_missing() if marked else None
+    for item in marked if reason else ():
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture

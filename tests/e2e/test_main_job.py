@@ -7,26 +7,15 @@ llama-cpp-python or the pulled model is missing. Two LM calls: well under a minu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import duckdb
 import pytest
 
 from rlm_dsl.cli.main import main
-from rlm_dsl.runtime.lm.models import model_status
-
-
-def _skip_reason() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install 'rlm-dsl[local]')"
-    if model_status() not in ("verified", "unverified"):
-        return "the local model is not downloaded (rlm models pull)"
-    return None
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 def test_triage_names_the_connection_pool_error(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RLM_LM", raising=False)  # the recipe's default: the local model
     db = tmp_path / "run.duckdb"

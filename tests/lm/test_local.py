@@ -13,24 +13,16 @@ import threading
 import dspy
 import pytest
 from dspy.lm15 import Config, ContextLengthError, Message, Request
-from rlm_dsl.runtime.lm import resolve_lm
-from rlm_dsl.runtime.lm.adapter import RobustAdapter, predict_with_retry
-from rlm_dsl.runtime.lm.models import model_status
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm import resolve_lm
+from rlm_dsl.runtime.lm.adapter import RobustAdapter, predict_with_retry
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
 
-def _skip_reason() -> str | None:
-    if not HAVE_LLAMA:
-        return "llama-cpp-python is not installed (pip install 'rlm-dsl[local]')"
-    if model_status() != "verified" and model_status() != "unverified":
-        return "the local model is not downloaded (rlm models pull)"
-    return None
 
 
-needs_model = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 
 
 def _request(text: str, **config: object) -> Request:
@@ -72,7 +64,6 @@ def test_corrupted_gguf(tmp_path):
 
 
 @pytest.mark.local_model
-@needs_model
 def test_predict_through_dspy_gets_a_parsed_answer():
     resolved = resolve_lm("local")
     assert (resolved.context_window, resolved.max_concurrency, resolved.price) == (8192, 1, (0, 0))
@@ -86,7 +77,6 @@ def test_predict_through_dspy_gets_a_parsed_answer():
 
 
 @pytest.mark.local_model
-@needs_model
 def test_engine_reports_usage_tokens_and_truncation():
     resolved = resolve_lm("local")
     text = "Write the word hello."
@@ -99,7 +89,6 @@ def test_engine_reports_usage_tokens_and_truncation():
 
 
 @pytest.mark.local_model
-@needs_model
 def test_window_setting_and_overflow():
     resolved = resolve_lm("local", {"n_ctx": 512})
     assert resolved.context_window == 512
@@ -108,7 +97,6 @@ def test_window_setting_and_overflow():
 
 
 @pytest.mark.local_model
-@needs_model
 def test_concurrent_calls_are_serialised():
     engine = resolve_lm("local").engine
     answers: dict[int, str] = {}
@@ -138,7 +126,6 @@ Nov 24 10:00:06 web02 cron[1403]: (root) CMD (/usr/local/bin/rotate-logs)
 
 
 @pytest.mark.local_model
-@needs_model
 def test_real_model_names_the_distinctive_error():
     lm = resolve_lm("local").make_lm()
     with dspy.context(lm=lm, adapter=RobustAdapter()):

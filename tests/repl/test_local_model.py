@@ -7,8 +7,6 @@ the reason, when llama-cpp-python or the pinned GGUF is missing.
 
 from __future__ import annotations
 
-import importlib.util
-
 import dspy
 import pytest
 
@@ -18,18 +16,7 @@ from rlm_dsl.runtime.repl.module import ReplError, RlmStep
 from .conftest import rlm_step
 
 
-def _skip_reason() -> str | None:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return "llama-cpp-python is not installed (pip install 'rlm-dsl[local]')"
-    from rlm_dsl.runtime.lm.models import model_status
-
-    if model_status() not in ("verified", "unverified"):
-        return "the local model is not downloaded (rlm models pull)"
-    return None
-
-
 @pytest.mark.local_model
-@pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
 def test_local_model_runs_a_tiny_rlm_step(store):
     from rlm_dsl.runtime.lm import resolve_lm
     from rlm_dsl.runtime.lm.adapter import RobustAdapter

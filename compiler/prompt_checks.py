@@ -63,10 +63,12 @@ def check_prompts(ctx: Context) -> Iterator[Diagnostic]:
     for stmt in ctx.flows():
         for prompt, provided, rows in _templates(ctx, stmt):
             variables = {**{p: "param" for p in params}, **{v: "step" for v in provided}}
-            columns = None
+            columns, hints = None, None
             if "chunk" in provided and rows.value in ctx.scope.bindings:
-                columns = _row_columns(ctx, ctx.scope.resolve(rows.value, stmt))
-            yield from check_template(prompt, lines, variables, columns)
+                source = ctx.scope.resolve(rows.value, stmt)
+                columns = _row_columns(ctx, source)
+                hints = ctx.scope.column_hints(source) if source else None
+            yield from check_template(prompt, lines, variables, columns, hints)
 
 
 def check_param_names(ctx: Context) -> Iterator[Diagnostic]:

@@ -19,6 +19,7 @@ from rlm_dsl.compiler.types import Field as TypeField
 LINE_COLUMNS = ("id", "source", "line_no", "byte_offset", "text")
 LOG_COLUMNS = ("id", "source", "line_no", "end_line_no", "byte_offset", "ts", "level", "host",
                "process", "pid", "component", "message", "text", "format", "parse_error")
+DEDUP_COLUMNS = ("template", "count", "last_ts")  # log inputs with dedup=true only
 CHUNK_COLUMNS = ("id", "source", "first_line", "last_line", "start_byte", "end_byte", "n_rows",
                  "n_tokens", "key", "text")
 INPUT_COLUMNS: dict[str, tuple[str, ...] | None] = {
@@ -70,6 +71,8 @@ class Scope:
         """Columns of the table ``binder`` writes; None when they depend on the data."""
         origin = self.definition(binder)
         match origin:
+            case ast.InputDecl(kind=ast.Name("log")) if _dedup(origin):
+                return LOG_COLUMNS + DEDUP_COLUMNS
             case ast.InputDecl(kind=kind):
                 return INPUT_COLUMNS.get(kind.value)
             case ast.ChunkStmt():
@@ -79,6 +82,15 @@ class Scope:
             case ast.MapStmt() | ast.ReduceStmt() | ast.RlmStmt():
                 return ("id", origin.target.value)
         return None
+
+    def column_hints(self, binder: Binder) -> dict[str, str]:
+        """Hints for columns the rows of ``binder`` lack but another option would give."""
+        origin = self.definition(binder)
+        if isinstance(origin, ast.InputDecl) and origin.kind.value == "log" and not _dedup(origin):
+            name = origin.name.value
+            return {column: f"only deduplicated logs have '{column}': declare "
+                            f"input {name}: log with dedup=true" for column in DEDUP_COLUMNS}
+        return {}
 
     def value_type(self, binder: Binder, seen: frozenset[int] = frozenset()) -> Type | None:
         """The type of the value column of a map/reduce/rlm table (None for row tables)."""
@@ -113,6 +125,10 @@ class Scope:
         inner = item.item if isinstance(item, Optional) else item
         found = inner.field(stmt.field.value) if isinstance(inner, Record) else None
         return found.type if found else None
+
+
+def _dedup(decl: ast.InputDecl) -> bool:
+    return any(kw.name.value == "dedup" and kw.value.value is True for kw in decl.options)
 
 
 def build_scope(spec: ast.Spec) -> tuple[Scope, list[Diagnostic]]:

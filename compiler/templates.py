@@ -42,11 +42,13 @@ def check_template(
     lines: Sequence[str],
     variables: Mapping[str, object],
     chunk_columns: Mapping[str, Type | None] | None = None,
+    column_hints: Mapping[str, str] | None = None,
 ) -> list[Diagnostic]:
     """Diagnostics for ``prompt``, a template inside the spec whose lines are ``lines``.
 
     ``variables`` are the names it may use; ``chunk_columns`` (column -> type, None if untyped)
-    enables the ``chunk.<column>`` check when the rows' columns are known.
+    enables the ``chunk.<column>`` check when the rows' columns are known; ``column_hints`` gives
+    the hint for a missing column that another option would provide.
     """
     try:
         tree = environment().parse(prompt.text)
@@ -65,7 +67,7 @@ def check_template(
     diags = [_unknown(prompt, lines, tree, name, variables)
              for name in sorted(undeclared) if name not in variables]
     if chunk_columns is not None and "chunk" in variables:
-        diags.extend(_chunk_attributes(prompt, lines, tree, chunk_columns))
+        diags.extend(_chunk_attributes(prompt, lines, tree, chunk_columns, column_hints or {}))
     return diags
 
 
@@ -99,13 +101,14 @@ def _unknown_filters(
 
 
 def _chunk_attributes(prompt: Prompt, lines: Sequence[str], tree: nodes.Template,
-                      columns: Mapping[str, Type | None]) -> Iterator[Diagnostic]:
+                      columns: Mapping[str, Type | None],
+                      hints: Mapping[str, str]) -> Iterator[Diagnostic]:
     for node in tree.find_all(nodes.Getattr):
         if isinstance(node.node, nodes.Name) and node.node.name == "chunk":
             if node.attr not in columns:
                 span = _word_span(prompt, lines, node.lineno, node.attr)
                 yield Diagnostic(span, f"the rows have no column '{node.attr}'",
-                                 did_you_mean(node.attr, columns)
+                                 hints.get(node.attr) or did_you_mean(node.attr, columns)
                                  or f"columns: {', '.join(columns)}")
         elif _is_chunk_column(node.node):
             yield from _record_field(prompt, lines, node, columns)

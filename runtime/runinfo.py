@@ -34,6 +34,7 @@ class RunOptions:
     inputs: dict[str, list[str] | str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     lm: str | None = None
+    lm_options: dict[str, Any] = field(default_factory=dict)  # for ``lm`` (api_base, …)
     db: str | None = None
     concurrency: int = 8
     max_calls: int | None = None
@@ -149,7 +150,10 @@ def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
     for name in sorted(names, key=lambda n: n or ""):
         binding = bindings.get(name) if name else None
         model = options.lm or _model_of(binding)
-        lm_options = dict(binding.options) if binding and not options.lm else {}
+        if options.lm:
+            lm_options = dict(options.lm_options)
+        else:
+            lm_options = dict(binding.options) if binding else {}
         key = f"{model}|{sorted(lm_options.items())}"
         if key not in by_model:
             by_model[key] = _bind(model, lm_options, options, ledger, warnings)

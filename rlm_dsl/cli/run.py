@@ -2,7 +2,9 @@
 
 CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--input name=path``
 (repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
-params from ``--param k=v``; ``--lm`` overrides every LM binding. Outputs go to stdout (text, or
+params from ``--param k=v``; ``--lm`` overrides every LM binding, with ``--api-base URL`` and
+``--api-key-env VAR`` as its options (an OpenAI-compatible server: ``--lm openai/<name>``);
+``--pull`` fetches the pinned local model first when it is missing. Outputs go to stdout (text, or
 one JSON object with ``--json``), then one summary line (calls, cache hits, tokens, cost, wall
 time, failures) to stderr. Live progress (:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar
 per step with done / total, rate and ETA, and the spend against the budget) is shown only when
@@ -48,6 +50,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     no_opt: Annotated[bool, typer.Option("--no-opt", help="Ignore <spec>.opt.json.")] = False,
+    api_base: Annotated[str | None, typer.Option(
+        "--api-base", help="Server URL for the --lm model (OpenAI-compatible).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        "--api-key-env", help="Environment variable holding the --lm model's API key.")] = None,
+    pull: Annotated[bool, typer.Option(
+        "--pull", help="Download the local model first if it is missing.")] = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Forecast calls and tokens first; compare with the run at the end.",
     )] = False,
@@ -58,8 +66,10 @@ def run(
     note = load_optimized(program, file, no_opt)
     if note:
         err.print(note, markup=False, highlight=False)
+    lm_options = _lm_options(lm, api_base, api_key_env, pull)
     options = RunOptions(
-        inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm, db=db,
+        inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm,
+        lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
         retry_failed=retry_failed,
     )
@@ -86,6 +96,22 @@ def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     return forecast
 
 
+def _lm_options(lm: str | None, api_base: str | None, api_key_env: str | None,
+                pull: bool) -> dict[str, str]:
+    """The ``--lm`` model's options from the command line (``--pull`` runs here)."""
+    given = {k: v for k, v in (("api_base", api_base), ("api_key_env", api_key_env)) if v}
+    if given and not lm:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise SpecError(f"{flag} sets an option of the --lm model: pass --lm too")
+    if pull:
+        if lm not in (None, "local"):
+            raise SpecError(f"--pull fetches the local model; --lm {lm} is not 'local'")
+        from rlm_dsl.runtime.lm.models import ensure_local_model
+
+        ensure_local_model(pull=True)
+    return given
+
+
 def _inputs(values: list[str]) -> dict[str, list[str] | str]:
     found: dict[str, list[str]] = {}
     for value in values:
@@ -105,6 +131,8 @@ def _resume_command(file: Path, inputs: list[str], params: list[str], options: R
             argv += ["--param", value]
         if options.lm:
             argv += ["--lm", options.lm]
+        for key, value in options.lm_options.items():
+            argv += ["--" + key.replace("_", "-"), str(value)]
         argv += ["--db", str(options.db)]
         if options.concurrency != 8:
             argv += ["--concurrency", str(options.concurrency)]

@@ -3,6 +3,8 @@ LM options on the command line, incremental log runs and the structured test LM.
 
 from __future__ import annotations
 
+import json
+
 from rlm_dsl.runtime.trace import open_trace
 
 COUNTER = '''
@@ -143,3 +145,51 @@ def test_estimate_prints_the_versus_line_with_the_actual_numbers(spec, cli, tmp_
     assert versus.startswith("estimate vs actual: calls 4 estimated, 4 actual (+0%) · tokens ")
     assert f"estimated, {summary['tokens']:,} actual" in versus
     assert summary["calls"] == 4
+
+
+def test_api_base_and_key_env_reach_the_lm_server(spec, cli, tmp_path, loopback, monkeypatch):
+    server = loopback(lambda messages: "[[ ## loud ## ]]\nSHOUTED\n\n[[ ## completed ## ]]")
+    monkeypatch.setenv("LOOPBACK_KEY", "sk-loop-123")
+    data = tmp_path / "d.txt"
+    data.write_text("a\nb\n")
+    path = spec('''
+        recipe shout "Upper-case every line."
+        input items: lines
+        chunk items -> pieces by lines(1)
+        map pieces -> loud: str """
+          UPPER
+          {{ chunk.text }}
+        """
+        output loud
+    ''')
+    code, out, err = cli("run", path, "--input", f"items={data}", "--lm", "openai/loopback",
+                         "--api-base", server.url, "--api-key-env", "LOOPBACK_KEY", "--json")
+    assert code == 0, err
+    assert json.loads(out)["outputs"]["loud"] == ["SHOUTED", "SHOUTED"]
+    assert [r["model"] for r in server.requests] == ["loopback", "loopback"]
+    assert server.keys == ["Bearer sk-loop-123"] * 2
+    assert "a" in server.requests[0]["messages"][-1]["content"]
+
+
+def test_lm_options_need_lm_and_pull_needs_the_local_model(spec, cli, tmp_path):
+    path = spec(SHOUT)
+    code, _, err = cli("run", path, "--api-base", "http://127.0.0.1:9/v1")
+    assert (code, err.strip()) == (1, "--api-base sets an option of the --lm model: "
+                                      "pass --lm too")
+    code, _, err = cli("run", path, "--lm", "test", "--pull")
+    assert (code, err.strip()) == (1, "--pull fetches the local model; --lm test is not "
+                                      "'local'")
+
+
+def test_pull_fetches_the_local_model_before_the_run(spec, cli, monkeypatch):
+    from rlm_dsl.errors import LMError
+
+    asked = []
+
+    def ensure(pull: bool = False) -> None:
+        asked.append(pull)
+        raise LMError("no network here")
+
+    monkeypatch.setattr("rlm_dsl.runtime.lm.models.ensure_local_model", ensure)
+    code, _, err = cli("run", spec(SHOUT), "--lm", "local", "--pull")
+    assert (code, err.strip(), asked) == (4, "no network here", [True])

@@ -8,7 +8,9 @@ our instructions, our :class:`~rlm_dsl.runtime.repl.sandbox.SandboxInterpreter`,
 sub-LM one level deeper, up to the step's ``depth``; every depth draws on one call budget
 (``max_llm_calls``). Each REPL iteration and each sub-call becomes a row of ``rlm_iterations``:
 a row's id is ``<parent_call_id or "root">.<iteration>``, so the recursion tree is the prefix
-tree of those ids, and LM calls made for a row carry its id as ``parent_id`` in ``lm_calls``.
+tree of those ids. In ``lm_calls``, a root or child RLM's own calls carry its invocation's
+``parent_call_id`` as ``parent_id`` (NULL at the root), and a sub-call's LM call carries that
+sub-call row's id.
 """
 
 from __future__ import annotations

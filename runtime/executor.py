@@ -36,6 +36,7 @@ from rlm_dsl.runtime.runinfo import (
 )
 from rlm_dsl.runtime.steps.context import RunContext, to_json, where
 from rlm_dsl.runtime.steps.dispatch import run_step
+from rlm_dsl.runtime.steps.incremental import clear_results
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
 from rlm_dsl.runtime.store import Store
 from rlm_dsl.runtime.writer import Writer
@@ -69,7 +70,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             options.progress.bind(budget)
         ctx = RunContext(plan=plan, store=store, writer=writer, ledger=ledger, lms=lms,
                          params=params, adapter=_adapter(), concurrency=options.concurrency,
-                         retry_failed=options.retry_failed, progress=options.progress,
+                         retry_failed=options.retry_failed, incremental=options.incremental,
+                         progress=options.progress,
                          inputs=dict(options.inputs))
         _start_run(ctx, options)
         status = "failed"
@@ -97,6 +99,8 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
         key = walk.ctx.key(step)
         if _skippable(walk, plan, step, key):
             continue
+        if walk.ctx.incremental:
+            clear_results(walk.ctx, step)
         walk.ctx.tick(step, 0, None)
         began = datetime.now(UTC)
         try:
@@ -122,12 +126,15 @@ def walk_plan_factory(walk: _Walk) -> Any:
     """How a recipe map runs a sub-plan with another context (keeps dispatch free of _Walk)."""
 
     def run(ctx: RunContext, plan: Plan) -> None:
-        walk_plan(_Walk(ctx, walk.modules, done_before=walk.done_before), plan)
+        done = set() if ctx.incremental else walk.done_before  # rows' texts may have changed
+        walk_plan(_Walk(ctx, walk.modules, done_before=done), plan)
 
     return run
 
 
 def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
+    if walk.ctx.incremental and step.kind == "input":
+        return False  # its files may have grown
     if key not in walk.done_before:
         return False
     if any(parent.id in walk.ran for parent in plan.parents(step.id)):

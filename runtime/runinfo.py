@@ -41,6 +41,7 @@ class RunOptions:
     max_tokens: int | None = None
     max_usd: float | None = None
     retry_failed: bool = False
+    incremental: bool = False  # re-read inputs (logs: only new lines), recompute via the cache
     progress: Progress | None = None
     command: Callable[[dict[str, str]], str] | None = None  # resume command for budget messages
 

@@ -4,13 +4,15 @@ CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--in
 (repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
 params from ``--param k=v``; ``--lm`` overrides every LM binding, with ``--api-base URL`` and
 ``--api-key-env VAR`` as its options (an OpenAI-compatible server: ``--lm openai/<name>``);
-``--pull`` fetches the pinned local model first when it is missing. Outputs go to stdout (text, or
-one JSON object with ``--json``), then one summary line (calls, cache hits, tokens, cost, wall
-time, failures) to stderr. Live progress (:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar
-per step with done / total, rate and ETA, and the spend against the budget) is shown only when
-stderr is a terminal and ``--quiet`` is off. ``--estimate`` forecasts the run first
-(:func:`~rlm_dsl.runtime.estimate.estimate_plan`) and ends with an "estimate vs actual" line. A
-budget refusal exits 3 with the exact command to resume.
+``--pull`` fetches the pinned local model first when it is missing. ``--incremental`` (same
+``--db``) reads only what log inputs gained and recomputes downstream through the LM cache.
+Outputs go to stdout (text, or one JSON object with ``--json``), then one summary line (calls,
+cache hits, tokens, cost, wall time, failures) to stderr. Live progress
+(:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar per step with done / total, rate and
+ETA, and the spend against the budget) is shown only when stderr is a terminal and ``--quiet``
+is off. ``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimate.estimate_plan`)
+and ends with an "estimate vs actual" line. A budget refusal exits 3 with the exact command to
+resume.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def run(
         "--api-key-env", help="Environment variable holding the --lm model's API key.")] = None,
     pull: Annotated[bool, typer.Option(
         "--pull", help="Download the local model first if it is missing.")] = False,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental", help="With the same --db: read only new log lines, recompute the rest "
+        "from the cache.")] = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Forecast calls and tokens first; compare with the run at the end.",
     )] = False,
@@ -71,7 +76,7 @@ def run(
         inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm,
         lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
-        retry_failed=retry_failed,
+        retry_failed=retry_failed, incremental=incremental,
     )
     options.command = _resume_command(file, inputs or [], params or [], options)
     forecast = _forecast(plan, options, quiet) if estimate else None

@@ -59,6 +59,7 @@ class RunContext:
     adapter: Any
     concurrency: int = 8
     retry_failed: bool = False
+    incremental: bool = False  # see rlm_dsl.runtime.steps.incremental
     progress: Progress | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # input name → paths (command line)
     prefix: str = ""  # table prefix of a `use`d sub-recipe run

@@ -79,6 +79,12 @@ def _input(ctx: RunContext, step: Step) -> int:
         from rlm_dsl.runtime.steps.recipe import row_input
 
         return row_input(ctx, step, ctx.row)
+    if ctx.incremental and step.strategy == "log":
+        from rlm_dsl.runtime.steps.incremental import append_log
+
+        appended = append_log(ctx, step)
+        if appended is not None:
+            return appended
     from rlm_dsl.runtime.inputs import load_input
 
     load_input(ctx.store, step, ctx.inputs.get(step.name))

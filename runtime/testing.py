@@ -21,6 +21,12 @@ anything else      the first data line (``str``), 0, False or [] by output type;
                    output is the first label that is a word of that line (else the first
                    label); a record output is built from the first line (see :func:`record`).
 
+Structured outputs always parse: an enum value is one of its labels (the first one named by the
+answer, else the first); a record (and each record of a list of records) is built field by field
+from the first line by its JSON schema (see :func:`shaped`); a list of records holds one record
+per item of the list answer (``FIND`` hits, ``MERGE`` d records kept as they are; else one from
+the first line). Lists of labels keep the list answer's valid labels.
+
 The test LM's tokenizer is one token per four characters (``ceil(chars / 4)``), so windows and
 token counts are exact and cheap. An output field named ``reasoning`` (ChainOfThought) gets a
 fixed sentence. Options:
@@ -133,8 +139,8 @@ def answer(system: str, user: str) -> str:
         schema = _schema(system, name)
         if name == "reasoning":
             value = "Computed by the test LM."
-        elif "properties" in schema:
-            value = json.dumps(record(schema, prompt.splitlines()[0] if prompt else ""))
+        elif _structured(schema):
+            value = json.dumps(structured(schema, prompt))
         else:
             value = compute(prompt, kind)
         parts.append(f"[[ ## {name} ## ]]\n{value}")
@@ -150,22 +156,56 @@ def _schema(system: str, name: str) -> dict[str, Any]:
         return {}
 
 
+def _resolve(spec: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with a ``$ref`` followed and an optional (``anyOf`` with null) unwrapped."""
+    spec = defs.get(spec.get("$ref", "").rpartition("/")[2], spec)
+    options = [o for o in spec.get("anyOf", []) if o.get("type") != "null"]
+    return _resolve(options[0], defs) if options else spec
+
+
+def _structured(schema: dict[str, Any]) -> bool:
+    """Whether an output needs a schema-shaped answer: a record, or a list of records/labels."""
+    defs = schema.get("$defs", {})
+    items = _resolve(schema.get("items", {}), defs) if schema.get("type") == "array" else {}
+    return "properties" in schema or "properties" in items or "enum" in items
+
+
+def structured(schema: dict[str, Any], prompt: str) -> Any:
+    """The answer to ``prompt`` for a record or list-of-records/labels output ``schema``."""
+    defs = schema.get("$defs", {})
+    lines = prompt.splitlines()
+    if schema.get("type") != "array":
+        return record(schema, lines[0] if lines else "")
+    items = _resolve(schema.get("items", {}), defs)
+    found = json.loads(compute(prompt, "list[str]"))
+    if "enum" in items:
+        return [v for v in (str(x) for x in found) if v in items["enum"]]
+    return [x if isinstance(x, dict) else shaped(items, defs, str(x)) for x in found]
+
+
 def record(schema: dict[str, Any], line: str) -> dict[str, Any]:
-    """A record from one line: str fields get the line, enums the first of their values found in
-    it (else the first value), numbers the count of its words, booleans whether it is non-empty."""
-    out: dict[str, Any] = {}
-    for field, spec in schema["properties"].items():
-        spec = schema.get("$defs", {}).get(spec.get("$ref", "").rpartition("/")[2], spec)
-        if "enum" in spec:
-            words = re.findall(r"\w+", line)
-            out[field] = next((v for v in spec["enum"] if v in words), spec["enum"][0])
-        elif spec.get("type") in ("integer", "number"):
-            out[field] = len(line.split())
-        elif spec.get("type") == "boolean":
-            out[field] = bool(line.strip())
-        else:
-            out[field] = line
-    return out
+    """A record from one line, field by field as :func:`shaped` builds values."""
+    return shaped(schema, schema.get("$defs", {}), line)
+
+
+def shaped(spec: dict[str, Any], defs: dict[str, Any], line: str) -> Any:
+    """A value valid for JSON schema ``spec`` from one line: strings get the line, enums the
+    first of their values that is a word of it (else the first value), numbers the count of its
+    words, booleans whether it is non-empty, lists one such item, records each field."""
+    spec = _resolve(spec, defs)
+    kind = spec.get("type")
+    if "enum" in spec:
+        words = re.findall(r"\w+", line)
+        return next((v for v in spec["enum"] if v in words), spec["enum"][0])
+    if "properties" in spec:
+        return {field: shaped(s, defs, line) for field, s in spec["properties"].items()}
+    if kind == "array":
+        return [shaped(spec.get("items", {}), defs, line)]
+    if kind in ("integer", "number"):
+        return len(line.split())
+    if kind == "boolean":
+        return bool(line.strip())
+    return line
 
 
 def compute(prompt: str, kind: str) -> str:

@@ -250,3 +250,39 @@ def test_without_incremental_a_finished_run_is_not_read_again(spec, cli, tmp_pat
         handle.write(_log_lines(5, 3))
     code, out, _ = cli(*args)
     assert (code, len(json.loads(out)["outputs"]["note"])) == (0, 5)
+
+
+def test_the_test_lm_answers_structured_outputs_validly(spec, run_spec, tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_text("disk ERROR high on db-1 label=high\nall fine label=low\n")
+    path = spec('''
+        recipe shapes "Records, lists of records and enums from the test LM."
+        type Sev = low | high
+        type Item { what: str, tags: list[str], sev: Sev, due: str?, n: int }
+        input items: lines
+        chunk items -> pieces by lines(1)
+        map pieces -> found: list[Item] """
+          FIND "ERROR"
+          {{ chunk.text }}
+        """
+        map pieces -> info: Item """
+          {{ chunk.text }}
+        """
+        map pieces -> sev: Sev """
+          {{ chunk.text }}
+        """
+        map pieces -> labels: list[Sev] """
+          LABELS
+          {{ chunk.text }}
+        """
+        output found, info, sev, labels
+    ''')
+    result = run_spec(path, inputs={"items": str(data)})
+    line = "disk ERROR high on db-1 label=high"
+    item = {"what": line, "tags": [line], "sev": "high", "due": line, "n": 6}
+    assert result.outputs["found"] == [[item], []]
+    assert result.outputs["info"][0] == item
+    assert result.outputs["info"][1]["sev"] == "low"
+    assert result.outputs["sev"] == ["high", "low"]
+    assert result.outputs["labels"] == [["high"], ["low"]]
+    assert (result.summary["failures"], result.summary["calls"]) == (0, 8)

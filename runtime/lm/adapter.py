@@ -17,9 +17,9 @@ from typing import Any
 import dspy
 from dspy.adapters.utils import apply_output_field_defaults
 from dspy.utils.exceptions import AdapterParseError
-from rlm_dsl.runtime.lm.lenient import lenient_fields
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm.lenient import lenient_fields
 
 _FEEDBACK: contextvars.ContextVar[str | None] = contextvars.ContextVar("rlm_parse_feedback",
                                                                       default=None)

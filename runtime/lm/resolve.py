@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dspy
-from rlm_dsl.runtime.tokens import TokenCounter, get_counter
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.tokens import TokenCounter, get_counter
 
 # LiteLLM fetches its price table from GitHub when imported unless told not to; the run must
 # never touch the network by itself (DESIGN §3), and the bundled table is what we price with.

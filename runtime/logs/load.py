@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+
 from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
 from rlm_dsl.runtime.logs.parse import (
     MAX_LINE_BYTES,

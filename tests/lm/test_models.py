@@ -14,11 +14,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from rlm_dsl.runtime.lm import models
-from rlm_dsl.runtime.lm.models import ModelSpec, ensure_local_model, model_status, pull_model
 
 from rlm_dsl.cli.main import main
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm import models
+from rlm_dsl.runtime.lm.models import ModelSpec, ensure_local_model, model_status, pull_model
 
 PARTS = [bytes([n]) * 1000 + b"part%d" % n for n in range(1, 4)]
 BLOB = b"".join(PARTS)

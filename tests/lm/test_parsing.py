@@ -13,6 +13,7 @@ import dspy
 import pydantic
 import pytest
 from dspy.utils.exceptions import AdapterParseError
+
 from rlm_dsl.runtime.lm.adapter import OutputParseError, RobustAdapter, predict_with_retry
 from rlm_dsl.runtime.lm.lenient import coerce, normalize_choice
 from rlm_dsl.runtime.lm.resolve import ResolvedLM

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dspy
 import pytest
-from rlm_dsl.runtime.lm import ResolvedLM, default_model_id, register_backend, resolve_lm
-from rlm_dsl.runtime.lm.resolve import probe_api_base
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm import ResolvedLM, default_model_id, register_backend, resolve_lm
+from rlm_dsl.runtime.lm.resolve import probe_api_base
 
 
 def _shout_answer(messages: list[dict]) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from rlm_dsl.runtime.store import Store
 
 

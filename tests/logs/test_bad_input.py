@@ -6,9 +6,9 @@ import gzip
 from pathlib import Path
 
 import pytest
-from rlm_dsl.runtime.logs import LogIngestError, load_log
 
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.logs import LogIngestError, load_log
 
 SYSLOG = "".join(f"Mar  3 10:00:{i:02d} web01 app[7]: event {i}\n" for i in range(40))
 JSONL = '{"ts": "2026-03-14T09:00:00Z", "level": "info", "msg": "ready"}\n'

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+
 from rlm_dsl.runtime.logs import load_log, template_sql
 
 

@@ -7,6 +7,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+
 from rlm_dsl.runtime.logs import load_log
 
 YEAR = dt.date.today().year

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from rlm_dsl.runtime.logs import LogIngestError, append_new, load_log
 
 

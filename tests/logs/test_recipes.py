@@ -7,9 +7,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from rlm_dsl.runtime.executor import RunOptions, execute
 
 from rlm_dsl.compile import compile_file
+from rlm_dsl.runtime.executor import RunOptions, execute
 
 ROOT = Path(__file__).resolve().parents[2]
 

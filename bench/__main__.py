@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, meta = merge(earlier, rows, meta, set(args.tasks))
     report.write_json(args.out, rows, meta)
     report.write_markdown(args.docs / "benchmarks_quality.md", rows, meta)
-    if not report.write_plot(args.docs / "img" / "quality.png", rows, f"{command} ({args.lm})"):
+    if not report.write_plot(args.docs / "img" / "quality.png", rows, meta["command"]):
         print("matplotlib is not installed: no plot written (pip install matplotlib)")
     print(report.markdown_table(rows))
     print(json.dumps({"results": str(args.out), "wall_s": meta["wall_s"]}))

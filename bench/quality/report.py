@@ -10,6 +10,7 @@ tokens, a line per method (matplotlib, Agg back end).
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -92,10 +93,12 @@ def write_plot(path: Path, rows: list[dict], title: str) -> bool:
             if points:
                 ax.plot(*zip(*points, strict=True), label=method, **STYLE[method])
         ax.set(title=task, xscale="log", xlabel="input tokens", ylim=(-0.05, 1.05))
+        ticks = sorted({r["tokens"] for r in summary if r["task"] == task})
+        ax.set_xticks(ticks, [f"{t / 1000:.0f}K" if t >= 1000 else str(t) for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0][0].set_ylabel("score")
     axes[0][0].legend(fontsize="small")
-    fig.suptitle(title, fontsize="small")
+    fig.suptitle(textwrap.fill(title, 45 * len(tasks)), fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import dspy
 import llama_cpp
+
 from rlm_dsl.runtime.lm import resolve_lm
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 

@@ -6,17 +6,23 @@ with the deterministic test LM's text for the prompt it received; it serves a bo
 requests and stops itself. A spec maps 400 one-line chunks through an ``openai/…`` model with
 ``api_base`` pointing at it — the real path: DSPy → our call gate → LiteLLM → HTTP — at
 ``--concurrency 32``. Ideal wall time is 400 / 32 * 0.1 s = 1.25 s; the target is <= 1.25 * ideal
-for the map step. Prints a table and saves ``bench/results/bench_concurrency.json``.
+for the map step. The server runs in its own process so that its work does not share our GIL, and
+the same run measures a baseline: 400 bare ``litellm.completion`` calls from 32 threads, which is
+the floor any LiteLLM-based runtime can reach on this machine. Prints a table and saves
+``bench/results/bench_concurrency.json``.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import tempfile
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,7 +35,7 @@ RESULTS = Path(__file__).parent / "results" / "bench_concurrency.json"
 CHUNKS, CONCURRENCY, DELAY_S = 400, 32, 0.1
 IDEAL_S = CHUNKS / CONCURRENCY * DELAY_S
 TARGET_S = 1.25 * IDEAL_S
-MAX_REQUESTS = 3 * CHUNKS  # the server stops itself after this many
+MAX_REQUESTS = 4 * CHUNKS  # the server stops itself after this many
 SPEC = '''recipe fanout "Count marked lines remotely."
 lm remote = "openai/bench-model" with api_base="{base}", api_key_env="RLM_BENCH_KEY"
 input items: lines
@@ -77,8 +83,51 @@ class _Handler(BaseHTTPRequestHandler):
         if last:
             threading.Thread(target=self.server.shutdown, daemon=True).start()
 
+    def do_GET(self) -> None:
+        """``/stats``: requests served and the peak in flight."""
+        payload = json.dumps({"served": _Handler.served, "peak": _Handler.peak}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def log_message(self, *args: object) -> None:
         """Quiet."""
+
+
+def _serve(ports: multiprocessing.Queue) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.daemon_threads = True
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+def _start_server() -> tuple[multiprocessing.Process, str]:
+    context = multiprocessing.get_context("fork")
+    ports = context.Queue()
+    process = context.Process(target=_serve, args=(ports,), daemon=True)
+    process.start()
+    return process, f"http://127.0.0.1:{ports.get(timeout=30)}"
+
+
+def _stats(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/stats", timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def _bare_litellm(base: str, lines: list[str]) -> float:
+    """Wall time of the same 400 requests as bare ``litellm.completion`` calls, 32 threads."""
+    import litellm
+
+    def call(line: str) -> None:
+        litellm.completion(model="openai/bench-model", api_base=f"{base}/v1", api_key="loopback",
+                           messages=[{"role": "user", "content": f'COUNT "mark"\n{line}'}])
+
+    call(lines[0])  # warm LiteLLM's lazy imports and client cache
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(call, lines))
+    return time.perf_counter() - started
 
 
 def _text(content: object) -> str:
@@ -98,12 +147,11 @@ def _step_wall(db: Path) -> float:
 
 
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    process, root = _start_server()
+    base = f"{root}/v1"
     os.environ["RLM_BENCH_KEY"] = "loopback"
     lines = [f"item {i} {'mark' if i % 5 == 0 else 'plain'}" for i in range(CHUNKS)]
+    bare = _bare_litellm(root, lines)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "items.txt").write_text("\n".join(lines) + "\n")
@@ -115,21 +163,25 @@ def main() -> None:
                                     concurrency=CONCURRENCY))
         total = time.perf_counter() - started
         step = _step_wall(db)
-    server.shutdown()
+    stats = _stats(root)
+    process.terminate()
     assert result.summary["failures"] == 0, result.summary
     assert sum(result.outputs["n"]) == sum("mark" in line for line in lines)
     verdict = "PASS" if step <= TARGET_S else "FAIL"
     report = {"chunks": CHUNKS, "concurrency": CONCURRENCY, "delay_s": DELAY_S,
               "ideal_s": IDEAL_S, "target_s": TARGET_S, "map_step_wall_s": round(step, 3),
               "run_wall_s": round(total, 3), "ratio_to_ideal": round(step / IDEAL_S, 3),
-              "calls": result.summary["calls"], "requests_served": _Handler.served,
-              "peak_in_flight": _Handler.peak,
+              "bare_litellm_wall_s": round(bare, 3),
+              "ratio_to_bare_litellm": round(step / bare, 3),
+              "calls": result.summary["calls"], "requests_served": stats["served"],
+              "peak_in_flight": stats["peak"],
               "verdict": verdict,
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    print(f"{'chunks':>7} {'conc':>5} {'ideal s':>8} {'map s':>7} {'run s':>7} {'x ideal':>8}")
-    print(f"{CHUNKS:>7} {CONCURRENCY:>5} {IDEAL_S:>8.2f} {step:>7.2f} {total:>7.2f} "
-          f"{step / IDEAL_S:>8.2f}")
-    print(f"peak requests in flight at the server: {_Handler.peak}")
+    print(f"{'chunks':>7} {'conc':>5} {'ideal s':>8} {'litellm s':>10} {'map s':>7} {'run s':>7} "
+          f"{'x ideal':>8} {'x litellm':>10}")
+    print(f"{CHUNKS:>7} {CONCURRENCY:>5} {IDEAL_S:>8.2f} {bare:>10.2f} {step:>7.2f} {total:>7.2f} "
+          f"{step / IDEAL_S:>8.2f} {step / bare:>10.2f}")
+    print(f"peak requests in flight at the server: {stats['peak']}")
     print(f"target: map step <= {TARGET_S:.3f} s: {verdict}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """Shared pytest configuration: ``--update-golden``, the ``golden`` fixture, local-model skips.
 
+The ``loopback`` fixture starts OpenAI-compatible chat servers on 127.0.0.1 for LM tests.
 Tests marked ``local_model`` need llama-cpp-python and the pulled model; without them they are
 skipped here, in one place, with the reason and the command that fixes it.
 
@@ -11,7 +12,11 @@ rewrites the files from the current output instead of comparing.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -60,3 +65,60 @@ def golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
         assert actual == path.read_text(encoding="utf-8")
 
     return check
+
+
+@dataclass
+class LoopbackServer:
+    """An OpenAI-compatible chat server on 127.0.0.1 whose reply is ``reply(messages)``."""
+
+    reply: Callable[[list[dict]], str]
+    requests: list[dict] = field(default_factory=list)
+    headers: list = field(default_factory=list)
+    url: str = ""
+
+
+def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            server.requests.append(body)
+            server.headers.append(self.headers)  # case-insensitive lookups
+            text = server.reply(body["messages"])
+            payload = json.dumps({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+            }).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:  # keep pytest output clean
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable[[Callable[[list[dict]], str]], LoopbackServer]]:
+    """Start loopback servers for a test; each is shut down (bounded) when the test ends."""
+    started: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
+
+    def start(reply: Callable[[list[dict]], str]) -> LoopbackServer:
+        state = LoopbackServer(reply)
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        started.append((httpd, thread))
+        state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        return state
+
+    yield start
+    for httpd, thread in started:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

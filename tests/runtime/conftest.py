@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,59 +75,3 @@ def query() -> Callable[[Path, str], list[tuple[Any, ...]]]:
             return con.execute(sql).fetchall()
 
     return run
-
-
-class Loopback(ThreadingHTTPServer):
-    """An OpenAI-compatible chat server on 127.0.0.1 (the pattern of tests/lm/conftest.py): it
-    answers ``reply(messages)`` and keeps every request body and Authorization header."""
-
-    reply: Callable[[list[dict]], str]
-    requests: list[dict]
-    keys: list[str | None]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _Chat(BaseHTTPRequestHandler):
-    server: Loopback
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        self.server.keys.append(self.headers.get("Authorization"))
-        payload = json.dumps({
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": self.server.reply(body["messages"])}}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-        }).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:  # keep pytest output clean
-        pass
-
-
-@pytest.fixture
-def loopback() -> Iterator[Callable[[Callable[[list[dict]], str]], Loopback]]:
-    """``loopback(reply)`` starts a :class:`Loopback`; all are shut down when the test ends."""
-    started: list[tuple[Loopback, threading.Thread]] = []
-
-    def start(reply: Callable[[list[dict]], str]) -> Loopback:
-        server = Loopback(("127.0.0.1", 0), _Chat)
-        server.reply, server.requests, server.keys = reply, [], []
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        started.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in started:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -167,7 +167,7 @@ def test_api_base_and_key_env_reach_the_lm_server(spec, cli, tmp_path, loopback,
     assert code == 0, err
     assert json.loads(out)["outputs"]["loud"] == ["SHOUTED", "SHOUTED"]
     assert [r["model"] for r in server.requests] == ["loopback", "loopback"]
-    assert server.keys == ["Bearer sk-loop-123"] * 2
+    assert [h["Authorization"] for h in server.headers] == ["Bearer sk-loop-123"] * 2
     assert "a" in server.requests[0]["messages"][-1]["content"]
 
 

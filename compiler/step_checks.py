@@ -220,6 +220,10 @@ def _no_lm(stmt: ast.ReduceStmt, name: str) -> Iterator[Diagnostic]:
                          f"remove 'using {stmt.lm.value}'")
     if stmt.prompt is not None:
         yield Diagnostic(stmt.prompt.span, f"reduce by {name} runs {where} and takes no prompt")
+    if name == "sql" and stmt.field is not None:
+        yield Diagnostic(stmt.field.span, "reduce by sql reads whole rows; '.field' has no effect",
+                         f"select it in the query: SELECT {stmt.source.value}.{stmt.field.value} "
+                         "FROM {{ input }} ...")
 
 
 def _reduce_items(ctx: Context, stmt: ast.ReduceStmt, source: Binder,

@@ -8,6 +8,7 @@ import random
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import rlm_dsl
@@ -117,3 +118,15 @@ def test_bench_recipes_compile(tmp_path: Path) -> None:
         path = tmp_path / name.removesuffix(".tmpl")
         path.write_text(filled)
         assert rlm_dsl.load(path).plan.outputs == ("answer",)
+
+
+def test_niah_recipe_shows_the_lm_only_the_needle_line(fake_data: None, tmp_path: Path) -> None:
+    inst = tasks.build_niah(8_000, random.Random(7), tmp_path)
+    db = tmp_path / "run.duckdb"
+    rlm_dsl.load(REPO / inst.recipe).run(inputs=inst.inputs, params=inst.params, lm="test", db=db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        prompts = [m for (m,) in con.execute(
+            "SELECT messages FROM lm_calls WHERE step = 'map-findings'").fetchall()]
+    assert len(prompts) == 1
+    assert f"magic numbers for {inst.params['key']} is: {inst.gold}." in prompts[0]
+    assert "Essay line" not in prompts[0]

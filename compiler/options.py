@@ -101,7 +101,7 @@ OPTIONS: dict[tuple[str, str], dict[str, Rule]] = {
     ("reduce", "fold"): {**LM_STEP, "init": Rule("any")},
     ("rlm", "rlm"): {
         "max_iterations": COUNT, "max_llm_calls": COUNT, "depth": Rule("int", 1, 8),
-        "tools": Rule("tools"), "timeout": Rule("float", 1),
+        "tools": Rule("tools"), "timeout": Rule("float", 1), "max_tokens": COUNT,
     },
 }
 

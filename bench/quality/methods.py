@@ -31,11 +31,13 @@ RECIPES = REPO / "bench" / "recipes"
 
 @dataclass
 class Budget:
-    """Per-run limits: the rlm step's iterations and sub-calls, and the run's call cap."""
+    """Per-run limits: the rlm step's iterations, sub-calls and tokens per generated action,
+    and the run's call cap."""
 
     iterations: int = 12
     llm_calls: int = 40
     max_calls: int = 2_000
+    action_tokens: int = 1_024
 
 
 def model_window(lm: str) -> int:
@@ -103,7 +105,9 @@ def method_spec(
         return fill("vanilla.rlm.tmpl", {"window": max(256, window * 3 // 4 - 300)}), \
             {"doc": inst.text_path}, ask
     return fill("free_rlm.rlm.tmpl", {"iterations": budget.iterations,
-                                      "llm_calls": budget.llm_calls}), {"doc": inst.text_path}, ask
+                                      "llm_calls": budget.llm_calls,
+                                      "action_tokens": budget.action_tokens}), \
+        {"doc": inst.text_path}, ask
 
 
 def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget) -> dict:

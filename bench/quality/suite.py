@@ -31,8 +31,9 @@ QUICK: dict[str, list[int]] = {     # sized so the local 0.5B model on 2 cores f
     "docqa": [10, 30],
     "logs": [100, 1_000],
 }
-FULL_BUDGET = Budget(iterations=12, llm_calls=40, max_calls=2_000)
-QUICK_BUDGET = Budget(iterations=4, llm_calls=6, max_calls=300)
+FULL_BUDGET = Budget(iterations=12, llm_calls=40, max_calls=2_000, action_tokens=1_024)
+# Quick: the 0.5B model's actions run to the token cap when it loops, ~30 s each at 1,024.
+QUICK_BUDGET = Budget(iterations=3, llm_calls=4, max_calls=300, action_tokens=256)
 
 
 def run_suite(

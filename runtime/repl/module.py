@@ -111,6 +111,9 @@ class RlmStep(dspy.RLM):
             max_output_chars=self.limits.max_output_chars,
             interpreter_factory=SandboxInterpreter,  # run() passes one bound to its invocation
         )
+        if opts.get("max_tokens"):  # caps each action and the extract fallback, not sub-calls
+            for predictor in (self.generate_action, self.extract):
+                predictor.config["max_tokens"] = int(opts["max_tokens"])
 
     # -- public API ----------------------------------------------------------------------------
 

@@ -294,3 +294,24 @@ def test_a_history_that_outgrows_the_root_window_ends_the_step_cleanly(store):
                        r"LM's context window after 3 iteration\(s\)"):
         RlmStep(rlm_step()).run(store, "logs", {"what": "x"}, root, sub, "r")
     assert len(_rows(store)) == 2
+
+
+def test_max_tokens_caps_the_root_actions_but_not_the_sub_calls(store):
+    store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'row ' || range AS text "
+                      "FROM range(3)")
+    seen: dict[str, list] = {"root": [], "sub": []}
+
+    def recording(kind: str, fn):
+        def answer(request):
+            seen[kind].append(request.config.max_tokens)
+            return fn(request)
+        return answer
+
+    root, root_engine = make_lm(scripted_root(["print(llm_query('hi'))", "SUBMIT('done')"]))
+    sub, sub_engine = make_lm(lambda s, u: "hello")
+    root_engine.complete = recording("root", root_engine.complete)
+    sub_engine.complete = recording("sub", sub_engine.complete)
+    result = RlmStep(rlm_step(max_tokens=96)).run(store, "logs", {"what": "x"}, root, sub, "r")
+
+    assert result.value == "done"
+    assert seen == {"root": [96, 96], "sub": [None]}

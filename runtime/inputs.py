@@ -5,13 +5,13 @@ directory, empty, binary, not UTF-8 → :class:`InputError` naming the file and 
 into ``step.table`` without ever holding a whole input as one Python string. Line inputs (``text``,
 ``lines``, ``stdin``) are read by ``read_csv`` as a single VARCHAR column (a delimiter that cannot
 occur, no quoting) ``WITH ORDINALITY`` one file at a time, so ``line_no`` is the ordinality and
-``byte_offset`` a streaming running sum of ``strlen(text) + newline width`` — all in SQL. ``jsonl``
-/ ``csv`` / ``parquet`` use ``read_json`` / ``read_csv`` / ``read_parquet``; ``files`` uses
-``read_text``; ``log`` delegates to :func:`rlm_dsl.runtime.logs.load_log` (directories and
-``.gz`` files allowed; the log stage checks their content); ``stdin`` is spooled to
-a temporary file in 1 MiB blocks and then read like a file. Table columns follow the store
-contract (``docs/architecture.md``); a file column that collides with ``id``, ``source`` or
-``line_no`` is renamed ``file_<name>``.
+``byte_offset`` a streaming running sum of ``strlen(text) + newline width`` — all in SQL (the
+``text`` column is ZSTD-compressed: :attr:`Store.text_type`). ``jsonl`` / ``csv`` / ``parquet`` use
+``read_json`` / ``read_csv`` / ``read_parquet``; ``files`` uses ``read_text``; ``log`` delegates to
+:func:`rlm_dsl.runtime.logs.load_log` (directories and ``.gz`` files allowed; the log stage checks
+their content); ``stdin`` is spooled to a temporary file in 1 MiB blocks and then read like a file.
+Table columns follow the store contract (``docs/architecture.md``); a file column that collides
+with ``id``, ``source`` or ``line_no`` is renamed ``file_<name>``.
 
 API::
 
@@ -178,7 +178,7 @@ def _load_lines(
     with store.transaction() as con:
         con.execute(
             f"CREATE OR REPLACE TABLE {name} (id BIGINT, source VARCHAR, line_no BIGINT, "
-            "byte_offset BIGINT, text VARCHAR)"
+            f"byte_offset BIGINT, text {store.text_type})"
         )
         for path in files:
             _append_lines(con, name, path, display.get(path, path))

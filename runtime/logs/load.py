@@ -162,7 +162,7 @@ def load_log(
     files = expand_paths(paths)
     with store.write() as con:  # the store's write lock: no other writer interleaves
         _check_table(con, table, dedup, incremental)
-        con.execute(create_table_sql(table))
+        con.execute(create_table_sql(table, store.text_type))
         report = LoadReport(table=table, first_new_id=_next_id(con, table))
         for path in files:
             result = FileResult(source=path)

@@ -39,6 +39,7 @@ LOG_COLUMNS = (
     ("parse_error", "VARCHAR"),
 )
 _PARSED = ("ts", "level", "host", "process", "pid", "component")
+_LONG = ("message", "text")
 
 
 def newline_width(path: str) -> int:
@@ -62,9 +63,13 @@ def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
     )
 
 
-def create_table_sql(table: str) -> str:
-    """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema)."""
-    cols = ", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS)
+def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
+    """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema).
+
+    ``text_type`` is the type of the two long columns, ``message`` and ``text``
+    (:attr:`rlm_dsl.runtime.store.Store.text_type`: ZSTD-compressed where the database has it).
+    """
+    cols = ", ".join(f"{name} {text_type if name in _LONG else kind}" for name, kind in LOG_COLUMNS)
     return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'
 
 

@@ -371,3 +371,43 @@ def test_bad_chunk_steps(
     with pytest.raises(error) as caught:
         run(store, strategy, *args, **options)
     assert str(caught.value) == f"step 'chunk-c': {message}"
+
+
+@pytest.mark.parametrize("overlap", [0, 2])
+def test_windows_whose_rows_arrive_out_of_order_are_rebuilt_in_order(overlap: int) -> None:
+    """The unordered join is verified: a window failing the order check gets the ordered text.
+
+    Real disorder needs a window split between two threads' morsels (120k-row row groups), so
+    the check is replaced by one that fails for every other window.
+    """
+    sources = {"s0": [f"s0-{j}" for j in range(1, 41)], "s1": ["s1-1", "s1-2", "s1-3"]}
+
+    def chunked(repair: bool) -> list[dict]:
+        with pytest.MonkeyPatch.context() as patch, Store.open(None) as store:
+            patch.setattr(rowchunks, "IN_ORDER", "min(id) % 8 < 4")
+            patch.setattr(rowchunks, "BATCH_ROWS", 10)
+            if not repair:
+                patch.setattr(rowchunks, "_reorder", lambda *args: None)
+            lines_table(store, sources)
+            return run(store, "lines", 4, overlap=overlap)
+
+    assert any(r["text"] is None for r in chunked(repair=False))  # the check did fail
+    rows = chunked(repair=True)
+    assert [(r["source"], r["first_line"], r["last_line"]) for r in rows] == expected_windows(
+        [40, 3], 4, overlap
+    )
+    for r in rows:
+        assert r["text"] == "\n".join(
+            f"{r['source']}-{j}" for j in range(r["first_line"], r["last_line"] + 1)
+        )
+        assert r["n_tokens"] == -(-len(r["text"]) // 4)
+
+
+def test_the_order_check_tells_an_unordered_window() -> None:
+    with Store.open(None) as store:
+        check = rowchunks.IN_ORDER
+        ordered = store.scalar(f"SELECT {check} FROM (SELECT unnest([3, 4, 5, 6]) AS id)")
+        shuffled = store.scalar(
+            f"SELECT {check} FROM (SELECT unnest(list_reverse([3, 4, 5, 6])) AS id)"
+        )
+    assert (ordered, shuffled) == (True, False)

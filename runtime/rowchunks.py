@@ -51,7 +51,7 @@ def by_rows(
     rows = source.rows_sql()
     sources, contiguous = _sources(store, rows, stride, overlap)
     table = quote_ident(step.table)
-    with store.transaction() as con:
+    with store.transaction(bulk=True) as con:
         con.execute(
             f"CREATE OR REPLACE TABLE {table} (id BIGINT, source VARCHAR, first_line BIGINT, "
             "last_line BIGINT, start_byte BIGINT, end_byte BIGINT, n_rows BIGINT, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from rlm_dsl.errors import InputError
@@ -101,3 +102,40 @@ def test_transaction_commits_or_rolls_back(store: Store) -> None:
     with store.transaction() as con:
         con.execute("INSERT INTO t VALUES (3)")
     assert [r["id"] for r in store.rows("t")] == [1, 3]
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = Path(f"{path}.wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_bulk_transaction_is_checkpointed_into_the_file(tmp_path: Path, bulk: bool) -> None:
+    """Few rows of long text: DuckDB estimates the commit small and logs it to the WAL first;
+    a bulk commit goes straight into the file and leaves the setting as it was."""
+    path = tmp_path / "run.duckdb"
+    with Store.open(path) as store:
+        store.con.execute("SET checkpoint_threshold = '64MiB'")
+        with store.transaction(bulk=bulk) as con:
+            con.execute(
+                "CREATE TABLE big AS SELECT i AS id, repeat(md5(i::VARCHAR), 200) AS text "
+                "FROM range(5000) t(i)"
+            )
+        wal = _wal_bytes(path)
+        assert store.scalar("SELECT current_setting('checkpoint_threshold')") == "64.0 MiB"
+        assert store.count("big") == 5000
+    assert (wal < 1 << 20) if bulk else (wal > 20 << 20)  # 32 MB of text
+    with Store.open(path) as store:
+        assert store.scalar("SELECT sum(strlen(text)) FROM big") == 5000 * 32 * 200
+
+
+def test_long_text_columns_are_zstd_where_the_storage_version_has_it(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "new.duckdb") as store:
+        assert store.text_type == "VARCHAR USING COMPRESSION zstd"
+        assert store.table_exists("runs") and not store.scalar(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'rlm_zstd_probe%'"
+        )
+    old = tmp_path / "old.duckdb"
+    duckdb.connect().execute(f"ATTACH '{old}' AS old (STORAGE_VERSION 'v1.0.0')").close()
+    with Store.open(old) as store:
+        assert store.text_type == "VARCHAR"

@@ -10,7 +10,9 @@ Outputs go to stdout (text, or one JSON object with ``--json``), then one summar
 cache hits, tokens, cost, wall time, failures) to stderr. Live progress
 (:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar per step with done / total, rate and
 ETA, and the spend against the budget) is shown only when stderr is a terminal and ``--quiet``
-is off. ``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimate.estimate_plan`)
+is off. ``--executor ray`` (``--ray-workers N``) has Ray workers answer the LM calls while this
+process keeps the plan, budget, cache and results (:mod:`rlm_dsl.runtime.lm.ray_engine`).
+``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimate.estimate_plan`)
 and ends with an "estimate vs actual" line. A budget refusal exits 3 with the exact command to
 resume.
 """
@@ -22,6 +24,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +38,13 @@ from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.optimize import load_optimized
 from rlm_dsl.runtime.progress import RunProgress
 from rlm_dsl.runtime.runinfo import summary_line
+
+
+class Executor(StrEnum):
+    """Where a run's LM calls are answered."""
+
+    local = "local"
+    ray = "ray"
 
 
 @app.command()
@@ -64,6 +74,12 @@ def run(
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Forecast calls and tokens first; compare with the run at the end.",
     )] = False,
+    executor: Annotated[Executor, typer.Option(
+        "--executor", help="Where LM calls run: in this process, or on Ray workers "
+        "($RAY_ADDRESS or a local cluster).")] = Executor.local,
+    ray_workers: Annotated[int | None, typer.Option(
+        "--ray-workers", min=1, help="Ray workers per model (default: the cluster's CPUs).",
+    )] = None,
 ) -> None:
     """Run a recipe."""
     program = load(file)
@@ -76,9 +92,11 @@ def run(
         inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm,
         lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
-        retry_failed=retry_failed, incremental=incremental,
+        retry_failed=retry_failed, incremental=incremental, executor=str(executor),
+        ray_workers=ray_workers,
     )
     options.command = _resume_command(file, inputs or [], params or [], options)
+    _connect(options.executor, ray_workers)
     forecast = _forecast(plan, options, quiet) if estimate else None
     with _progress(not quiet and err.is_terminal) as progress:
         options.progress = progress
@@ -89,6 +107,17 @@ def run(
     err.print(summary_line(result.summary), markup=False, highlight=False)
     if forecast is not None:
         err.print(forecast.versus(result.summary), markup=False, highlight=False)
+
+
+def _connect(executor: str, ray_workers: int | None) -> None:
+    """Join or start the Ray cluster before the run and say which (``--executor ray``)."""
+    if executor != "ray":
+        if ray_workers is not None:
+            raise SpecError("--ray-workers sets the Ray pool: pass --executor ray too")
+        return
+    from rlm_dsl.runtime.lm.ray_engine import connect
+
+    err.print(connect(ray_workers), markup=False, highlight=False)
 
 
 def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
@@ -141,6 +170,10 @@ def _resume_command(file: Path, inputs: list[str], params: list[str], options: R
         argv += ["--db", str(options.db)]
         if options.concurrency != 8:
             argv += ["--concurrency", str(options.concurrency)]
+        if options.executor != "local":
+            argv += ["--executor", options.executor]
+        if options.ray_workers is not None:
+            argv += ["--ray-workers", str(options.ray_workers)]
         caps = {"--max-calls": options.max_calls, "--max-tokens": options.max_tokens,
                 "--max-usd": options.max_usd}
         for flag, value in caps.items():

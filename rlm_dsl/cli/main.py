@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-import click
+import typer
 
 from rlm_dsl.cli.app import app, err
 from rlm_dsl.errors import RlmError
@@ -35,13 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, standalone_mode=False, prog_name="rlm")
         code = result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         code = 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # click's usage errors (typer vendors click)
+        if callable(getattr(exc, "show", None)):
+            exc.show()
+        else:
+            err.print(f"Error: {exc}", markup=False, highlight=False)
         code = 1
     except RlmError as exc:
         if debug:

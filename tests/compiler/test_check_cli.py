@@ -168,3 +168,15 @@ def test_plan_estimate_without_runtime_module(capsys, spec, monkeypatch) -> None
     code, _, err = run(capsys, "plan", spec("good.rlm", GOOD), "--estimate")
     assert code == 1
     assert "--estimate is not available" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check"], "Missing argument 'files'"),
+    (["check", "--bogus", "x.rlm"], "No such option: --bogus"),
+    (["run", "x.rlm", "--concurrency", "0"], "Invalid value for '--concurrency'"),
+])
+def test_usage_errors_exit_1_with_clicks_message(capsys, argv, message) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert message in err
+    assert "internal error" not in err

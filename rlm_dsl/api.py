@@ -56,13 +56,15 @@ class RecipeModule(dspy.Module):
         max_tokens: int | None = None,
         max_usd: float | None = None,
         retry_failed: bool = False,
+        executor: str = "local",
+        ray_workers: int | None = None,
     ) -> RunResult:
         """Run the recipe; ``inputs`` maps input names to paths (or lists of paths)."""
         options = RunOptions(
             inputs=dict(inputs or {}), params=dict(params or {}), lm=lm,
             db=os.fspath(db) if db is not None else None, concurrency=concurrency,
             max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
-            retry_failed=retry_failed,
+            retry_failed=retry_failed, executor=executor, ray_workers=ray_workers,
         )
         return execute(self.plan, options, self.step_modules)
 

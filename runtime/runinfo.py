@@ -19,7 +19,7 @@ from typing import Any
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Type
-from rlm_dsl.errors import InputError
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
@@ -44,6 +44,8 @@ class RunOptions:
     incremental: bool = False  # re-read inputs (logs: only new lines), recompute via the cache
     progress: Progress | None = None
     command: Callable[[dict[str, str]], str] | None = None  # resume command for budget messages
+    executor: str = "local"  # "ray": LM calls answered by Ray workers (runtime/lm/ray_engine.py)
+    ray_workers: int | None = None  # Ray workers per model (default: the cluster's CPUs)
 
 
 @dataclass
@@ -183,15 +185,24 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
         import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
     rates = {k: lm_options.pop(k) for k in ("rpm", "tpm", "concurrency") if k in lm_options}
     resolved = resolve_lm(model, lm_options)
+    engine, most = resolved.engine, resolved.max_concurrency
+    if options.executor == "ray":
+        from rlm_dsl.runtime.lm.ray_engine import RayEngine
+
+        engine = RayEngine(model, lm_options, workers=options.ray_workers,
+                           per_worker=resolved.max_concurrency, concurrency=options.concurrency)
+        most = engine.slots
+    elif options.executor != "local":
+        raise SpecError(f"unknown executor '{options.executor}': use 'local' or 'ray'")
     limit = min(options.concurrency, rates.get("concurrency") or options.concurrency,
-                resolved.max_concurrency or options.concurrency)
+                most or options.concurrency)
     if resolved.price is None and options.max_usd is not None:
         warnings.append(f"warning: no price is known for model '{model}': --max-usd cannot "
                         "be enforced for its calls; only call and token caps apply")
     gate = Gate(model=model, ledger=ledger, count_tokens=resolved.count_tokens,
                 price=resolved.price, concurrency=limit, rpm=rates.get("rpm"),
                 tpm=rates.get("tpm"))
-    lm = resolved.make_lm(engine=GatedEngine(resolved.engine, gate), num_retries=0)
+    lm = resolved.make_lm(engine=GatedEngine(engine, gate), num_retries=0)
     return BoundLM(resolved=resolved, lm=lm)
 
 

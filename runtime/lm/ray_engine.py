@@ -88,7 +88,7 @@ class RayEngine:
             scheduling_strategy="SPREAD", runtime_env=_runtime_env(options),
         )
         self._actors = [actor.remote(model_id, options) for _ in range(self.workers)]
-        self._finalizer = weakref.finalize(self, _kill, self._actors)
+        self._finalizer = weakref.finalize(self, _kill, ray, self._actors)
         self.pids = self._wait_ready(ray)
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for _ in range(self.per_worker):
@@ -138,9 +138,8 @@ class RayEngine:
         self._finalizer()
 
 
-def _kill(actors: list[Any]) -> None:
-    import ray
-
+def _kill(ray: Any, actors: list[Any]) -> None:
+    """Stop ``actors``; ``ray`` is passed in, as a finalizer may run after the module is gone."""
     if ray.is_initialized():
         for handle in actors:
             ray.kill(handle)

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,15 +49,24 @@ def current_scope() -> Scope:
     return _SCOPE.get() or _ROOT
 
 
-@contextmanager
-def call_scope(**changes: Any) -> Iterator[Scope]:
-    """Set fields of the current :class:`Scope` (``step=``, ``chunk_id=``, ``depth=`` …)."""
-    scope = replace(current_scope(), **changes)
-    token = _SCOPE.set(scope)
-    try:
-        yield scope
-    finally:
-        _SCOPE.reset(token)
+class call_scope:  # lower case: used like a function, ``with call_scope(step=…):``
+    """Set fields of the current :class:`Scope` (``step=``, ``chunk_id=``, ``depth=`` …).
+
+    A small class rather than a generator context manager: it is entered around every call.
+    """
+
+    __slots__ = ("changes", "token")
+
+    def __init__(self, **changes: Any) -> None:
+        self.changes = changes
+
+    def __enter__(self) -> Scope:
+        scope = replace(current_scope(), **self.changes)
+        self.token = _SCOPE.set(scope)
+        return scope
+
+    def __exit__(self, *exc: object) -> None:
+        _SCOPE.reset(self.token)
 
 
 @dataclass

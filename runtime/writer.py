@@ -1,25 +1,29 @@
 """Write-behind store writer: rows recorded as work completes, flushed in small JSON batches.
 
 Executor stage helper. A single-row ``INSERT`` costs about a millisecond in DuckDB — more than an
-instant LM call — so LM-call records and step results are queued by the worker threads and a
-background thread appends them every quarter second with one ``INSERT … SELECT`` over
-``from_json(?, <schema>)`` per table (≈10 µs a row, typed LIST/STRUCT columns included). Rows of
-one table keep their queue order, and a call's record is queued before the result that used it,
-so a run killed at any moment leaves a consistent store: a result is never present without its
+instant LM call — so LM-call records and step results are queued by the worker threads (a deque
+append of the row's JSON text, encoded in the worker) and written every quarter second with one
+``INSERT … SELECT`` over ``from_json(?, <schema>)`` per table (≈10 µs a row, typed LIST/STRUCT
+columns included). The write is done by the first :meth:`Writer.add` after the quarter second is
+up, in that worker: a background thread only covers quiet spells (a slow LM call), because a
+thread waiting for the GIL can starve behind busy workers for whole seconds. :meth:`Writer.flush`
+writes the rest in the calling thread. Batches are taken and written under one lock, so rows of
+one table keep their queue order, and a call's record is queued before the result that used it:
+a run killed at any moment leaves a consistent store — a result is never present without its
 call, and a finished call is repeated at most if its record had not reached disk yet.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
+import time
+from collections import deque
 from typing import Any
 
 from rlm_dsl.runtime.store import Store, quote_ident
 
 FLUSH_EVERY_S = 0.25
-_STOP = object()
 
 
 class Writer:
@@ -27,12 +31,12 @@ class Writer:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: deque[tuple[str, str]] = deque()
         self._schemas: dict[str, str] = {}
         self._error: BaseException | None = None
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._hurry = threading.Event()
+        self._write_lock = threading.Lock()
+        self._due = time.monotonic() + FLUSH_EVERY_S  # when the queue is next written
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlm-store-writer", daemon=True)
         self._thread.start()
 
@@ -40,53 +44,56 @@ class Writer:
         """Queue ``row`` for ``table`` (column names as keys; missing columns become NULL)."""
         if self._error is not None:
             raise self._error
-        with self._idle:
-            self._pending += 1
         # Encode here, in the worker: the writer thread then holds the GIL only briefly, so
         # workers are not kept waiting for it after each I/O call (the convoy effect).
-        self._queue.put((table, json.dumps(row, default=str)))
+        self._queue.append((table, json.dumps(row, default=str)))
+        if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
+            try:  # a batch is due and no other thread is writing one: write it here
+                self._write_locked()
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
-        """Block until every queued row is in the store (the writer is woken at once)."""
-        self._hurry.set()
-        with self._idle:
-            self._idle.wait_for(lambda: self._pending == 0 or self._error is not None)
+        """Write every row queued so far before returning (in the calling thread)."""
+        self._write_queued()
         if self._error is not None:
             raise self._error
 
     def close(self) -> None:
-        self.flush()
-        self._queue.put(_STOP)
+        self._stop.set()
         self._thread.join()
+        self.flush()
+
+    def forget(self, table: str) -> None:
+        """Drop the cached schema of ``table`` (after it was re-created)."""
+        self._schemas.pop(table, None)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            stop = self._drain(batch)
+        while not self._stop.wait(FLUSH_EVERY_S):
+            if time.monotonic() < self._due:
+                continue  # a worker wrote a batch meanwhile
             try:
-                self._write(batch)
-            except BaseException as exc:  # surfaced to the workers on their next add/flush
-                self._error = exc
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
-            if stop:
+                self._write_queued()
+            except BaseException:  # kept in _error: surfaced on the next add/flush
                 return
 
-    def _drain(self, batch: list[Any]) -> bool:
-        self._hurry.wait(FLUSH_EVERY_S)  # gather a batch, unless someone waits in flush()
-        self._hurry.clear()
-        while True:
+    def _write_queued(self) -> None:
+        """Take and write the whole queue; rows queued before the call are in the store after
+        it, whichever thread wrote them (the lock orders the batches)."""
+        with self._write_lock:
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        self._due = time.monotonic() + FLUSH_EVERY_S
+        batch: list[tuple[str, str]] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if batch:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if item is _STOP:
-                return True
-            batch.append(item)
+                self._write(batch)
+            except BaseException as exc:
+                self._error = exc
+                raise
 
     def _write(self, batch: list[tuple[str, str]]) -> None:
         by_table: dict[str, list[str]] = {}
@@ -105,7 +112,3 @@ class Writer:
                 f"(SELECT unnest(from_json(?, '{schema}')) AS r)"
             )
         return self._schemas[table]
-
-    def forget(self, table: str) -> None:
-        """Drop the cached schema of ``table`` (after it was re-created)."""
-        self._schemas.pop(table, None)

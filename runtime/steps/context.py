@@ -89,10 +89,11 @@ class RunContext:
         return f"{self.prefix}{name}"
 
     def render(self, source: str, **variables: Any) -> str:
-        with self._lock:
-            template = self._templates.get(source)
-            if template is None:
-                template = self._templates[source] = self._env.from_string(source)
+        template = self._templates.get(source)  # compiled once per run, then only looked up
+        if template is None:
+            with self._lock:
+                template = self._templates.get(source) or self._env.from_string(source)
+                self._templates[source] = template
         try:
             return template.render(**self.params, **variables).strip()
         except Exception as exc:  # a Jinja2 runtime error is a spec problem, not an LM one

@@ -14,8 +14,8 @@ in the result table are skipped (resume); rows in ``failures`` are retried only 
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import dspy
@@ -133,30 +133,53 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
 
 
 def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) -> int:
-    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; a budget stop cancels the rest.
+    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; an error stops the rest.
 
-    With one worker (the local model's limit) the jobs run in the calling thread: a thread
-    hand-off per job would only add GIL traffic.
+    Each job runs in a copy of the caller's context (its ``dspy.context`` and call scope). The
+    workers take the next job from one shared list (no future or queue hand-off per job); after
+    a job raises, no new job starts, the running ones finish, and the first budget stop (else
+    the first error) is raised. With one worker (the local model's limit) the jobs run in the
+    calling thread: a thread hand-off per job would only add GIL traffic.
     """
     if not jobs:
         return 0
+    base = contextvars.copy_context()
     if ctx.concurrency <= 1 or len(jobs) == 1:
         for fn, arg in jobs:
-            contextvars.copy_context().run(fn, arg)
+            base.copy().run(fn, arg)
         return len(jobs)
-    with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(jobs)))) as pool:
-        futures: list[Future] = [
-            pool.submit(contextvars.copy_context().run, fn, arg) for fn, arg in jobs
-        ]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        errors = [f.exception() for f in finished if f.exception() is not None]
-        if errors:
-            for future in futures:
-                future.cancel()
-            pool.shutdown(wait=True)
-            budget = next((e for e in errors if isinstance(e, BudgetStop)), None)
-            raise budget or errors[0]
-    return len(futures)
+    todo = iter(jobs)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()  # set on the first error, or when the caller is interrupted
+
+    def work() -> None:
+        while True:
+            with lock:
+                job = None if stop.is_set() else next(todo, None)
+            if job is None:
+                return
+            try:
+                base.copy().run(*job)
+            except BaseException as exc:  # stops the other workers; re-raised below
+                errors.append(exc)
+                stop.set()
+                return
+
+    threads = [threading.Thread(target=work, name=f"rlm-worker-{i}")
+               for i in range(min(ctx.concurrency, len(jobs)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:  # after an interrupt in the caller: start no new job, let the running ones end
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise next((e for e in errors if isinstance(e, BudgetStop)), errors[0])
+    return len(jobs)
 
 
 class _Solver:

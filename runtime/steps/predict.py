@@ -25,7 +25,7 @@ from dspy.utils.exceptions import (
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.calls import call_scope
+from rlm_dsl.runtime.calls import call_scope, current_scope
 from rlm_dsl.runtime.signatures import make_signature, to_plain
 from rlm_dsl.runtime.steps.context import BoundLM
 
@@ -95,7 +95,7 @@ class StepModule(dspy.Module):
         error, raw = "no attempt made", None
         for attempt in range(first_attempt, first_attempt + self.retries + 1):
             try:
-                with call_scope(attempt=attempt), _using(bound.lm, adapter):
+                with _attempt(attempt), _using(bound.lm, adapter):
                     return to_plain(self(prompt=prompt)[self.value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
                 budget = _budget_error(exc)
@@ -107,6 +107,11 @@ class StepModule(dspy.Module):
                 if attempt < first_attempt + self.retries:
                     time.sleep(_backoff(exc, attempt - first_attempt))
         raise ItemFailed(error, raw, self.retries + 1)
+
+
+def _attempt(attempt: int) -> Any:
+    """``call_scope(attempt=…)`` unless the scope already has that attempt (the first one)."""
+    return nullcontext() if current_scope().attempt == attempt else call_scope(attempt=attempt)
 
 
 def _using(lm: dspy.LM, adapter: Any) -> Any:

@@ -17,22 +17,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from test_runtime_resume import ITEMS_SPEC  # noqa: E402  (tests/runtime is on sys.path)
+
 import rlm_dsl  # noqa: E402
 from rlm_dsl.runtime.calls import call_scope  # noqa: E402
 from rlm_dsl.runtime.lm import ray_engine  # noqa: E402
 
 N = 24
-SPEC = '''
-    recipe items "Count bad items."
-    input items: lines
-    chunk items -> pieces by lines(1)
-    map pieces -> n: int with retries=1 """
-      COUNT "bad"
-      {{ chunk.text }}
-    """
-    reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{ input }}"
-    output total
-'''
+SPEC = ITEMS_SPEC  # the resume tests' spec: COUNT "bad" per line, summed in SQL
 
 
 @pytest.fixture(scope="module", autouse=True)

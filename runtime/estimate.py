@@ -189,8 +189,6 @@ class _Walker:
         options = dict(binding.options) if binding and not self.lm else {}
         for key in ("rpm", "tpm", "concurrency"):
             options.pop(key, None)
-        if model.split(":", 1)[0] == "test":
-            import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
         try:
             resolved = resolve_lm(model, options)
         except LMError as exc:

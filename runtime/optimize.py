@@ -136,8 +136,6 @@ def reflection_lm(model_id: str, spend: Spend) -> dspy.LM:
     """The LM that proposes instructions (GEPA reflection, MIPROv2 proposals), on the budget."""
     from rlm_dsl.runtime.lm.resolve import resolve_lm
 
-    if model_id.split(":", 1)[0] == "test":
-        import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
     resolved = resolve_lm(model_id)
     return resolved.make_lm(engine=_CountingEngine(resolved.engine, spend, resolved.price))
 

@@ -181,8 +181,6 @@ def _model_of(binding: Any) -> str:
 
 def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: RunLedger,
           warnings: list[str]) -> BoundLM:
-    if model.split(":", 1)[0] == "test":
-        import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
     rates = {k: lm_options.pop(k) for k in ("rpm", "tpm", "concurrency") if k in lm_options}
     resolved = resolve_lm(model, lm_options)
     engine, most = resolved.engine, resolved.max_concurrency

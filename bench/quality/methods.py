@@ -42,8 +42,6 @@ class Budget:
 
 def model_window(lm: str) -> int:
     """The context window of ``lm`` in tokens (loads the local model once per process)."""
-    if lm.split(":")[0] == "test":
-        import rlm_dsl.runtime.testing  # noqa: F401  (registers the test back end)
     return resolve_lm(lm).context_window
 
 

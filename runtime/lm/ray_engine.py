@@ -176,12 +176,9 @@ class ModelWorker:
 
 
 def resolve_engine(model_id: str, options: dict[str, Any]) -> Any:
-    """The inner engine for ``model_id`` in this process (importing ``rlm_dsl.runtime.lm``
-    registers the ``local`` back end; ``test`` is registered by its own module)."""
+    """The inner engine for ``model_id`` in this process."""
     from rlm_dsl.runtime.lm.resolve import resolve_lm
 
-    if model_id.split(":", 1)[0] == "test":
-        import rlm_dsl.runtime.testing  # noqa: F401  (registers the `test` back end)
     return resolve_lm(model_id, options).engine
 
 

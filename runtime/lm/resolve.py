@@ -11,6 +11,7 @@ builds the ``dspy.LM`` that the executor's gated engine wraps.
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import threading
@@ -77,9 +78,16 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
         _BACKENDS[prefix] = factory
 
 
+# Built-in back ends whose module registers itself on import, loaded on first use: the
+# deterministic test LM is not imported by runs that never name it.
+_ON_DEMAND = {"test": "rlm_dsl.runtime.testing"}
+
+
 def _backend_for(model_id: str) -> BackendFactory | None:
+    prefix = model_id.split(":", 1)[0]
+    if prefix in _ON_DEMAND and prefix not in _BACKENDS:
+        importlib.import_module(_ON_DEMAND[prefix])  # outside _LOCK: it calls register_backend
     with _LOCK:
-        prefix = model_id.split(":", 1)[0]
         return _BACKENDS.get(prefix)
 
 

@@ -20,9 +20,9 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
@@ -30,9 +30,11 @@ from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.writer import Writer
 
 
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Where an LM call belongs: step id, chunk id, recursion depth, parent call, retry attempt."""
+class Scope(NamedTuple):
+    """Where an LM call belongs: step id, chunk id, recursion depth, parent call, retry attempt.
+
+    A named tuple: one is made for every chunk and retry, and ``_replace`` is the cheapest copy.
+    """
 
     step: str | None = None
     chunk_id: int | None = None
@@ -61,7 +63,7 @@ class call_scope:  # lower case: used like a function, ``with call_scope(step=â€
         self.changes = changes
 
     def __enter__(self) -> Scope:
-        scope = replace(current_scope(), **self.changes)
+        scope = current_scope()._replace(**self.changes)
         self.token = _SCOPE.set(scope)
         return scope
 
@@ -154,12 +156,13 @@ def request_messages(request: Request) -> list[dict[str, str]]:
 
 
 def cache_key(model: str, messages: list[dict[str, str]], request: Request, attempt: int) -> str:
-    digest = hashlib.sha256(f"{model}\0{request.config!r}\0{attempt}".encode())
+    parts = [f"{model}\0{request.config!r}\0{attempt}".encode()]
     for message in messages:  # length-prefixed, so no two message lists hash alike
         for part in (message["role"], message["content"]):
             data = part.encode()
-            digest.update(len(data).to_bytes(8, "big") + data)
-    return digest.hexdigest()
+            parts.append(len(data).to_bytes(8, "big"))
+            parts.append(data)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def response_text(response: Response) -> str:

@@ -52,6 +52,7 @@ class _Walk:
     modules: dict[str, dspy.Module]
     ran: set[str] = field(default_factory=set)
     done_before: set[str] = field(default_factory=set)
+    failed_before: set[str] = field(default_factory=set)  # steps with open step-level failures
 
 
 def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | None = None,
@@ -76,7 +77,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         _start_run(ctx, options)
         status = "failed"
         try:
-            walk = _Walk(ctx, modules or {}, done_before=_done_steps(store))
+            walk = _Walk(ctx, modules or {}, done_before=_done_steps(store),
+                         failed_before=_failed_steps(store))
             walk_plan(walk, plan)
             status = "done"
         except BudgetStop as stop:
@@ -119,7 +121,8 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
             raise _step_error(step, exc) from None
         walk.ran.add(step.id)
         _status(walk.ctx, key, "done", rows, began)
-        _resolve_step_failures(walk.ctx, step)
+        if key in walk.failed_before:
+            _resolve_step_failures(walk.ctx, step)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:
@@ -127,7 +130,8 @@ def walk_plan_factory(walk: _Walk) -> Any:
 
     def run(ctx: RunContext, plan: Plan) -> None:
         done = set() if ctx.incremental else walk.done_before  # rows' texts may have changed
-        walk_plan(_Walk(ctx, walk.modules, done_before=done), plan)
+        walk_plan(_Walk(ctx, walk.modules, done_before=done,
+                        failed_before=walk.failed_before), plan)
 
     return run
 
@@ -181,6 +185,13 @@ def _adapter() -> Any:
 
 def _done_steps(store: Store) -> set[str]:
     rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
+    return {r[0] for r in rows.fetchall()}
+
+
+def _failed_steps(store: Store) -> set[str]:
+    """Steps whose step-level failure (from an earlier run) is not resolved yet."""
+    rows = store.con.execute(
+        "SELECT DISTINCT step FROM failures WHERE chunk_id IS NULL AND NOT resolved")
     return {r[0] for r in rows.fetchall()}
 
 

@@ -221,9 +221,9 @@ class Store:
             con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
 
     def _create_system_tables(self) -> None:
-        with self.write() as con:
-            for name, columns in SYSTEM_TABLES.items():
-                con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+        with self.write() as con:  # one round trip for all of them
+            con.execute(";\n".join(f"CREATE TABLE IF NOT EXISTS {name} ({columns})"
+                                    for name, columns in SYSTEM_TABLES.items()))
 
 
 def _commit_checkpointed(con: duckdb.DuckDBPyConnection) -> None:

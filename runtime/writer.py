@@ -24,6 +24,7 @@ from typing import Any
 from rlm_dsl.runtime.store import Store, quote_ident
 
 FLUSH_EVERY_S = 0.25
+_encode = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=) builds one a row
 
 
 class Writer:
@@ -46,7 +47,7 @@ class Writer:
             raise self._error
         # Encode here, in the worker: the writer thread then holds the GIL only briefly, so
         # workers are not kept waiting for it after each I/O call (the convoy effect).
-        self._queue.append((table, json.dumps(row, default=str)))
+        self._queue.append((table, _encode(row)))
         if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
             try:  # a batch is due and no other thread is writing one: write it here
                 self._write_locked()

@@ -17,7 +17,6 @@ at ``$RAY_ADDRESS`` or starts a local one, and says which.
 from __future__ import annotations
 
 import copyreg
-import dataclasses
 import logging
 import math
 import os
@@ -113,7 +112,7 @@ class RayEngine:
 
     def complete(self, request: Request) -> Response:
         ray = _ray()
-        scope = dataclasses.asdict(current_scope())
+        scope = current_scope()._asdict()
         handle = self._free.get()
         try:
             pid, response, error = ray.get(handle.complete.remote(request, scope))

@@ -67,7 +67,8 @@ class RunContext:
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
     warnings: list[str] = field(default_factory=list)
     _env: jinja2.Environment = field(init=False, repr=False)
-    _templates: dict[str, jinja2.Template] = field(default_factory=dict, repr=False)
+    _templates: dict[str, tuple[jinja2.Template, dict[str, Any]]] = field(default_factory=dict,
+                                                                          repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,15 +90,21 @@ class RunContext:
         return f"{self.prefix}{name}"
 
     def render(self, source: str, **variables: Any) -> str:
-        template = self._templates.get(source)  # compiled once per run, then only looked up
-        if template is None:
+        compiled = self._templates.get(source)  # compiled once per run, then only looked up
+        if compiled is None:
             with self._lock:
-                template = self._templates.get(source) or self._env.from_string(source)
-                self._templates[source] = template
-        try:
-            return template.render(**self.params, **variables).strip()
+                compiled = self._templates.get(source) or self._compile(source)
+                self._templates[source] = compiled
+        template, base = compiled
+        try:  # Template.render without its per-call copy of the globals (a third of its cost)
+            context = template.new_context({**base, **variables}, shared=True)
+            return self._env.concat(template.root_render_func(context)).strip()
         except Exception as exc:  # a Jinja2 runtime error is a spec problem, not an LM one
             raise SpecError(f"template error: {type(exc).__name__}: {exc}") from exc
+
+    def _compile(self, source: str) -> tuple[jinja2.Template, dict[str, Any]]:
+        template = self._env.from_string(source)
+        return template, {**template.globals, **self.params}
 
     def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
              attempts: int) -> None:

@@ -60,7 +60,10 @@ _KIND_CHECKS = {
 }
 
 COUNT = Rule("int", 1)
-LM_STEP = {"retries": Rule("int", 0, 10), "temperature": Rule("float", 0, 2)}
+# a step's own budget, next to the run's (runtime/budget.py)
+BUDGET = {"max_calls": COUNT, "max_total_tokens": COUNT, "max_usd": Rule("float", 0),
+          "max_calls_per_depth": COUNT}
+LM_STEP = {"retries": Rule("int", 0, 10), "temperature": Rule("float", 0, 2), **BUDGET}
 
 # (kind, strategy) -> positional args as (name, rule)
 ARGS: dict[tuple[str, str], tuple[tuple[str, Rule], ...]] = {
@@ -101,7 +104,7 @@ OPTIONS: dict[tuple[str, str], dict[str, Rule]] = {
     ("reduce", "fold"): {**LM_STEP, "init": Rule("any")},
     ("rlm", "rlm"): {
         "max_iterations": COUNT, "max_llm_calls": COUNT, "depth": Rule("int", 1, 8),
-        "tools": Rule("tools"), "timeout": Rule("float", 1), "max_tokens": COUNT,
+        "tools": Rule("tools"), "timeout": Rule("float", 1), "max_tokens": COUNT, **BUDGET,
     },
 }
 

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.writer import Writer
 
@@ -80,6 +81,7 @@ class RunLedger:
     budget: Budget = field(default_factory=Budget)
     cache: dict[str, str] = field(default_factory=dict)
     cache_hits: int = 0
+    step_budgets: dict[str, Budget] = field(default_factory=dict)  # step key → its own caps
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
@@ -90,6 +92,11 @@ class RunLedger:
             "SELECT cache_key, response FROM lm_calls WHERE error IS NULL AND response IS NOT NULL"
         ).fetchall()
         return cls(writer=writer, run_id=run_id, budget=budget, cache=dict(rows))
+
+    def budgets_for(self, step: str | None) -> tuple[Budget, ...]:
+        """The run's budget, and the step's own when it has one."""
+        own = self.step_budgets.get(step) if step is not None else None
+        return (self.budget,) if own is None else (self.budget, own)
 
     def new_call_id(self) -> str:
         return f"{self.run_id[:8]}-{next(self._ids)}"
@@ -188,9 +195,9 @@ class GatedEngine:
             self._record(scope, key, messages, response, datetime.now(UTC), time.perf_counter(),
                          text=cached, cached=True)
             return response
-        budget = ledger.budget
-        estimate = _estimate(gate, budget, messages)
-        budget.reserve(estimate, priced=gate.price is not None)
+        budgets = ledger.budgets_for(scope.step)
+        estimate = _estimate(gate, budgets, messages)
+        reserve_all(budgets, estimate, gate.price is not None, scope.depth)
         gate.wait_for_rate(estimate)
         started, t0 = datetime.now(UTC), time.perf_counter()
         with gate._slots:
@@ -230,7 +237,8 @@ class GatedEngine:
         completion_tokens = (usage.output_tokens if usage else 0) or 0
         cost = gate.cost(prompt_tokens, completion_tokens)
         if not cached:
-            ledger.budget.settle(prompt_tokens + completion_tokens, cost)
+            for budget in ledger.budgets_for(scope.step):
+                budget.settle(prompt_tokens + completion_tokens, cost)
         ledger.writer.add(
             "lm_calls",
             {
@@ -255,9 +263,20 @@ class GatedEngine:
         )
 
 
-def _estimate(gate: Gate, budget: Budget, messages: list[dict[str, str]]) -> int:
+def reserve_all(budgets: tuple[Budget, ...], tokens: int, priced: bool, depth: int) -> None:
+    """Claim the call in every budget, or in none (the refusal is raised)."""
+    for i, budget in enumerate(budgets):
+        try:
+            budget.reserve(tokens, priced, depth)
+        except BudgetExhausted:
+            for claimed in budgets[:i]:
+                claimed.release(depth)
+            raise
+
+
+def _estimate(gate: Gate, budgets: tuple[Budget, ...], messages: list[dict[str, str]]) -> int:
     """Prompt tokens, counted only when a token cap or limit needs them (counting costs time)."""
-    if budget.max_tokens is None and gate.tpm is None:
+    if gate.tpm is None and all(b.max_tokens is None for b in budgets):
         return 0
     return sum(gate.count_tokens(m["content"]) for m in messages)
 

@@ -34,7 +34,7 @@ from rlm_dsl.runtime.runinfo import (
     read_outputs,
     summarize,
 )
-from rlm_dsl.runtime.steps.context import RunContext, to_json, where
+from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
 from rlm_dsl.runtime.steps.dispatch import run_step
 from rlm_dsl.runtime.steps.incremental import clear_results
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
@@ -63,6 +63,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
     started = time.perf_counter()
     store = Store.open(options.db)
     writer = Writer(store)
+    lms: dict[str | None, BoundLM] = {}
     try:
         budget = Budget(options.max_calls, options.max_tokens, options.max_usd)
         ledger = RunLedger.open(writer, new_run_id(), budget)
@@ -91,8 +92,17 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
                          db=options.db, warnings=warnings)
     finally:
-        writer.close()
-        store.close()
+        try:
+            _close_lms(lms)
+        finally:
+            writer.close()
+            store.close()
+
+
+def _close_lms(lms: dict[str | None, BoundLM]) -> None:
+    """Close each bound LM's back end once (bindings can share one)."""
+    for bound in {id(b): b for b in lms.values()}.values():
+        bound.close()
 
 
 def walk_plan(walk: _Walk, plan: Plan) -> None:
@@ -104,6 +114,7 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
         if walk.ctx.incremental:
             clear_results(walk.ctx, step)
         walk.ctx.tick(step, 0, None)
+        _step_budget(walk.ctx, step, key)
         began = datetime.now(UTC)
         try:
             rows = run_step(walk.ctx, step, walk.modules, walk_plan_factory(walk))
@@ -144,6 +155,17 @@ def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
     if any(parent.id in walk.ran for parent in plan.parents(step.id)):
         return False
     return not (walk.ctx.retry_failed and _has_failures(walk.ctx, step))
+
+
+def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
+    """Give ``step`` its own budget in the ledger when its options set one."""
+    budget = Budget.for_step(where(step), step.options)
+    if budget is None:
+        return
+    ctx.ledger.step_budgets[key] = budget
+    if budget.max_usd is not None and ctx.lm_for(step).resolved.price is None:
+        ctx.warnings.append(f"warning: no price is known for the LM of {where(step)}: its "
+                            "max_usd cannot be enforced; only its call and token caps apply")
 
 
 def _resolve_step_failures(ctx: RunContext, step: Step) -> None:
@@ -229,12 +251,18 @@ def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> 
     used = ctx.ledger.budget
     if options.db:
         lines.append(f"finished results are kept in {options.db}")
-        flags = _bigger_budget(used, needed)
+        # a step's own cap: the same command goes on (cached calls are free, the cap counts
+        # this run's calls); the run's cap: the command with bigger caps
+        flags = _bigger_budget(used, needed) if used.exhausted is not None else {}
+        if used.exhausted is None:
+            lines.append("to go on, run the same command again (finished calls are cached and "
+                         "free; the step's cap counts each run's new calls) or raise the step's "
+                         "cap in the spec")
         if options.command:
             lines.append("resume with: " + options.command(flags))
         else:
-            extra = ", ".join(f"{k} {v}" for k, v in flags.items())
-            lines.append(f"resume by running again with db={options.db!r} and {extra}")
+            extra = "".join(f" and {k} {v}" for k, v in flags.items())
+            lines.append(f"resume by running again with db={options.db!r}{extra}")
     else:
         lines.append("the store was in memory: run again with --db FILE to keep finished work "
                      "and resume it")

@@ -200,8 +200,9 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
     gate = Gate(model=model, ledger=ledger, count_tokens=resolved.count_tokens,
                 price=resolved.price, concurrency=limit, rpm=rates.get("rpm"),
                 tpm=rates.get("tpm"))
-    lm = resolved.make_lm(engine=GatedEngine(engine, gate), num_retries=0)
-    return BoundLM(resolved=resolved, lm=lm)
+    gated = GatedEngine(engine, gate)
+    return BoundLM(resolved=resolved, lm=resolved.make_lm(engine=gated, num_retries=0),
+                   engine=gated)
 
 
 def read_outputs(ctx: RunContext) -> dict[str, Any]:

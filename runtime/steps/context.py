@@ -34,6 +34,12 @@ class BoundLM:
 
     resolved: ResolvedLM
     lm: dspy.LM
+    engine: Any = None  # the gate (GatedEngine) under ``lm``: closed when the run ends
+
+    def close(self) -> None:
+        """Release the back end (HTTP clients, a Ray worker pool); the run is over."""
+        if self.engine is not None:
+            self.engine.close()
 
     @property
     def window(self) -> int:

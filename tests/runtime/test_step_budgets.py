@@ -1,0 +1,122 @@
+"""Step budgets (max_calls, max_total_tokens, max_calls_per_depth) and closing LM back ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.runtime.budget import Budget
+from rlm_dsl.runtime.calls import reserve_all
+
+CAPPED = '''
+    recipe items "Count bad items."
+    input items: lines
+    chunk items -> pieces by lines(1)
+    map pieces -> n: int with {options} """
+      COUNT "bad"
+      {{{{ chunk.text }}}}
+    """
+    reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{{{ input }}}}"
+    output total
+'''
+
+
+@pytest.fixture
+def items(tmp_path: Path) -> Path:
+    path = tmp_path / "items.txt"
+    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(30)))
+    return path
+
+
+def test_step_max_calls_stops_the_run_and_the_same_command_goes_on(tmp_path, spec, items, cli,
+                                                                    query):
+    path = spec(CAPPED.format(options="max_calls=12"))
+    db = tmp_path / "run.duckdb"
+    args = ("run", path, "--input", f"items={items}", "--lm", "test", "--db", db)
+    code, out, err = cli(*args)
+    assert code == 3
+    assert err.splitlines() == [
+        f"budget exhausted: max_calls=12 of step 'map-n' ({path}:4:1) reached",
+        f"step 'map-n' ({path}:4:1): 12 of 30 rows done, 18 missing",
+        f"step 'reduce-total' ({path}:8:1): not run",
+        f"finished results are kept in {db}",
+        "to go on, run the same command again (finished calls are cached and free; the step's "
+        "cap counts each run's new calls) or raise the step's cap in the spec",
+        f"resume with: rlm run {path} --input items={items} --lm test --db {db}",
+    ]
+    assert query(db, "SELECT count(*) FROM n") == [(12,)]
+    assert cli(*args)[0] == 3
+    assert query(db, "SELECT count(*) FROM n") == [(24,)]
+    code, out, err = cli(*args, "--json")
+    assert code == 0
+    assert '"total": 8' in out and '"rows": 30' in out
+    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(30,)]
+
+
+def test_the_run_cap_still_applies_and_a_refused_step_claim_costs_the_run_nothing(
+        tmp_path, spec, items, cli, query):
+    path = spec(CAPPED.format(options="max_calls=20"))
+    db = tmp_path / "run.duckdb"
+    code, _, err = cli("run", path, "--input", f"items={items}", "--lm", "test", "--db", db,
+                       "--max-calls", "7")
+    assert code == 3
+    assert err.splitlines()[0] == "budget exhausted: --max-calls 7 reached"
+    assert err.splitlines()[-1].endswith("--max-calls 28")
+    assert query(db, "SELECT count(*) FROM n") == [(7,)]
+    run, step = Budget(max_calls=10), Budget(max_calls=1, step="step 'x'")
+    step.reserve(0, priced=False)
+    with pytest.raises(BudgetExhausted, match="max_calls=1 of step 'x' reached"):
+        reserve_all((run, step), 0, False, 0)
+    assert (run.calls, step.calls) == (0, 1)
+
+
+def test_step_token_cap_counts_prompt_and_answer_tokens(spec, items, run_spec):
+    path = spec(CAPPED.format(options="max_total_tokens=2000"))
+    with pytest.raises(BudgetExhausted) as caught:
+        run_spec(path, inputs={"items": str(items)})
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith(f"budget exhausted: max_total_tokens=2000 of step 'map-n' ({path}:4:1)"
+                            " reached (")
+    used = int(first.rsplit("(", 1)[1].split()[0])
+    assert 1500 < used <= 2000
+
+
+def test_calls_per_depth_caps_each_recursion_level(tmp_path, spec, cli, query):
+    words = " ".join(f"word{i} bad" if i % 5 == 0 else f"word{i}" for i in range(400))
+    doc = tmp_path / "doc.txt"
+    doc.write_text(words + "\n")
+    body = '''
+        recipe dp "Count."
+        input doc: lines
+        map doc -> n: int {options}"""
+          COUNT "bad"
+          {{{{ chunk.text }}}}
+        """
+        output n
+    '''
+    free = spec(body.format(options=""), "free.rlm")
+    capped = spec(body.format(options="with max_calls_per_depth=3 "), "capped.rlm")
+    db = tmp_path / "free.duckdb"
+    assert cli("run", free, "--input", f"doc={doc}", "--lm", "test:window=450", "--db", db)[0] == 0
+    assert query(db, "SELECT depth, count(*) FROM lm_calls GROUP BY 1") == [(2, 4)]
+    db = tmp_path / "capped.duckdb"
+    code, _, err = cli("run", capped, "--input", f"doc={doc}", "--lm", "test:window=450",
+                       "--db", db)
+    assert code == 3
+    assert err.splitlines()[0] == (f"budget exhausted: max_calls_per_depth=3 of step 'map-n' "
+                                   f"({capped}:3:1) reached at depth 2")
+    assert query(db, "SELECT depth, count(*) FROM lm_calls GROUP BY 1") == [(2, 3)]
+
+
+def test_a_run_closes_its_lm_back_ends_even_when_a_cap_stops_it(spec, items, run_spec,
+                                                                monkeypatch):
+    from rlm_dsl.runtime import testing
+
+    closed: list[str] = []
+    monkeypatch.setattr(testing.TestEngine, "close", lambda self: closed.append("test"))
+    path = spec(CAPPED.format(options="max_calls=3"))
+    with pytest.raises(BudgetExhausted):
+        run_spec(path, inputs={"items": str(items)})
+    assert closed == ["test"]

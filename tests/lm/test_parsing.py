@@ -140,3 +140,29 @@ def test_what_still_fails_carries_the_raw_response(recorded):
     assert (error.raw_response, error.attempts, error.exit_code) == ("still no idea, sorry", 2, 4)
     assert str(error).startswith("could not parse the model's answer after 2 attempt(s): ")
     assert "lenient: expected one number, found 0 in 'still no idea, sorry'" in str(error)
+
+
+class Mixed(dspy.Signature):
+    """Count the hits."""
+
+    text: str = dspy.InputField()
+    limit: int = dspy.InputField()
+    hits: list[str] = dspy.OutputField()
+
+
+@pytest.mark.parametrize(("signature", "inputs"), [
+    (Triage, {"window": "ERROR db01: connection refused\n  {\"retry\": 3} ünïcode"}),
+    (Triage, {"window": ""}),
+    (Triage, {"window": '["a", "b"]'}),  # JSON-looking text stays text
+    (Mixed, {"text": "a b c", "limit": 2}),  # a non-text input takes DSPy's own path
+])
+def test_robust_adapter_formats_exactly_like_chat_adapter(signature, inputs):
+    demos = [{**inputs, "severity": "low", "component": "db", "is_error": False,
+              "hits": ["a"]}]
+    ours, dspy_own = RobustAdapter(), dspy.ChatAdapter(use_json_adapter_fallback=False)
+    for _ in range(2):  # the second time from the per-signature memo
+        assert ours.format(signature, demos, inputs) == dspy_own.format(signature, demos, inputs)
+    cot = dspy.ChainOfThought(signature).predict.signature
+    assert ours.format(cot, [], inputs) == dspy_own.format(cot, [], inputs)
+    changed = signature.with_instructions("Something else.")
+    assert "Something else." in ours.format(changed, [], inputs)[0]["content"]

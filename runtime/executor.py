@@ -80,7 +80,11 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         try:
             walk = _Walk(ctx, modules or {}, done_before=_done_steps(store),
                          failed_before=_failed_steps(store))
-            walk_plan(walk, plan)
+            # lm_calls is the run's history: DSPy's own would keep the last 10,000 prompts and
+            # answers of every LM in memory (400 MB at 40 KB chunks) and shift a 10,000-entry
+            # list on every call once full
+            with dspy.context(disable_history=True):
+                walk_plan(walk, plan)
             status = "done"
         except BudgetStop as stop:
             status = "budget"

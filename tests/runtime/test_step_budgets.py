@@ -1,4 +1,4 @@
-"""Step budgets (max_calls, max_total_tokens, max_calls_per_depth) and closing LM back ends."""
+"""Step budgets (max_calls, max_total_tokens, max_calls_per_depth); what a run leaves behind."""
 
 from __future__ import annotations
 
@@ -120,3 +120,12 @@ def test_a_run_closes_its_lm_back_ends_even_when_a_cap_stops_it(spec, items, run
     with pytest.raises(BudgetExhausted):
         run_spec(path, inputs={"items": str(items)})
     assert closed == ["test"]
+
+
+def test_a_run_leaves_nothing_in_dspys_history(spec, items, run_spec):
+    from dspy.clients import base_lm
+
+    before = len(base_lm.GLOBAL_HISTORY)
+    path = spec(CAPPED.format(options="retries=0"))
+    assert run_spec(path, inputs={"items": str(items)}).summary["calls"] == 30
+    assert len(base_lm.GLOBAL_HISTORY) == before  # lm_calls is the history

@@ -4,11 +4,9 @@ Executor stage helper. A single-row ``INSERT`` costs about a millisecond in Duck
 instant LM call — so LM-call records and step results are queued by the worker threads (a deque
 append of the row's JSON text, encoded in the worker) and written every quarter second with one
 ``INSERT … SELECT`` over ``from_json(<row>, <schema>)`` per table (≈4 µs a row, typed LIST/STRUCT
-columns included). The writes are done by a writer thread, woken by the first :meth:`Writer.add`
-after the quarter second is up (or by its own timer in quiet spells): DuckDB runs the insert
-without holding the GIL, so on a second core it costs the workers nothing (it took ~3 % of an
-instant-LM map when the adding worker wrote the batch itself), and the thread needs the GIL only
-to take the batch — at most one switch interval behind busy workers. :meth:`Writer.flush`
+columns included). The write is done by the first :meth:`Writer.add` after the quarter second is
+up, in that worker: a background thread only covers quiet spells (a slow LM call), because a
+thread waiting for the GIL can starve behind busy workers for whole seconds. :meth:`Writer.flush`
 writes the rest in the calling thread. Batches are taken and written under one lock, so rows of
 one table keep their queue order, and a call's record is queued before the result that used it:
 a run killed at any moment leaves a consistent store — a result is never present without its
@@ -39,8 +37,7 @@ class Writer:
         self._error: BaseException | None = None
         self._write_lock = threading.Lock()
         self._due = time.monotonic() + FLUSH_EVERY_S  # when the queue is next written
-        self._wake = threading.Event()
-        self._stop = False
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlm-store-writer", daemon=True)
         self._thread.start()
 
@@ -51,9 +48,11 @@ class Writer:
         # Encode here, in the worker: the writer thread then holds the GIL only briefly, so
         # workers are not kept waiting for it after each I/O call (the convoy effect).
         self._queue.append((table, _encode(row)))
-        if time.monotonic() >= self._due:  # a batch is due: the writer thread takes it
-            self._due = time.monotonic() + FLUSH_EVERY_S
-            self._wake.set()
+        if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
+            try:  # a batch is due and no other thread is writing one: write it here
+                self._write_locked()
+            finally:
+                self._write_lock.release()
 
     def flush(self) -> None:
         """Write every row queued so far before returning (in the calling thread)."""
@@ -62,8 +61,7 @@ class Writer:
             raise self._error
 
     def close(self) -> None:
-        self._stop = True
-        self._wake.set()
+        self._stop.set()
         self._thread.join()
         self.flush()
 
@@ -72,9 +70,9 @@ class Writer:
         self._schemas.pop(table, None)
 
     def _run(self) -> None:
-        while not self._stop:
-            self._wake.wait(FLUSH_EVERY_S)
-            self._wake.clear()
+        while not self._stop.wait(FLUSH_EVERY_S):
+            if time.monotonic() < self._due:
+                continue  # a worker wrote a batch meanwhile
             try:
                 self._write_queued()
             except BaseException:  # kept in _error: surfaced on the next add/flush
@@ -84,15 +82,19 @@ class Writer:
         """Take and write the whole queue; rows queued before the call are in the store after
         it, whichever thread wrote them (the lock orders the batches)."""
         with self._write_lock:
-            batch: list[tuple[str, str]] = []
-            while self._queue:
-                batch.append(self._queue.popleft())
-            if batch:
-                try:
-                    self._write(batch)
-                except BaseException as exc:
-                    self._error = exc
-                    raise
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        self._due = time.monotonic() + FLUSH_EVERY_S
+        batch: list[tuple[str, str]] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if batch:
+            try:
+                self._write(batch)
+            except BaseException as exc:
+                self._error = exc
+                raise
 
     def _write(self, batch: list[tuple[str, str]]) -> None:
         by_table: dict[str, list[str]] = {}

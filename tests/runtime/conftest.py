@@ -19,6 +19,24 @@ from rlm_dsl.runtime.executor import RunOptions, RunResult, execute
 
 
 @pytest.fixture
+def write_items(tmp_path: Path) -> Callable[[int], Path]:
+    """``write_items(n)``: ``items.txt`` of n lines ``item <i> bad|ok`` (every 4th is bad)."""
+
+    def write(n: int) -> Path:
+        path = tmp_path / "items.txt"
+        path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(n)))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def items(write_items: Callable[[int], Path]) -> Path:
+    """100 item lines, 25 of them bad."""
+    return write_items(100)
+
+
+@pytest.fixture
 def spec(tmp_path: Path) -> Callable[[str, str], Path]:
     """Write spec text (dedented) to ``tmp_path/<name>`` and return its path."""
 

@@ -49,10 +49,8 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> list[ray_engine.RayEngine]:
 
 
 @pytest.fixture
-def items(tmp_path: Path) -> Path:
-    path = tmp_path / "items.txt"
-    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(N)))
-    return path
+def items(write_items) -> Path:
+    return write_items(N)
 
 
 def calls(query, db: Path) -> list[tuple[str, str]]:

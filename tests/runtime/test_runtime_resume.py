@@ -6,8 +6,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 ITEMS_SPEC = '''
     recipe items "Count bad items."
     input items: lines
@@ -19,13 +17,6 @@ ITEMS_SPEC = '''
     reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{ input }}"
     output total
 '''
-
-
-@pytest.fixture
-def items(tmp_path: Path) -> Path:
-    path = tmp_path / "items.txt"
-    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(100)))
-    return path
 
 
 def test_resume_after_sigkill_repeats_no_finished_call(tmp_path, spec, run_spec, query,

@@ -5,65 +5,52 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_runtime_resume import ITEMS_SPEC  # tests/runtime is on sys.path
 
 from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import reserve_all
 
-CAPPED = '''
-    recipe items "Count bad items."
-    input items: lines
-    chunk items -> pieces by lines(1)
-    map pieces -> n: int with {options} """
-      COUNT "bad"
-      {{{{ chunk.text }}}}
-    """
-    reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{{{ input }}}}"
-    output total
-'''
 
-
-@pytest.fixture
-def items(tmp_path: Path) -> Path:
-    path = tmp_path / "items.txt"
-    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(30)))
-    return path
+def capped(spec, options: str) -> Path:
+    """The resume tests' items spec with ``options`` added to its map step (``map-n``, line 4)."""
+    return spec(ITEMS_SPEC.replace("with retries=1", f"with retries=1, {options}"))
 
 
 def test_step_max_calls_stops_the_run_and_the_same_command_goes_on(tmp_path, spec, items, cli,
                                                                     query):
-    path = spec(CAPPED.format(options="max_calls=12"))
+    path = capped(spec, "max_calls=40")
     db = tmp_path / "run.duckdb"
     args = ("run", path, "--input", f"items={items}", "--lm", "test", "--db", db)
     code, out, err = cli(*args)
     assert code == 3
     assert err.splitlines() == [
-        f"budget exhausted: max_calls=12 of step 'map-n' ({path}:4:1) reached",
-        f"step 'map-n' ({path}:4:1): 12 of 30 rows done, 18 missing",
+        f"budget exhausted: max_calls=40 of step 'map-n' ({path}:4:1) reached",
+        f"step 'map-n' ({path}:4:1): 40 of 100 rows done, 60 missing",
         f"step 'reduce-total' ({path}:8:1): not run",
         f"finished results are kept in {db}",
         "to go on, run the same command again (finished calls are cached and free; the step's "
         "cap counts each run's new calls) or raise the step's cap in the spec",
         f"resume with: rlm run {path} --input items={items} --lm test --db {db}",
     ]
-    assert query(db, "SELECT count(*) FROM n") == [(12,)]
+    assert query(db, "SELECT count(*) FROM n") == [(40,)]
     assert cli(*args)[0] == 3
-    assert query(db, "SELECT count(*) FROM n") == [(24,)]
+    assert query(db, "SELECT count(*) FROM n") == [(80,)]
     code, out, err = cli(*args, "--json")
     assert code == 0
-    assert '"total": 8' in out and '"rows": 30' in out
-    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(30,)]
+    assert '"total": 25' in out and '"rows": 100' in out
+    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(100,)]
 
 
 def test_the_run_cap_still_applies_and_a_refused_step_claim_costs_the_run_nothing(
         tmp_path, spec, items, cli, query):
-    path = spec(CAPPED.format(options="max_calls=20"))
+    path = capped(spec, "max_calls=20")
     db = tmp_path / "run.duckdb"
     code, _, err = cli("run", path, "--input", f"items={items}", "--lm", "test", "--db", db,
                        "--max-calls", "7")
     assert code == 3
     assert err.splitlines()[0] == "budget exhausted: --max-calls 7 reached"
-    assert err.splitlines()[-1].endswith("--max-calls 28")
+    assert err.splitlines()[-1].endswith("--max-calls 112")
     assert query(db, "SELECT count(*) FROM n") == [(7,)]
     run, step = Budget(max_calls=10), Budget(max_calls=1, step="step 'x'")
     step.reserve(0, priced=False)
@@ -73,7 +60,7 @@ def test_the_run_cap_still_applies_and_a_refused_step_claim_costs_the_run_nothin
 
 
 def test_step_token_cap_counts_prompt_and_answer_tokens(spec, items, run_spec):
-    path = spec(CAPPED.format(options="max_total_tokens=2000"))
+    path = capped(spec, "max_total_tokens=2000")
     with pytest.raises(BudgetExhausted) as caught:
         run_spec(path, inputs={"items": str(items)})
     first = str(caught.value).splitlines()[0]
@@ -116,7 +103,7 @@ def test_a_run_closes_its_lm_back_ends_even_when_a_cap_stops_it(spec, items, run
 
     closed: list[str] = []
     monkeypatch.setattr(testing.TestEngine, "close", lambda self: closed.append("test"))
-    path = spec(CAPPED.format(options="max_calls=3"))
+    path = capped(spec, "max_calls=3")
     with pytest.raises(BudgetExhausted):
         run_spec(path, inputs={"items": str(items)})
     assert closed == ["test"]
@@ -126,6 +113,6 @@ def test_a_run_leaves_nothing_in_dspys_history(spec, items, run_spec):
     from dspy.clients import base_lm
 
     before = len(base_lm.GLOBAL_HISTORY)
-    path = spec(CAPPED.format(options="retries=0"))
-    assert run_spec(path, inputs={"items": str(items)}).summary["calls"] == 30
+    path = spec(ITEMS_SPEC)
+    assert run_spec(path, inputs={"items": str(items)}).summary["calls"] == 100
     assert len(base_lm.GLOBAL_HISTORY) == before  # lm_calls is the history

@@ -158,6 +158,7 @@ class _Walker:
             if step.source and self.prefix + step.source in self.uncertain:
                 self.uncertain.add(local.table)
                 result.calls_min = result.tokens_min = 0
+            _note_caps(step, result)
             out.append(result)
         if not self.prefix:
             self.estimate.steps.extend(out)
@@ -215,6 +216,17 @@ class _Walker:
         """Write placeholder results of an LM step so later steps read typed rows."""
         assert step.output is not None
         write_values(self.store, local.table, step.output.name, step.output.type, values)
+
+
+def _note_caps(step: Step, result: StepEstimate) -> None:
+    """Say when the step's own budget (``max_calls``, ``max_total_tokens``) would stop the run."""
+    caps = (("max_calls", result.calls, "calls"), ("max_total_tokens", result.tokens, "tokens"))
+    for option, need, what in caps:
+        cap = step.options.get(option)
+        if cap is not None and need > cap:
+            stop = (f"its {option}={cap} stops the run (exit 3) before the {need:,} {what} "
+                    "estimated")
+            result.note = f"{result.note}; {stop}" if result.note else stop
 
 
 def _model_of(binding: Any, default: str) -> str:

@@ -159,3 +159,17 @@ def test_estimate_input_errors(tmp_path, capsys) -> None:
     assert str(missing) in capsys.readouterr().err
     with pytest.raises(InputError, match="declares no input 'docs'"):
         estimate_plan(compile_file(recipe), {"docs": "x"}, {}, "test")
+
+
+def test_estimate_says_when_a_step_budget_stops_the_run(tmp_path) -> None:
+    items = tmp_path / "items.txt"
+    items.write_text("".join(f"item {i}\n" for i in range(30)))
+    spec = tmp_path / "capped.rlm"
+    spec.write_text('recipe capped "Count."\ninput items: lines\n'
+                    'map items -> n: int with max_calls=5, max_total_tokens=100000 """\n'
+                    '  COUNT "1"\n  {{ chunk.text }}\n"""\noutput n\n')
+    estimate = estimate_plan(compile_file(spec), {"items": str(items)}, {}, "test")
+    step = next(s for s in estimate.steps if s.step == "map-n")
+    assert step.note == ("one call per row; its max_calls=5 stops the run (exit 3) before the 30 "
+                         "calls estimated")
+    assert step.tokens < 100000  # the token cap is not reached: no note for it

@@ -93,8 +93,9 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             writer.flush()
             summary = summarize(ctx, started, [*warnings, *ctx.warnings])
             _finish_run(ctx, status, summary)
+        # bind-time warnings and the run's own (a degraded sandbox, an unenforceable step cap)
         return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
-                         db=options.db, warnings=warnings)
+                         db=options.db, warnings=summary["warnings"])
     finally:
         try:
             _close_lms(lms)
@@ -167,9 +168,11 @@ def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
     if budget is None:
         return
     ctx.ledger.step_budgets[key] = budget
-    if budget.max_usd is not None and ctx.lm_for(step).resolved.price is None:
-        ctx.warnings.append(f"warning: no price is known for the LM of {where(step)}: its "
-                            "max_usd cannot be enforced; only its call and token caps apply")
+    warning = (f"warning: no price is known for the LM of {where(step)}: its max_usd cannot be "
+               "enforced; only its call and token caps apply")
+    if budget.max_usd is not None and ctx.lm_for(step).resolved.price is None and (
+            warning not in ctx.warnings):  # once, not once per row of a `use`d recipe
+        ctx.warnings.append(warning)
 
 
 def _resolve_step_failures(ctx: RunContext, step: Step) -> None:

@@ -116,3 +116,12 @@ def test_a_run_leaves_nothing_in_dspys_history(spec, items, run_spec):
     path = spec(ITEMS_SPEC)
     assert run_spec(path, inputs={"items": str(items)}).summary["calls"] == 100
     assert len(base_lm.GLOBAL_HISTORY) == before  # lm_calls is the history
+
+
+def test_a_step_dollar_cap_without_a_price_is_said_once(spec, items, cli):
+    path = capped(spec, "max_usd=0.5")
+    code, _, err = cli("run", path, "--input", f"items={items}", "--lm", "test")
+    assert code == 0
+    warning = (f"warning: no price is known for the LM of step 'map-n' ({path}:4:1): its max_usd "
+               "cannot be enforced; only its call and token caps apply")
+    assert err.splitlines().count(warning) == 1

@@ -147,9 +147,10 @@ def _rlm(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int:
             result = module.run(ctx.store, ctx.table(step.source or ""), ctx.params, root.lm,
                                 sub.lm, ctx.ledger.run_id)
     except Exception:
-        # The REPL may wrap a refused sub-call in its own error: the budget decides.
-        if ctx.ledger.budget.exhausted is not None:
-            raise BudgetStop(ctx.ledger.budget.exhausted) from None
+        # The REPL may wrap a refused sub-call in its own error: the budgets decide.
+        for budget in ctx.ledger.budgets_for(ctx.key(step)):
+            if budget.exhausted is not None:
+                raise BudgetStop(budget.exhausted) from None
         raise
     ctx.warnings.extend(result.warnings)
     write_value(ctx, step, result.value)

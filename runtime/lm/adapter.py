@@ -46,6 +46,13 @@ class RobustAdapter(dspy.ChatAdapter):
         self._memo: weakref.WeakKeyDictionary[type, dict[str, str]] = (
             weakref.WeakKeyDictionary())
 
+    def __getstate__(self) -> dict[str, Any]:  # the memo holds weak references: not pickled
+        return {k: v for k, v in vars(self).items() if k != "_memo"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._memo = weakref.WeakKeyDictionary()
+
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         """DSPy's system message, built once per signature (see :meth:`_once`): rebuilding it
         (field descriptions, structure, pydantic schemas) was a fifth of every call's CPU."""

@@ -7,6 +7,7 @@ them, so formatting, the LM call and parsing are DSPy's own code paths.
 
 from __future__ import annotations
 
+import pickle
 from typing import Literal
 
 import dspy
@@ -166,3 +167,5 @@ def test_robust_adapter_formats_exactly_like_chat_adapter(signature, inputs):
     assert ours.format(cot, [], inputs) == dspy_own.format(cot, [], inputs)
     changed = signature.with_instructions("Something else.")
     assert "Something else." in ours.format(changed, [], inputs)[0]["content"]
+    copied = pickle.loads(pickle.dumps(ours))  # the memo is left behind, not pickled
+    assert copied.format(signature, demos, inputs) == dspy_own.format(signature, demos, inputs)

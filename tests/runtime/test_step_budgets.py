@@ -84,16 +84,16 @@ def test_calls_per_depth_caps_each_recursion_level(tmp_path, spec, cli, query):
         output n
     '''
     free = spec(body.format(options=""), "free.rlm")
-    capped = spec(body.format(options="with max_calls_per_depth=3 "), "capped.rlm")
+    limited = spec(body.format(options="with max_calls_per_depth=3 "), "capped.rlm")
     db = tmp_path / "free.duckdb"
     assert cli("run", free, "--input", f"doc={doc}", "--lm", "test:window=450", "--db", db)[0] == 0
     assert query(db, "SELECT depth, count(*) FROM lm_calls GROUP BY 1") == [(2, 4)]
     db = tmp_path / "capped.duckdb"
-    code, _, err = cli("run", capped, "--input", f"doc={doc}", "--lm", "test:window=450",
+    code, _, err = cli("run", limited, "--input", f"doc={doc}", "--lm", "test:window=450",
                        "--db", db)
     assert code == 3
     assert err.splitlines()[0] == (f"budget exhausted: max_calls_per_depth=3 of step 'map-n' "
-                                   f"({capped}:3:1) reached at depth 2")
+                                   f"({limited}:3:1) reached at depth 2")
     assert query(db, "SELECT depth, count(*) FROM lm_calls GROUP BY 1") == [(2, 3)]
 
 
@@ -131,6 +131,7 @@ def test_an_rlm_step_cap_stops_its_repl(tmp_path, run_spec, monkeypatch):
     root = Path(__file__).parents[2]
     monkeypatch.chdir(root)  # the recipe's input path is relative to the repository
     text = (root / "recipes" / "handbook_qa.rlm").read_text()
+    assert 'timeout=30 """' in text
     path = tmp_path / "capped_qa.rlm"
     path.write_text(text.replace('timeout=30 """', 'timeout=30, max_calls=2 """'))
     with pytest.raises(BudgetExhausted) as caught:

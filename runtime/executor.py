@@ -258,10 +258,10 @@ def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> 
     used = ctx.ledger.budget
     if options.db:
         lines.append(f"finished results are kept in {options.db}")
-        # a step's own cap: the same command goes on (cached calls are free, the cap counts
-        # this run's calls); the run's cap: the command with bigger caps
-        flags = _bigger_budget(used, needed) if used.exhausted is not None else {}
-        if used.exhausted is None:
+        if used.exhausted is not None:  # the run's cap: the command with bigger caps
+            flags = _bigger_budget(used, needed)
+        else:  # a step's own cap: the same command goes on (its cap counts this run's calls)
+            flags = {}
             lines.append("to go on, run the same command again (finished calls are cached and "
                          "free; the step's cap counts each run's new calls) or raise the step's "
                          "cap in the spec")

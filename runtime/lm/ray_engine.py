@@ -47,19 +47,24 @@ def _ray() -> Any:
 def connect(workers: int | None = None) -> str:
     """Join the cluster at ``$RAY_ADDRESS`` (or start a local one) and describe it."""
     ray = _ray()
-    address = os.environ.get("RAY_ADDRESS") or None
-    how = "using the running cluster"
-    if not ray.is_initialized():
-        settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:
-            settings["include_dashboard"] = False
-        ray.init(address=address, **settings)
-        how = "joined the cluster" if address else "started a local cluster"
+    how = _join(ray)
     resources = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     return (f"executor: ray ({how} at {ray.get_runtime_context().gcs_address}, "
             f"{nodes} node(s), {int(resources.get('CPU', 0))} CPUs): "
             f"{pool_size(workers)} worker(s) per model")
+
+
+def _join(ray: Any) -> str:
+    """Initialize Ray in this process unless it is already; says how."""
+    if ray.is_initialized():
+        return "using the running cluster"
+    address = os.environ.get("RAY_ADDRESS") or None
+    settings: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    if address is None:
+        settings["include_dashboard"] = False
+    ray.init(address=address, **settings)
+    return "joined the cluster" if address else "started a local cluster"
 
 
 def pool_size(workers: int | None) -> int:
@@ -78,7 +83,7 @@ class RayEngine:
     def __init__(self, model_id: str, options: dict[str, Any], *, workers: int | None = None,
                  per_worker: int | None = None, concurrency: int = 8) -> None:
         ray = _ray()
-        connect(workers)
+        _join(ray)  # the CLI has said which cluster (connect); only make sure there is one
         self.model_id = model_id
         self.workers = pool_size(workers)
         self.per_worker = per_worker or max(1, math.ceil(concurrency / self.workers))

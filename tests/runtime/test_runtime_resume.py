@@ -122,3 +122,33 @@ def test_rlm_step_is_dispatched_and_shares_the_budget(tmp_path, spec, items, cli
                                     f"step 'rlm-answer' ({path}:3:1): not run"]
     assert query(db, "SELECT DISTINCT step FROM lm_calls WHERE NOT cached") == [("rlm-answer",)]
     assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(2,)]
+
+
+def test_a_failed_step_is_resolved_when_a_later_run_finishes_it(tmp_path, spec, items, cli,
+                                                                 query, monkeypatch):
+    path = spec('''
+        recipe sf "Count, then add up with another LM."
+        lm base = "test"
+        lm judge = env("RLM_JUDGE", "test:fail=1.0")
+        input items: lines
+        chunk items -> pieces by lines(1)
+        map pieces -> n: int using base """
+          COUNT "bad"
+          {{ chunk.text }}
+        """
+        reduce n -> total: int by concat using judge with retries=0 """
+          SUM {{ items | tojson }}
+        """
+        output total
+    ''')
+    db = tmp_path / "run.duckdb"
+    args = ("run", path, "--input", f"items={items}", "--db", db)
+    monkeypatch.delenv("RLM_JUDGE", raising=False)
+    assert cli(*args)[0] == 0
+    open_failures = "SELECT step, chunk_id FROM failures WHERE NOT resolved"
+    assert query(db, open_failures) == [("reduce-total", None)]
+    monkeypatch.setenv("RLM_JUDGE", "test")
+    code, _, err = cli(*args)
+    assert code == 0 and "failures: 0" in err
+    assert query(db, open_failures) == []
+    assert query(db, "SELECT count(*) FROM failures WHERE resolved") == [(1,)]

@@ -12,6 +12,7 @@ files that failed (a truncated ``.gz`` keeps its readable prefix).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import glob
 import os
 import re
@@ -35,6 +36,7 @@ from rlm_dsl.runtime.logs.parse import (
     newline_width,
     read_lines_sql,
     stage_sql,
+    update_record_columns,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
 
@@ -332,7 +334,14 @@ def _parse_file(
         fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
     )
     insert = insert_sql(
-        fmt, table, source, base_id=base, first_line=first_line, parent_id=parent, newline=nl
+        fmt,
+        table,
+        source,
+        base_id=base,
+        file_time=_file_time_sql(source),
+        first_line=first_line,
+        parent_id=parent,
+        newline=nl,
     )
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
     con.begin()
@@ -341,6 +350,7 @@ def _parse_file(
     con.execute(f"DROP TABLE {STAGE}")
     if fmt.start:
         fold_continuations(con, table, ids)
+    update_record_columns(con, fmt, table, ids)
     rows, errors, grew = con.execute(
         f"SELECT count(*) FILTER (id >= {base}), count(parse_error) FILTER (id >= {base}), "
         f'count(*) FILTER (id < {base} AND end_line_no >= {first_line}) FROM "{table}" '
@@ -350,6 +360,15 @@ def _parse_file(
     result.format, result.rows, result.parse_errors = fmt.name, rows, errors
     if grew:
         report.updated_ids.append(parent)
+
+
+def _file_time_sql(path: str) -> str:
+    """The file's mtime as a SQL TIMESTAMP (local time, like the logs it dates)."""
+    try:
+        stamp = datetime.datetime.fromtimestamp(os.path.getmtime(path))
+    except OSError:
+        stamp = datetime.datetime.now()
+    return f"TIMESTAMP '{stamp.isoformat(sep=' ')}'"
 
 
 def _file_format(

@@ -14,7 +14,18 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
-from rlm_dsl.runtime.logs.formats import FORMATS, RAW, LogFormat, sql_str
+from rlm_dsl.runtime.logs.formats import (
+    FORMATS,
+    GENERIC,
+    RAW,
+    LogFormat,
+    generic_columns,
+    generic_header_sql,
+    generic_ok_sql,
+)
+from rlm_dsl.runtime.logs.logformat import PARSED
+from rlm_dsl.runtime.logs.sql import sql_str
+from rlm_dsl.runtime.logs.timestamps import find_ts_sql
 
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
@@ -37,8 +48,15 @@ LOG_COLUMNS = (
     ("text", "VARCHAR"),
     ("format", "VARCHAR"),
     ("parse_error", "VARCHAR"),
+    ("client", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("path", "VARCHAR"),
+    ("status", "INTEGER"),
+    ("bytes", "BIGINT"),
+    ("referrer", "VARCHAR"),
+    ("user_agent", "VARCHAR"),
+    ("fields", "MAP(VARCHAR, VARCHAR)"),
 )
-_PARSED = ("ts", "level", "host", "process", "pid", "component")
 _LONG = ("message", "text")
 
 
@@ -148,33 +166,71 @@ def insert_sql(
     source: str,
     *,
     base_id: int,
+    file_time: str = "current_localtimestamp()",
     first_line: int = 1,
     parent_id: int | None = None,
     newline: int = 1,
 ) -> str:
-    """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``."""
-    ok = fmt.ok_sql()
+    """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``.
+
+    Lines ``fmt`` does not parse fall back to the per-line :data:`GENERIC` parse; the STRUCTs
+    that parse needs (``g``, ``gh``) are built only for those lines. ``file_time`` is a SQL
+    TIMESTAMP: the year of timestamps written without one.
+    """
     is_start, rec = ("is_start", "rec") if fmt.start else _record_ids(fmt, first_line, None)
-    fields = ",\n  ".join(
-        f"CASE WHEN {ok} THEN {fmt.columns[c]} END AS {c}" if c in fmt.columns else f"NULL AS {c}"
-        for c in _PARSED
-    )
+    fallback = {} if fmt is GENERIC else generic_columns("g", "gh")
+    fields = ",\n  ".join(f"{_column_sql(fmt, c, fallback)} AS {c}" for c in PARSED)
     message = fmt.columns.get("message", "line")
+    generic_message = fallback.get("message", "line")
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
     reason = "no known log format recognised in this file"
     if fmt is not RAW:
         reason = f"line does not match the {fmt.name} format"
-    error = f"CASE WHEN {ok} THEN NULL WHEN line = '' THEN 'empty line' ELSE {sql_str(reason)} END"
-    return (
-        f'INSERT INTO "{table}" SELECT {record_id} AS id, {sql_str(source)} AS source, '
-        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
-        f"end_byte - strlen(line) - {newline} AS byte_offset,\n  {fields},\n  "
-        f"CASE WHEN {ok} THEN {message} ELSE line END AS message, line AS text, "
-        f"{sql_str(fmt.name)} AS format, {error} AS parse_error\n"
-        f"FROM (SELECT *, {fmt.struct_sql()} AS m FROM {STAGE})"
+    error = (
+        f"CASE WHEN _ok OR _gok THEN NULL WHEN line = '' THEN 'empty line' "
+        f"ELSE {sql_str(reason)} END"
     )
+    fmt_name = f"CASE WHEN _gok THEN 'generic' ELSE {sql_str(fmt.name)} END"
+    columns = ", ".join(
+        ("id", "source", "line_no", "end_line_no", "byte_offset", "message", "text", "format",
+         "parse_error", *PARSED)
+    )
+    return (
+        f'INSERT INTO "{table}" ({columns}) SELECT {record_id} AS id, '
+        f"{sql_str(source)} AS source, "
+        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
+        f"end_byte - strlen(line) - {newline} AS byte_offset,\n  "
+        f"CASE WHEN _ok THEN {message} WHEN _gok THEN {generic_message} ELSE line END AS message, "
+        f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  {fields}\n"
+        f"FROM ({_parsed_lines_sql(fmt, file_time)})"
+    )
+
+
+def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
+    primary = fmt.columns.get(column, "NULL")
+    return f"CASE WHEN _ok THEN {primary} WHEN _gok THEN {fallback.get(column, 'NULL')} END"
+
+
+def _parsed_lines_sql(fmt: LogFormat, file_time: str) -> str:
+    """The staged lines with ``m`` (the format's STRUCT), ``_ok`` and the generic fallback."""
+    lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM {STAGE}"
+    checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
+    if fmt is GENERIC:
+        return f"SELECT *, {generic_header_sql('m')} AS h, false AS _gok FROM ({checked})"
+    found = f"SELECT *, CASE WHEN NOT _ok THEN {find_ts_sql('line')} END AS g FROM ({checked})"
+    return (
+        f"SELECT *, CASE WHEN g IS NOT NULL THEN {generic_header_sql('g')} END AS gh, "
+        f"coalesce(NOT _ok AND {generic_ok_sql('g')}, false) AS _gok FROM ({found})"
+    )
+
+
+def update_record_columns(con: Any, fmt: LogFormat, table: str, ids: str) -> None:
+    """Recompute ``fmt.record_columns`` from each new record's (folded) ``text``."""
+    if fmt.record_columns:
+        sets = ", ".join(f"{c} = {sql}" for c, sql in fmt.record_columns.items())
+        con.execute(f'UPDATE "{table}" SET {sets} WHERE ({ids}) AND format = {sql_str(fmt.name)}')
 
 
 def fold_continuations(con: Any, table: str, ids: str) -> int:

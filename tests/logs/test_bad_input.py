@@ -19,8 +19,9 @@ def test_unknown_format_name_lists_the_known_ones(store, write_log):
     with pytest.raises(InputError) as info:
         load_log(store, "logs", [path], format="syslogg")
     assert str(info.value) == (
-        "unknown log format 'syslogg'; known formats: apache_combined, apache_common, generic, "
-        "jsonl, log4j, logfmt, python, syslog, syslog5424 (or auto)"
+        "unknown log format 'syslogg'; known formats: apache_combined, apache_common, "
+        "apache_error, generic, journal_export, jsonl, log4j, logfmt, nginx_error, python, "
+        "syslog, syslog5424 (or auto)"
     )
     assert info.value.exit_code == 2
 

@@ -27,7 +27,7 @@ def test_ingest_then_query(tmp_path: Path, capsys):
             "csv",
         ]
     )
-    assert (code, capsys.readouterr().out) == (0, "level,n\nERROR,1\nINFO,68\nWARN,8\n")
+    assert (code, capsys.readouterr().out) == (0, "level,n\nERROR,2\nINFO,68\nWARN,8\n")
 
     code = main(
         [

@@ -33,14 +33,16 @@ def test_ingest_then_query(tmp_path: Path, capsys):
         [
             "sql",
             db,
-            "SELECT line_no, end_line_no, component FROM logs WHERE level = 'ERROR'",
+            "SELECT line_no, end_line_no, component FROM logs WHERE level = 'ERROR' "
+            "ORDER BY source, line_no",
             "--format",
             "json",
         ]
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"line_no": 44, "end_line_no": 59, "component": "com.acme.shop.order.OrderRepository"}
+        {"line_no": 44, "end_line_no": 59, "component": "com.acme.shop.order.OrderRepository"},
+        {"line_no": 134, "end_line_no": 134, "component": None},  # sshd[31337]: error: …
     ]
 
     assert main(["sql", db, "SELECT count(*) AS n FROM logs"]) == 0

@@ -34,26 +34,24 @@ _LEVEL_PLACES = (
     ("letter", r"^([IWEFDV])\d{4}|^([DIWEF]), \[|^([DIWEX]) \[|"
      r"^\d\d-\d\d \S+\s+\S+\s+\d+\s+\d+\s+([VDIWEF]) |^\d\d-\d\d \S+ ([VDIWEF])/"),
 )
-# One-letter and two-letter spellings → names (the rest go through :func:`level_sql`).
-_SHORT = {
-    "V": "TRACE", "D": "DEBUG", "I": "INFO", "W": "WARN", "E": "ERROR", "F": "FATAL",
-    "X": "FATAL", "IN": "INFO", "NO": "INFO", "WA": "WARN", "ER": "ERROR", "DB": "DEBUG",
-    "VB": "TRACE", "CR": "FATAL", "AL": "FATAL", "EM": "FATAL",
+# Every spelling a level is written in (upper-cased) → TRACE, DEBUG, INFO, WARN, ERROR, FATAL.
+_LEVEL_NAMES = {
+    **{k: "TRACE" for k in ("TRACE", "FINEST", "FINER", "VERBOSE", "V", "VB")},
+    **{k: "DEBUG" for k in ("DEBUG", "DBG", "FINE", "D", "DB")},
+    **{k: "INFO" for k in ("INFO", "INFORMATION", "NOTICE", "NOTE", "CONFIG", "I", "IN", "NO")},
+    **{k: "WARN" for k in ("WARN", "WARNING", "W", "WA")},
+    **{k: "ERROR" for k in ("ERROR", "ERR", "SEVERE", "E", "ER")},
+    **{k: "FATAL" for k in (
+        "FATAL", "CRITICAL", "CRIT", "EMERG", "EMERGENCY", "ALERT", "PANIC", "F", "X", "CR", "AL",
+        "EM")},
 }
+_LEVEL_MAP = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in _LEVEL_NAMES.items()) + "}"
 
 
 def level_sql(expr: str) -> str:
-    """Normalise a level spelling (``warning``, ``ERR``, ``CRITICAL``, ``I``…) to TRACE…FATAL."""
-    short = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _SHORT.items())
-    return (
-        f"(CASE upper(nullif(trim({expr}), '')) "
-        "WHEN 'WARNING' THEN 'WARN' WHEN 'ERR' THEN 'ERROR' WHEN 'SEVERE' THEN 'ERROR' "
-        "WHEN 'CRITICAL' THEN 'FATAL' WHEN 'CRIT' THEN 'FATAL' WHEN 'EMERG' THEN 'FATAL' "
-        "WHEN 'ALERT' THEN 'FATAL' WHEN 'PANIC' THEN 'FATAL' WHEN 'NOTICE' THEN 'INFO' "
-        "WHEN 'INFORMATION' THEN 'INFO' WHEN 'DBG' THEN 'DEBUG' WHEN 'FINE' THEN 'DEBUG' "
-        f"WHEN 'VERBOSE' THEN 'TRACE' WHEN 'FINEST' THEN 'TRACE' {short} "
-        f"ELSE upper(nullif(trim({expr}), '')) END)"
-    )
+    """Normalise a level spelling (``warning``, ``ERR``, ``CRITICAL``, ``I``…) to TRACE…FATAL;
+    NULL for anything else. ``expr`` appears once, so a costly expression is not repeated."""
+    return f"{_LEVEL_MAP}[upper(trim({expr}))]"
 
 
 def syslog_level_sql(pri: str) -> str:

@@ -32,14 +32,15 @@ _LEVEL_PLACES = (
     ("facility", rf"\b{_FACILITY}\.((?i:{LEVEL_WORDS}))\b"),  # unifi user.warn
     ("esx", r"\b(In|Wa|Er|Db|No|Cr|Al|Em|Vb)\(\d+\)"),  # ESXi In(14)
     ("letter", r"^([IWEFDV])\d{4}|^([DIWEF]), \[|^([DIWEX]) \[|"
-     r"^\d\d-\d\d \S+\s+\S+\s+\d+\s+\d+\s+([VDIWEF]) |^\d\d-\d\d \S+ ([VDIWEF])/"),
+     r"^\d\d-\d\d \S+(?:\s+\S+)?\s+\d+\s+\d+\s+([VDIWEF]) |^\d\d-\d\d \S+ ([VDIWEF])/"),
 )
 # Every spelling a level is written in (upper-cased) → TRACE, DEBUG, INFO, WARN, ERROR, FATAL.
 _LEVEL_NAMES = {
     **{k: "TRACE" for k in ("TRACE", "FINEST", "FINER", "VERBOSE", "V", "VB")},
     **{k: "DEBUG" for k in ("DEBUG", "DBG", "FINE", "D", "DB")},
-    **{k: "INFO" for k in ("INFO", "INFORMATION", "NOTICE", "NOTE", "CONFIG", "I", "IN", "NO")},
-    **{k: "WARN" for k in ("WARN", "WARNING", "W", "WA")},
+    **{k: "INFO" for k in (
+        "INFO", "INF", "INFORMATION", "NOTICE", "NOTE", "CONFIG", "I", "IN", "NO")},
+    **{k: "WARN" for k in ("WARN", "WARNING", "WRN", "W", "WA")},
     **{k: "ERROR" for k in ("ERROR", "ERR", "SEVERE", "E", "ER")},
     **{k: "FATAL" for k in (
         "FATAL", "CRITICAL", "CRIT", "EMERG", "EMERGENCY", "ALERT", "PANIC", "F", "X", "CR", "AL",
@@ -95,7 +96,9 @@ def kv_map_sql(text: str, pair: str = _PAIR) -> str:
     keys = f"regexp_extract_all({text}, {sql_str(pair)}, 1)"
     values = f"regexp_extract_all({text}, {sql_str(pair)}, 2)"
     unquoted = "list_transform(kv.v, lambda x: regexp_replace(x, '^\"(.*)\"$', '\\1'))"
-    first = "list_filter(list_zip(kv.k, " + unquoted + "), lambda e, i: list_position(kv.k, e[1]) = i)"
+    first = (
+        f"list_filter(list_zip(kv.k, {unquoted}), lambda e, i: list_position(kv.k, e[1]) = i)"
+    )
     return with_struct(
         f"{{'k': {keys}, 'v': {values}}}",
         "kv",

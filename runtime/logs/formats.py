@@ -58,13 +58,14 @@ def generic_columns(found: str, header: str) -> dict[str, str]:
         f"(CASE WHEN {header}.host <> '' THEN substr({rest}, length(regexp_extract({rest}, "
         f"'^\\]?\\s+\\S+\\s+(?:[a-z]+\\.[a-z]+\\s+)?[^:]*:\\s')) + 1) ELSE {rest} END)"
     )
+    real = f"{level_sql(f'{header}.host')} IS NULL"  # a level word is no host (Spark's INFO)
     return {
         "ts": f"coalesce({ts_sql(found, 'file_time')}, {epoch_sql('line')})",
         "level": f"coalesce({level_sql(f'regexp_extract({rest}, {sql_str(_REST_LEVEL)}, 1)')}, "
         f"{level_any_sql('line')})",
-        "host": f"nullif({header}.host, '')",
-        "process": f"nullif({header}.process, '')",
-        "pid": f"try_cast(nullif({header}.pid, '') AS BIGINT)",
+        "host": f"CASE WHEN {real} THEN nullif({header}.host, '') END",
+        "process": f"CASE WHEN {real} THEN nullif({header}.process, '') END",
+        "pid": f"CASE WHEN {real} THEN try_cast(nullif({header}.pid, '') AS BIGINT) END",
         "fields": f"(CASE WHEN contains(line, '=') THEN {kv_map_sql('line')} END)",
         "message": f"regexp_replace({after_header}, {sql_str(_LEVEL_HEAD)}, '')",
     }
@@ -80,13 +81,16 @@ def generic_ok_sql(found: str) -> str:
     return f"({ts_text_sql(found)} <> '' OR {epoch_sql('line')} IS NOT NULL)"
 
 
+# Lines that continue the record above in a file of mixed lines: indented lines (stack frames,
+# wrapped messages), Java's "Caused by:" and "... 12 more", Python's traceback, blank lines.
+_CONTINUATION = r"^(?:\s|$|Caused by: |Traceback \(|\.\.\. \d+ more)"
 _ANY_TS = "|".join(regex.replace("^", "") for _, regex in SHAPES)
 GENERIC = LogFormat(
     name="generic",
     detect=f"{_LEAD}(?:{_ANY_TS})",
     struct=find_ts_sql("line"),
     ok=generic_ok_sql("m"),
-    start=f"{_LEAD}(?:{_ANY_TS})",
+    continuation=_CONTINUATION,
     columns=generic_columns("m", "h"),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from rlm_dsl.runtime.logs.fields import QUOTED, kv_map_sql, level_sql, syslog_level_sql
 from rlm_dsl.runtime.logs.logformat import LogFormat, group, int_group
 from rlm_dsl.runtime.logs.sql import sql_str
-from rlm_dsl.runtime.logs.timestamps import ISO_TS, iso_sql
+from rlm_dsl.runtime.logs.timestamps import ISO_TS, iso_sql, line_ts_sql
 
 _LEVEL = r"TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL"
 
@@ -57,7 +57,8 @@ def json_format() -> LogFormat:
         struct=f"(CASE WHEN json_valid(line) AND line ~ '^\\s*\\{{' THEN {struct} END)",
         ok="m IS NOT NULL",
         columns={
-            "ts": f"coalesce({iso_sql('m.ts')}, {epoch_value_sql('m.ts')})",
+            "ts": f"coalesce({iso_sql('m.ts')}, {epoch_value_sql('m.ts')}, "
+            f"{line_ts_sql('line', 'file_time')})",
             "level": f"(CASE WHEN m.level ~ '^\\d+$' AND length(m.level) = 1 THEN "
             f"{syslog_level_sql('m.level')} ELSE {level_sql('m.level')} END)",
             "host": "m.host",
@@ -94,7 +95,8 @@ def logfmt_format() -> LogFormat:
         struct=struct,
         ok=f"regexp_matches(line, {sql_str(line)})",
         columns={
-            "ts": f"coalesce({iso_sql('m.ts')}, {epoch_value_sql('m.ts')})",
+            "ts": f"coalesce({iso_sql('m.ts')}, {epoch_value_sql('m.ts')}, "
+            f"{line_ts_sql('line', 'file_time')})",
             "level": level_sql("m.level"),
             "host": "m.host",
             "process": "m.process",

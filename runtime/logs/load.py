@@ -348,7 +348,7 @@ def _parse_file(
     con.execute(stage)
     con.execute(insert)
     con.execute(f"DROP TABLE {STAGE}")
-    if fmt.start:
+    if fmt.multiline:
         fold_continuations(con, table, ids)
     update_record_columns(con, fmt, table, ids)
     rows, errors, grew = con.execute(

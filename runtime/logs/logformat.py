@@ -33,6 +33,7 @@ class LogFormat:
     columns: dict[str, str] = field(default_factory=dict)  # column -> SQL over m / line
     ok: str = ""  # SQL: the line parsed (defaults to "the line matches ``pattern``")
     start: str | None = None  # RE2: a line that starts a record (multi-line formats)
+    continuation: str | None = None  # RE2: a line that continues the record above (else start)
     struct: str = ""  # SQL building ``m`` when not a regexp_extract
     record_columns: dict[str, str] = field(default_factory=dict)  # column -> SQL over text
 
@@ -42,6 +43,17 @@ class LogFormat:
             return self.struct
         names = ", ".join(sql_str(g) for g in self.groups)
         return f"regexp_extract(line, {sql_str(self.pattern)}, [{names}])"
+
+    @property
+    def multiline(self) -> bool:
+        """Whether records may span lines (``start`` or ``continuation`` is set)."""
+        return self.start is not None or self.continuation is not None
+
+    def starts_record_sql(self) -> str:
+        """SQL that is true when ``line`` starts a record (multi-line formats only)."""
+        if self.start is not None:
+            return f"regexp_matches(line, {sql_str(self.start)})"
+        return f"NOT regexp_matches(line, {sql_str(self.continuation or '')})"
 
     def ok_sql(self) -> str:
         """SQL that is true when ``line`` parsed as this format."""

@@ -121,10 +121,10 @@ def _record_ids(fmt: LogFormat, first_line: int, parent_id: int | None) -> tuple
     Without a ``parent_id`` the first line always starts a record; with one (an incremental
     read), leading continuation lines get ``rec`` 0 and belong to that existing record.
     """
-    if fmt.start is None:
+    if not fmt.multiline:
         return "true", f"line_no - {first_line - 1}"
     forced = "false" if parent_id is not None else f"line_no = {first_line}"
-    is_start = f"({forced} OR regexp_matches(line, {sql_str(fmt.start)}))"
+    is_start = f"({forced} OR {fmt.starts_record_sql()})"
     running = "sum(is_start::BIGINT) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
     return is_start, running
 
@@ -153,7 +153,7 @@ def stage_sql(
         f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
     )
     create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
-    if fmt.start is None:  # every line is a record: nothing more to number
+    if not fmt.multiline:  # every line is a record: nothing more to number
         return f"{create} {lines}"
     is_start, rec = _record_ids(fmt, first_line, parent_id)
     starts = f"SELECT *, {is_start} AS is_start FROM ({lines})"
@@ -177,7 +177,7 @@ def insert_sql(
     that parse needs (``g``, ``gh``) are built only for those lines. ``file_time`` is a SQL
     TIMESTAMP: the year of timestamps written without one.
     """
-    is_start, rec = ("is_start", "rec") if fmt.start else _record_ids(fmt, first_line, None)
+    is_start, rec = ("is_start", "rec") if fmt.multiline else _record_ids(fmt, first_line, None)
     fallback = {} if fmt is GENERIC else generic_columns("g", "gh")
     fields = ",\n  ".join(f"{_column_sql(fmt, c, fallback)} AS {c}" for c in PARSED)
     message = fmt.columns.get("message", "line")

@@ -33,17 +33,20 @@ SHAPES: tuple[tuple[str, str], ...] = (
     ("slash", rf"\d{{4}}/\d\d/\d\d[ T]{_HMS}(?:\.\d+)?"),
     ("bsd", BSD_TS),
     ("clf", rf"\d{{1,2}}/{_MON}/\d{{4}}[: ]{_HMS}(?:[.:]\d+)?"),
-    ("us", r"\d{1,2}/\d{1,2}/\d{4},? \d{1,2}:\d\d:\d\d(?:[.:]\d+)?(?: ?[AP]M)?"),
-    ("compact", rf"^\d{{6}} \d{{6}}\b|^\d\d/\d\d/\d\d {_HMS}|^\d{{8}}-{_HMS}(?::\d+)?"
+    ("us", r"\d{1,2}/\d{1,2}/\d{4}(?:[-,] ?| )\d{1,2}:\d\d:\d\d(?:[.:]\d+)?(?: ?[AP]M)?"),
+    ("compact", rf"^\d{{6}} \d{{6}}\b|^\d\d/\d\d/\d\d {_HMS}|^\[?\d{{8}}-{_HMS}(?::\d+)?"
+     rf"|^\d{{8}}_\d{{6}}\b"
      rf"|^[IWEFDV]?\d{{8}} {_HMS}(?:\.\d+)?|# Time: \d{{6}} {{1,2}}\d{{1,2}}:\d\d:\d\d"),
-    ("dmy", rf"\b\d{{1,2}} {_MON}(?: \d{{4}})? {_HMS}(?:\.\d+)?"),
+    ("dmy", rf"\b\d{{1,2}}[ -]{_MON}(?:[ -]\d{{4}})? {_HMS}(?:\.\d+)?"),
+    ("time", rf"^\[?{_HMS}(?:[.,:]\d+)?\b"),
     ("monthday", rf"^[IWEFDV]?\d{{4}} {_HMS}(?:\.\d+)?|^\d\d-\d\d {_HMS}(?:\.\d+)?"
      rf"|^\[\d\d\.\d\d {_HMS}\]"),
 )
 # Epochs are searched only where no other shape matched, near the start of the line
 # (seconds 2001-2033, or milliseconds / microseconds of the same range).
-EPOCH = r"(?:^|[\s\[(=\"'+])(1\d{9}(?:\.\d{1,9})?|1\d{12}|1\d{15}|1\d{18})(?:$|[\s\]):.,\"'])"
+EPOCH = r"(?:^\[?|[\s(=\"'+])(1\d{9}(?:\.\d{1,9})?|1\d{12}|1\d{15}|1\d{18})(?:$|[\s\]):.,\"'])"
 _FRACTION = r"(?:\.|\d\d:\d\d:\d\d:)(\d+)$"  # .089828, or HealthApp's 22:15:29:606
+_TIME_FRACTION = r"\d\d:\d\d:\d\d[.,:](\d+)$"
 _TRAILING_FRACTION = r"\.(\d+)\]?$"
 HEAD_CHARS = 200  # a line's timestamp is searched in its first characters only
 
@@ -95,7 +98,8 @@ def bsd_sql(text: str, file_time: str) -> str:
         "b",
         "(coalesce(try_strptime(concat_ws(' ', coalesce(nullif(b.y1, ''), nullif(b.y2, ''), "
         "nullif(b.y3, '')), b.mon, b.day, b.hms), '%Y %b %d %H:%M:%S'), "
-        f"{yearless_sql(no_year, '%Y %b %d %H:%M:%S', file_time)}) + {_fraction('b.frac', '^(.*)$')})",
+        f"{yearless_sql(no_year, '%Y %b %d %H:%M:%S', file_time)}) "
+        f"+ {_fraction('b.frac', '^(.*)$')})",
     )
 
 
@@ -111,28 +115,30 @@ def ts_sql(found: str, file_time: str) -> str:
         f"WHEN {found}.bsd <> '' THEN {bsd_sql(f'{found}.bsd', file_time)} "
         f"WHEN {found}.clf <> '' THEN try_strptime(replace({found}.clf, ':', ' '), "
         "['%d/%b/%Y %H %M %S', '%d/%b/%Y %H %M %S.%f']) "
-        f"WHEN {found}.us <> '' THEN try_strptime(regexp_replace(replace({found}.us, ',', ''), "
+        f"WHEN {found}.us <> '' THEN try_strptime(regexp_replace(regexp_replace({found}.us, "
+        "'^(\\S+?)[-,] ?', '\\1 '), "
         "'(:\\d\\d:\\d\\d)[.:]\\d+', '\\1'), "
         "['%m/%d/%Y %I:%M:%S %p', '%m/%d/%Y %I:%M:%S%p', '%m/%d/%Y %H:%M:%S']) "
         f"WHEN {compact} <> '' THEN {compact_sql(compact)} "
         f"WHEN {found}.dmy <> '' THEN {dmy_sql(f'{found}.dmy', file_time)} "
-        f"WHEN {monthday} <> '' THEN {monthday_sql(monthday, file_time)} END)"
+        f"WHEN {monthday} <> '' THEN {monthday_sql(monthday, file_time)} "
+        f"WHEN {found}.time <> '' THEN {time_only_sql(f'{found}.time', file_time)} END)"
     )
 
 
 def compact_sql(text: str) -> str:
     """HDFS ``081111 101735``, Spark ``17/06/09 20:10:52``, HealthApp ``20171223-22:15:29:606``,
     glog ``I20200308 23:47:32.08``, Robot ``20260327 11:34:21.908``, MySQL ``# Time: 170213``."""
-    bare = f"regexp_replace({text}, '^# Time: |^[IWEFDV]', '')"
+    bare = f"regexp_replace({text}, '^# Time: |^[IWEFDV\\[]', '')"
     bare = f"regexp_replace({bare}, '(\\d\\d:\\d\\d:\\d\\d)[.:]\\d+$', '\\1')"
     formats = "'%y%m%d %H%M%S', '%y/%m/%d %H:%M:%S', '%Y%m%d-%H:%M:%S', '%Y%m%d %H:%M:%S', "
-    formats += "'%y%m%d %H:%M:%S'"
+    formats += "'%y%m%d %H:%M:%S', '%Y%m%d_%H%M%S'"
     return f"(try_strptime({bare}, [{formats}]) + {_fraction(text, _FRACTION)})"
 
 
 def dmy_sql(text: str, file_time: str) -> str:
     """Redis ``29 Aug 2023 13:47:38.984`` and ``13 Apr 12:52:30.731`` (no year)."""
-    bare = f"regexp_replace({text}, '\\.\\d+$', '')"
+    bare = f"replace(regexp_replace({text}, '\\.\\d+$', ''), '-', ' ')"
     return (
         f"(coalesce(try_strptime({bare}, '%d %b %Y %H:%M:%S'), "
         f"{yearless_sql(bare, '%Y %d %b %H:%M:%S', file_time)}) + {_fraction(text, _FRACTION)})"
@@ -140,13 +146,22 @@ def dmy_sql(text: str, file_time: str) -> str:
 
 
 def monthday_sql(text: str, file_time: str) -> str:
-    """glog ``I0517 15:04:22.619``, logcat ``05-26 11:18:41.509``, Proxifier ``[10.30 16:49:06]``."""
+    """Month and day without a year: glog ``I0517 15:04:22.619``, logcat ``05-26 11:18:41.509``,
+    Proxifier ``[10.30 16:49:06]``."""
     digits = f"regexp_replace({text}, '^[IWEFDV\\[]?(\\d\\d)[-.]?(\\d\\d) ', '\\1-\\2 ')"
     hms = f"regexp_extract({digits}, '^\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d')"
     return (
         f"({yearless_sql(hms, '%Y %m-%d %H:%M:%S', file_time)} + "
         f"{_fraction(text, _TRAILING_FRACTION)})"
     )
+
+
+def time_only_sql(text: str, file_time: str) -> str:
+    """A time of day alone (Anaconda, Spotify, strace ``-t``) on ``file_time``'s date, or the
+    day before when that would be later than ``file_time``."""
+    hms = f"try_cast(replace(regexp_extract({text}, '\\d\\d:\\d\\d:\\d\\d'), ',', '.') AS TIME)"
+    today = f"(CAST({file_time} AS DATE) + {hms} + {_fraction(text, _TIME_FRACTION)})"
+    return f"(CASE WHEN {today} > {file_time} THEN {today} - INTERVAL 1 DAY ELSE {today} END)"
 
 
 def epoch_sql(line: str = "line") -> str:

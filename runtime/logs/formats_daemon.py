@@ -19,10 +19,9 @@ from rlm_dsl.runtime.logs.fields import (
 )
 from rlm_dsl.runtime.logs.logformat import LogFormat, group, int_group
 from rlm_dsl.runtime.logs.sql import sql_str
-from rlm_dsl.runtime.logs.timestamps import BSD_TS, ISO_TS, bsd_sql, iso_sql
+from rlm_dsl.runtime.logs.timestamps import BSD_TS, ISO_TS, bsd_sql, iso_sql, yearless_sql
 
 _PROCESS = r"[^\s\[\]:(]+(?:\([^)\s]*\))?"
-_MSG_LEVEL = rf"^\[?((?i:{LEVEL_WORDS}))\]?(?::\s|\s)"
 
 
 def syslog_formats() -> list[LogFormat]:
@@ -59,17 +58,22 @@ def syslog_formats() -> list[LogFormat]:
         f"CASE WHEN substr(line, {head} + 1, 1) = ' ' THEN substr(line, {head} + 2) "
         f"ELSE substr(line, {head} + 1) END"
     )
-    pattern = rf"^({BSD_TS}|{ISO_TS}) (\S+) ({_PROCESS})(?:\[(\d+)\])?:"
+    pattern = (
+        rf"^({BSD_TS}|{ISO_TS}) (\S+) ({_PROCESS})(?:\[(\d+)\])?:"
+        rf"(?: \[?((?i:{LEVEL_WORDS}))\]?(?::| |$))?"  # sshd[811]: error: … (left in message)
+    )
+    plain = yearless_sql("m.ts", "%Y %b %d %H:%M:%S", "file_time")
     rfc3164 = LogFormat(
         name="syslog",
         detect=rf"^(?:<\d{{1,3}}>)?(?:{BSD_TS}|{ISO_TS}) \S+ {_PROCESS}(?:\[\d+\])?:(?: |$)",
-        struct=f"regexp_extract({body}, {sql_str(pattern)}, ['ts', 'host', 'process', 'pid'])",
+        struct=f"regexp_extract({body}, {sql_str(pattern)}, "
+        "['ts', 'host', 'process', 'pid', 'level'])",
         ok="m.ts <> ''",
         columns={
-            "ts": f"(CASE WHEN left(m.ts, 1) BETWEEN '0' AND '9' AND m.ts ~ '^\\d{{4}}-' "
+            "ts": f"(CASE WHEN length(m.ts) = 15 THEN {plain} "  # Jun  7 04:11:02: fast
+            f"WHEN left(m.ts, 1) BETWEEN '0' AND '9' AND m.ts ~ '^\\d{{4}}-' "
             f"THEN {iso_sql('m.ts')} ELSE {bsd_sql('m.ts', 'file_time')} END)",
-            "level": f"coalesce({syslog_level_sql(pri)}, "
-            f"{level_sql(f'regexp_extract(left({message}, 12), {sql_str(_MSG_LEVEL)}, 1)')})",
+            "level": f"coalesce({syslog_level_sql(pri)}, {level_sql('m.level')})",
             "host": group("host"),
             "process": group("process"),
             "pid": int_group("pid"),

@@ -18,7 +18,8 @@ from rlm_dsl.compiler.types import Field as TypeField
 
 LINE_COLUMNS = ("id", "source", "line_no", "byte_offset", "text")
 LOG_COLUMNS = ("id", "source", "line_no", "end_line_no", "byte_offset", "ts", "level", "host",
-               "process", "pid", "component", "message", "text", "format", "parse_error")
+               "process", "pid", "component", "message", "text", "format", "parse_error",
+               "client", "method", "path", "status", "bytes", "referrer", "user_agent", "fields")
 DEDUP_COLUMNS = ("template", "count", "last_ts")  # log inputs with dedup=true only
 CHUNK_COLUMNS = ("id", "source", "first_line", "last_line", "start_byte", "end_byte", "n_rows",
                  "n_tokens", "key", "text")

@@ -1,7 +1,7 @@
 """The executor: walks a Plan in topological order over one DuckDB store and runs every step.
 
 Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
-wraps each in the call gate (:mod:`rlm_dsl.runtime.calls`), then dispatches every step by kind —
+wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then dispatches every step by kind —
 input, chunk, filter, map, reduce, rlm, and maps over ``use``d recipes (run as sub-plans, see
 :mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in an earlier run of the same ``--db`` are
 skipped unless something upstream ran again; an interrupted map resumes from its missing rows and
@@ -22,8 +22,8 @@ import dspy
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.calls import RunLedger, new_run_id
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
 from rlm_dsl.runtime.runinfo import (
     LM_KINDS,
     RunOptions,
@@ -38,8 +38,8 @@ from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
 from rlm_dsl.runtime.steps.dispatch import run_step
 from rlm_dsl.runtime.steps.incremental import clear_results
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 

@@ -20,7 +20,7 @@ from typing import Any
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Type
 from rlm_dsl.errors import InputError, SpecError
-from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
+from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 

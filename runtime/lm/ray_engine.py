@@ -31,7 +31,7 @@ from typing import Any
 from dspy.lm15 import Request, Response, TransportError, response_to_events
 
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import call_scope, current_scope
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 
 NEEDS_RAY = "--executor ray needs Ray: pip install 'rlm-dsl[ray]'"
 

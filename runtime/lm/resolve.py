@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import dspy
 
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.tokens import TokenCounter, get_counter
+from rlm_dsl.runtime.lm.tokens import TokenCounter, get_counter
 
 # LiteLLM fetches its price table from GitHub when imported unless told not to; the run must
 # never touch the network by itself (DESIGN §3), and the bundled table is what we price with.
@@ -80,7 +80,7 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 
 # Built-in back ends whose module registers itself on import, loaded on first use: the
 # deterministic test LM is not imported by runs that never name it.
-_ON_DEMAND = {"test": "rlm_dsl.runtime.testing"}
+_ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing"}
 
 
 def _backend_for(model_id: str) -> BackendFactory | None:

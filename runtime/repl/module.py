@@ -29,7 +29,7 @@ from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
-from rlm_dsl.runtime.calls import call_scope, current_scope
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
 from rlm_dsl.runtime.repl.prompts import (
     TOOL_DOCS,
@@ -39,7 +39,7 @@ from rlm_dsl.runtime.repl.prompts import (
 )
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
 from rlm_dsl.runtime.repl.tools import TableSource, TextSource, readonly_sql
-from rlm_dsl.runtime.signatures import annotation, camel, to_plain
+from rlm_dsl.runtime.lm.signatures import annotation, camel, to_plain
 
 UNREADABLE_ACTION = (
     "[Error] your reply could not be read. Answer with a `[[ ## reasoning ## ]]` section, then a "

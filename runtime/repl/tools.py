@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 ALLOWED_TABLE_FUNCTIONS = frozenset(
     {"range", "generate_series", "unnest", "pragma_table_info", "duckdb_tables",

@@ -2,7 +2,7 @@
 
 Executor stage. :class:`RunContext` is built once per run by the executor and handed to the step
 handlers in this package. It owns the gated ``dspy.LM`` per LM binding (see
-:mod:`rlm_dsl.runtime.calls`), renders Jinja2 prompts (undefined variables are errors — the
+:mod:`rlm_dsl.runtime.lm.gate`), renders Jinja2 prompts (undefined variables are errors — the
 compiler already checked them), records dead-letter rows in ``failures`` and reports progress.
 """
 
@@ -20,10 +20,10 @@ import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import RunLedger
+from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 

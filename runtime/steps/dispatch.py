@@ -21,7 +21,7 @@ from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.predict import BudgetStop, StepModule
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store.store import quote_ident
 
 SubRun = Callable[[RunContext, Plan], None]
 
@@ -85,15 +85,15 @@ def _input(ctx: RunContext, step: Step) -> int:
         appended = append_log(ctx, step)
         if appended is not None:
             return appended
-    from rlm_dsl.runtime.inputs import load_input
+    from rlm_dsl.runtime.ingest.inputs import load_input
 
     load_input(ctx.store, step, ctx.inputs.get(step.name))
     return ctx.store.count(step.table)
 
 
 def _chunk(ctx: RunContext, step: Step) -> int:
-    from rlm_dsl.runtime.chunkers import chunk
-    from rlm_dsl.runtime.tokens import get_counter
+    from rlm_dsl.runtime.ingest.chunkers import chunk
+    from rlm_dsl.runtime.lm.tokens import get_counter
 
     bound = ctx.lms.get(None) or next(iter(ctx.lms.values()), None)
     counter = bound.resolved.token_counter if bound else get_counter(None)
@@ -131,7 +131,7 @@ def _reduce(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int
 
 
 def _rlm(ctx: RunContext, step: Step, modules: dict[str, dspy.Module]) -> int:
-    from rlm_dsl.runtime.calls import call_scope
+    from rlm_dsl.runtime.lm.gate import call_scope
     from rlm_dsl.runtime.repl.module import RlmStep
     from rlm_dsl.runtime.steps.reduce import write_value
 

@@ -24,7 +24,7 @@ def append_log(ctx: RunContext, step: Step) -> int | None:
     paths = ctx.inputs.get(step.name) or step.options.get("path")
     if not paths or step.options.get("dedup") or not ctx.store.table_exists(step.table):
         return None
-    from rlm_dsl.runtime.inputs import resolve_files
+    from rlm_dsl.runtime.ingest.inputs import resolve_files
     from rlm_dsl.runtime.logs import append_new
 
     patterns = [os.path.expanduser(str(p)) for p in ([paths] if isinstance(paths, str) else paths)]

@@ -6,7 +6,7 @@ in a thread pool (contextvars copied, so every call knows its step and chunk), a
 typed result as it completes. A prompt that would not fit the LM's context window — counted with
 the LM's own counter, leaving room for the adapter text and the answer — is split in halves by
 lines (a single line by characters) and solved recursively by the same step, the pieces combined
-by type (:func:`~rlm_dsl.runtime.signatures.combine`), down to ``max_depth`` levels. Rows already
+by type (:func:`~rlm_dsl.runtime.lm.signatures.combine`), down to ``max_depth`` levels. Rows already
 in the result table are skipped (resume); rows in ``failures`` are retried only with
 ``--retry-failed``. :func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
 """
@@ -22,8 +22,8 @@ import dspy
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Prim, Type
-from rlm_dsl.runtime.calls import call_scope
-from rlm_dsl.runtime.signatures import combine, duckdb_type
+from rlm_dsl.runtime.lm.gate import call_scope
+from rlm_dsl.runtime.lm.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.predict import (
     BudgetStop,
@@ -32,7 +32,7 @@ from rlm_dsl.runtime.steps.predict import (
     StepModule,
     TooLarge,
 )
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store.store import quote_ident
 
 MAX_DEPTH = 12
 

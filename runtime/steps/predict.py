@@ -1,7 +1,7 @@
 """One LM-backed step as a ``dspy.Module``: render → fit check → predict with retries → value.
 
 Step-module stage. :class:`StepModule` holds the step's predictor (``dspy.Predict`` or
-``dspy.ChainOfThought`` over the signature from :func:`~rlm_dsl.runtime.signatures.make_signature`),
+``dspy.ChainOfThought`` over the signature from :func:`~rlm_dsl.runtime.lm.signatures.make_signature`),
 so DSPy optimizers see and tune one named predictor per step. :meth:`StepModule.call` sends one
 rendered prompt with the step's retries: transient LM errors and unparseable answers are retried
 (each attempt is its own cache key, so a retry is a fresh call), a budget refusal stops the run
@@ -25,8 +25,8 @@ from dspy.utils.exceptions import (
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.calls import call_scope, current_scope
-from rlm_dsl.runtime.signatures import make_signature, to_plain
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
+from rlm_dsl.runtime.lm.signatures import make_signature, to_plain
 from rlm_dsl.runtime.steps.context import BoundLM
 
 MAX_BACKOFF_S = 8.0

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 RUN = "abcdef0123456789"
 T0 = datetime(2026, 11, 24, 12, 0, 0)
@@ -155,7 +155,7 @@ def typed_test_lm(monkeypatch: pytest.MonkeyPatch) -> None:
     import ast
     import re
 
-    from rlm_dsl.runtime import testing
+    from rlm_dsl.runtime.lm import testing
 
     stock = testing.answer
     schemas = re.compile(r"\[\[ ## (\w+) ## \]\]\n\{\1\}\s+# note: the value you produce "
@@ -234,7 +234,7 @@ def _repl_script(testing: Any, stock: Any) -> Any:
 def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store written by the real executor: map, tree reduce, depth-2 rlm (test LM)."""
     import rlm_dsl
-    from rlm_dsl.runtime import testing
+    from rlm_dsl.runtime.lm import testing
 
     folder = tmp_path_factory.mktemp("real")
     spec, notes = folder / "traced.rlm", folder / "notes.txt"

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.progress import RunProgress
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.observe.progress import RunProgress
 
 
 def test_bars_count_each_step_and_spend_follows_the_budget() -> None:

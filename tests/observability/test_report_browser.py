@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rlm_dsl.cli.main import main
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

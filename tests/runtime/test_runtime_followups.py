@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from rlm_dsl.runtime.trace import open_trace
+from rlm_dsl.runtime.observe.trace import open_trace
 
 COUNTER = '''
     recipe counter "Count words in one text."
@@ -78,7 +78,7 @@ def test_the_run_record_keeps_the_plan_and_the_trace_draws_its_edges(spec, run_s
     assert trace.run["summary"]["plan"]["recipe"] == "fork"
     assert sorted(trace.edges) == [("chunk-pieces", "map-shout"), ("chunk-pieces", "map-whisper"),
                                    ("input-items", "chunk-pieces")]
-    from rlm_dsl.runtime.report_html import plan_svg
+    from rlm_dsl.runtime.observe.report_html import plan_svg
 
     svg = plan_svg(trace)
     assert svg.count("<line ") == 3  # the fork, not the chain map-shout -> map-whisper
@@ -117,7 +117,7 @@ def test_progress_shows_bars_and_spend_against_the_bound_budget(spec, tmp_path):
 
     from rlm_dsl.compile import compile_file
     from rlm_dsl.runtime.executor import RunOptions, execute
-    from rlm_dsl.runtime.progress import RunProgress
+    from rlm_dsl.runtime.observe.progress import RunProgress
 
     data = tmp_path / "d.txt"
     data.write_text(FORK_LINES)

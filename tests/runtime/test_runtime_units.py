@@ -13,12 +13,12 @@ from dspy.lm15 import Message, Request, Response, TextPart, Usage
 import rlm_dsl
 from rlm_dsl.compiler.types import Enum, Field, ListOf, Optional, Prim, Record
 from rlm_dsl.errors import BudgetExhausted, LMError
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger, call_scope
-from rlm_dsl.runtime.signatures import annotation, combine, duckdb_type, make_signature
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.testing import compute, parse_options
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger, call_scope
+from rlm_dsl.runtime.lm.signatures import annotation, combine, duckdb_type, make_signature
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.lm.testing import compute, parse_options
+from rlm_dsl.runtime.store.writer import Writer
 
 INCIDENT = Record("Incident", (Field("at", Prim("str")), Field("severity", Enum(("low", "high")))))
 
@@ -255,8 +255,8 @@ def test_lm_filter_vote_and_record_fields(spec, run_spec, tmp_path):
 
 def test_rate_limits_wait_for_the_minute_window(ledger, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("rlm_dsl.runtime.calls.time.monotonic", lambda: clock[0])
-    monkeypatch.setattr("rlm_dsl.runtime.calls.time.sleep",
+    monkeypatch.setattr("rlm_dsl.runtime.lm.gate.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("rlm_dsl.runtime.lm.gate.time.sleep",
                         lambda s: clock.__setitem__(0, clock[0] + s))
     gate = Gate("fake", ledger, count_tokens=len, rpm=2, tpm=1000)
     for _ in range(2):

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime import writer as writer_module
+from rlm_dsl.runtime.store import writer as writer_module
 from rlm_dsl.runtime.steps.map import run_parallel
 from rlm_dsl.runtime.steps.predict import BudgetStop
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 
 @pytest.fixture

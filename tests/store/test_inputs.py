@@ -14,9 +14,9 @@ import pytest
 from rlm_dsl.compile import compile_file
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.inputs import load_input
+from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.logs import LogIngestError
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 from tests.store.conftest import input_step
 
 Write = Callable[[str, str | bytes], str]

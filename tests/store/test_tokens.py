@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlm_dsl.runtime import tokens
-from rlm_dsl.runtime.tokens import ESTIMATE_NOTE, get_counter
+from rlm_dsl.runtime.lm import tokens
+from rlm_dsl.runtime.lm.tokens import ESTIMATE_NOTE, get_counter
 
 
 @pytest.fixture

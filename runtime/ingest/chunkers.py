@@ -31,10 +31,10 @@ import duckdb
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError, SpecError
-from rlm_dsl.runtime.packing import by_budget, chunk_sql
-from rlm_dsl.runtime.rowchunks import by_rows
-from rlm_dsl.runtime.store import Store, quote_ident
-from rlm_dsl.runtime.tokens import TokenCounter
+from rlm_dsl.runtime.ingest.packing import by_budget, chunk_sql
+from rlm_dsl.runtime.ingest.rowchunks import by_rows
+from rlm_dsl.runtime.store.store import Store, quote_ident
+from rlm_dsl.runtime.lm.tokens import TokenCounter
 
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000
@@ -334,7 +334,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _by_budget(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
-    """``chars(n, overlap)`` / ``tokens(n, overlap)``: see :mod:`rlm_dsl.runtime.packing`."""
+    """``chars(n, overlap)`` / ``tokens(n, overlap)``: see :mod:`rlm_dsl.runtime.ingest.packing`."""
     n, overlap = _sliding(step)
     return by_budget(store, step, source, tokens, n, overlap)
 

@@ -4,7 +4,7 @@
 ``lm_calls``, ``failures``, ``rlm_iterations``) and builds a tree of :class:`Node` s:
 run → steps → chunks (tree reduces: levels → batches) → LM calls, and for ``rlm`` steps
 REPL iterations → sub-calls (``llm_query`` / ``rlm_query``) → the child's iterations, at every
-depth (built by :mod:`rlm_dsl.runtime.trace_repl`); the steps of a ``use``d recipe
+depth (built by :mod:`rlm_dsl.runtime.observe.trace_repl`); the steps of a ``use``d recipe
 (``<map step>__<row>__<step>``) nest under their map step, one node per row. A call answered
 from the store's cache is shown but not counted as a call. Every node
 carries its own and its subtree's calls, tokens, cost, latency, cache hits, errors and failures.
@@ -23,7 +23,7 @@ from itertools import pairwise
 from typing import Any
 
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 _SUB_STEP = re.compile(r"^(.+)__(\d+)__((?:(?!__).)+)$")
 
@@ -259,7 +259,7 @@ def _step_node(step: str, calls: list[dict], failures: list[dict], iterations: l
     node.own.failures = sum(1 for f in fails if f["chunk_id"] is None)
     node.detail["failures"] = [failure_row(f) for f in fails if f["chunk_id"] is None]
     if rows or step.startswith("rlm-"):
-        from rlm_dsl.runtime.trace_repl import rlm_chunks
+        from rlm_dsl.runtime.observe.trace_repl import rlm_chunks
 
         node.children = rlm_chunks(step, mine, fails, rows)
     elif step.startswith("reduce-") and len({c["depth"] for c in mine}) > 1:

@@ -1,6 +1,6 @@
 """Tracing stage, REPL part: the prefix tree of an ``rlm`` step's iterations and sub-calls.
 
-Used by :mod:`rlm_dsl.runtime.trace`. ``rlm_iterations`` rows carry no id of their own: a row's
+Used by :mod:`rlm_dsl.runtime.observe.trace`. ``rlm_iterations`` rows carry no id of their own: a row's
 id is ``<parent_call_id or "root">.<iteration>`` (:mod:`rlm_dsl.runtime.repl.invocation`), so the
 children of a row are the rows whose ``parent_call_id`` is its id: a REPL iteration's children are
 its ``llm_query`` / ``rlm_query`` sub-calls, an ``rlm_query`` row's children are the sub-agent's
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rlm_dsl.runtime.trace import Node, Stats, call_node, chunk_nodes, iso
+from rlm_dsl.runtime.observe.trace import Node, Stats, call_node, chunk_nodes, iso
 
 TOOL_PREFIXES = ("llm_query:", "llm_query_batched:", "rlm_query:")
 

@@ -1,6 +1,6 @@
 """Cost forecast helpers: typed placeholder values standing in for LM answers not yet made.
 
-Estimation stage (see :mod:`rlm_dsl.runtime.estimate`). A step's output type decides the size of
+Estimation stage (see :mod:`rlm_dsl.runtime.estimate.report`). A step's output type decides the size of
 its answers: :func:`placeholder` builds a value of that type (a text of ``STR_WORDS`` words, a
 list of ``LIST_ITEMS`` elements, a record with every field) that later prompts render exactly as
 they would render a real answer; :func:`answer_tokens` counts the adapter-framed answer
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Record, Type
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 SCALAR_COLUMNS = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN")
 
@@ -88,7 +88,7 @@ def answer_tokens(count: Any, field_name: str, t: Type, kind: str, reason: bool,
 def write_values(store: Store, table: str, column: str, t: Type,
                  values: list[tuple[int, Any]]) -> None:
     """``table(id, column)`` holding ``values`` (id, value) as the step's typed result."""
-    from rlm_dsl.runtime.signatures import duckdb_type
+    from rlm_dsl.runtime.lm.signatures import duckdb_type
 
     kind = duckdb_type(t)
     with store.write() as con:

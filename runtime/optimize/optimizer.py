@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from rlm_dsl.errors import BudgetExhausted, InputError, SpecError
-from rlm_dsl.runtime.metrics import Metric
+from rlm_dsl.runtime.optimize.metrics import Metric
 
 if TYPE_CHECKING:  # the API module sits above the runtime; only its type is needed here
     from rlm_dsl.api import RecipeModule

@@ -1,6 +1,6 @@
 """Trainsets for ``rlm optimize``: JSONL examples of a recipe's inputs, params and expected outputs.
 
-Optimization stage (see :mod:`rlm_dsl.runtime.optimize`). One example per line::
+Optimization stage (see :mod:`rlm_dsl.runtime.optimize.optimizer`). One example per line::
 
     {"inputs": {"logs": "data/app.log"}, "params": {"top": 3}, "expected": {"answer": "42"}}
     {"inputs": {"logs": {"text": "inline file content\\n"}}, "expected": {"answer": "7"}}

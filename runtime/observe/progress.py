@@ -4,7 +4,7 @@ Observability stage, used by the CLI. :class:`RunProgress` is the executor's pro
 (``RunOptions.progress``: ``(step id, advance, total or None)``): each step gets a bar with
 done / total, rate and ETA; below the bars one line shows calls, tokens and dollars spent so far
 against ``--max-calls`` / ``--max-tokens`` / ``--max-usd``, read live from the run's
-:class:`~rlm_dsl.runtime.budget.Budget` once the executor hands it over with :meth:`bind`
+:class:`~rlm_dsl.runtime.lm.budget.Budget` once the executor hands it over with :meth:`bind`
 (until then, and for runs without caps, the line shows what was spent without limits).
 
     with RunProgress(console) as progress:
@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from rlm_dsl.runtime.budget import Budget
+from rlm_dsl.runtime.lm.budget import Budget
 
 
 class _Bars(Progress):

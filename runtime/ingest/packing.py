@@ -24,10 +24,10 @@ import numpy as np
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 if TYPE_CHECKING:
-    from rlm_dsl.runtime.chunkers import Source, TokenSql
+    from rlm_dsl.runtime.ingest.chunkers import Source, TokenSql
 
 CONTRACT_TYPES = {
     "source": "VARCHAR",

@@ -1,6 +1,6 @@
 """Metrics for ``rlm optimize``: compare a recipe's outputs with a trainset's expected outputs.
 
-Optimization stage (see :mod:`rlm_dsl.runtime.optimize`). :func:`resolve_metric` turns the
+Optimization stage (see :mod:`rlm_dsl.runtime.optimize.optimizer`). :func:`resolve_metric` turns the
 ``--metric`` text into a :class:`Metric`: ``exact`` (equal after trimming strings; numbers by
 value), ``contains`` (the expected text occurs in the output, case-insensitive), ``f1`` (word
 overlap F1, SQuAD-style), ``numeric`` (equal as numbers within 1e-6 relative), or

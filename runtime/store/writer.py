@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any
 
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 FLUSH_EVERY_S = 0.25
 _encode = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=) builds one a row

@@ -1,15 +1,15 @@
 """Cost forecast (``rlm plan --estimate``): LM calls, tokens and dollars per step, before a run.
 
 Estimation stage beside the executor. :func:`estimate_plan` walks the plan in the executor's
-order over an in-memory store: inputs are loaded with :func:`~rlm_dsl.runtime.inputs.load_input`
-and chunked with :func:`~rlm_dsl.runtime.chunkers.chunk` exactly as a run does, SQL and regex
+order over an in-memory store: inputs are loaded with :func:`~rlm_dsl.runtime.ingest.inputs.load_input`
+and chunked with :func:`~rlm_dsl.runtime.ingest.chunkers.chunk` exactly as a run does, SQL and regex
 filters run for real, and every LM step's prompts are rendered with the real Jinja2 templates
 and counted with the bound LM's own counter plus the adapter's fixed text. A map or LM filter
 costs one call per row, plus the split recursion of a row whose prompt does not fit the window;
 a tree reduce is simulated level by level with the executor's batching (fan-in *and* fit);
 concat is one call (a tree when it does not fit); fold one call per item; sql and vote none; a
 ``use``d recipe is estimated per row. Values an LM would produce are stood in for by typed
-placeholders sized by :mod:`rlm_dsl.runtime.estimate_values`, so downstream prompts are counted
+placeholders sized by :mod:`rlm_dsl.runtime.estimate.values`, so downstream prompts are counted
 too. Only what cannot be known is a range: rows after an LM filter (all kept … none kept) and
 ``rlm`` steps (one REPL turn … every iteration and ``max_llm_calls`` sub-calls).
 """
@@ -26,8 +26,8 @@ from rich.table import Table
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.estimate_values import placeholder, profile_for, write_values
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.estimate.values import placeholder, profile_for, write_values
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 RLM_TURN_TOKENS = 1500  # an rlm action prompt: instructions, tool docs, context metadata
 RLM_HISTORY_TOKENS = 300  # what each REPL turn adds to the next action prompt
@@ -165,7 +165,7 @@ class _Walker:
         return out
 
     def one(self, local: Step, step: Step, inputs: dict[str, Any]) -> StepEstimate:
-        from rlm_dsl.runtime.estimate_steps import estimate_step
+        from rlm_dsl.runtime.estimate.costs import estimate_step
 
         return estimate_step(self, local, step, inputs)
 

@@ -18,7 +18,7 @@ import duckdb
 import jinja2
 
 from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.estimate import (
+from rlm_dsl.runtime.estimate.report import (
     RLM_ANSWER_TOKENS,
     RLM_HISTORY_TOKENS,
     RLM_TURN_TOKENS,
@@ -27,8 +27,8 @@ from rlm_dsl.runtime.estimate import (
     filter_sql,
     out_type,
 )
-from rlm_dsl.runtime.estimate_values import answer_tokens, profile_for
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.estimate.values import answer_tokens, profile_for
+from rlm_dsl.runtime.store.store import quote_ident
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
 _ENV.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
@@ -122,7 +122,7 @@ def estimate_step(walker: Any, local: Step, step: Step, inputs: dict[str, Any]) 
 
 def _input(walker: Any, local: Step, step: Step, inputs: dict[str, Any]) -> None:
     if walker.row is None:
-        from rlm_dsl.runtime.inputs import load_input
+        from rlm_dsl.runtime.ingest.inputs import load_input
 
         load_input(walker.store, local, inputs.get(step.name))
         return
@@ -132,7 +132,7 @@ def _input(walker: Any, local: Step, step: Step, inputs: dict[str, Any]) -> None
 
 
 def _chunk(walker: Any, local: Step, step: Step) -> None:
-    from rlm_dsl.runtime.chunkers import chunk
+    from rlm_dsl.runtime.ingest.chunkers import chunk
     from rlm_dsl.runtime.runinfo import lm_steps
 
     # The executor chunks with the run's default LM's counter, else its first bound LM's.
@@ -149,7 +149,7 @@ def _sample(rows: list[Any]) -> tuple[list[Any], float]:
 
 
 def _map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    from rlm_dsl.runtime.signatures import combine
+    from rlm_dsl.runtime.lm.signatures import combine
     from rlm_dsl.runtime.steps.map import MAX_DEPTH, split_row
 
     cost = _Costing(walker, step)
@@ -180,7 +180,7 @@ def _map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
 
 
 def _recipe_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    from rlm_dsl.runtime.estimate import _Walker
+    from rlm_dsl.runtime.estimate.report import _Walker
     from rlm_dsl.runtime.runinfo import coerce_params
 
     sub = walker.plan.uses[step.recipe]

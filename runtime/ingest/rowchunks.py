@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 if TYPE_CHECKING:
-    from rlm_dsl.runtime.chunkers import Source, TokenSql
+    from rlm_dsl.runtime.ingest.chunkers import Source, TokenSql
 
 BATCH_ROWS = 200_000  # ~20 MB of text: ordered aggregates hold a batch in memory
 # True when a window's rows reached the unordered aggregate in id order (ids are contiguous).

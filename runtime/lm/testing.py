@@ -58,9 +58,9 @@ from dspy.lm15 import (
 )
 
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.calls import current_scope, request_messages
+from rlm_dsl.runtime.lm.gate import current_scope, request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
-from rlm_dsl.runtime.tokens import estimate_tokens
+from rlm_dsl.runtime.lm.tokens import estimate_tokens
 
 OPTIONS = {"window": int, "fail": float, "garbage": float, "seed": int, "delay": float}
 GARBAGE = "Sorry, I am not able to answer in that format."

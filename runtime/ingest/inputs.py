@@ -32,7 +32,7 @@ import duckdb
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 PEEK_BYTES = 1 << 16
 MAX_LINE_BYTES = 1 << 24  # 16 MiB: one longer line is an input error, not a crash

@@ -3,7 +3,7 @@
 Runtime stage between the step modules and the LM back ends. Each model gets one ``dspy.LM``
 whose engine is ``GatedEngine(inner, gate)``; before a request reaches ``inner`` the gate answers
 it from the run's cache (finished ``lm_calls`` rows of the same ``--db``, keyed by model, rendered
-messages, settings and retry attempt), checks the :class:`~rlm_dsl.runtime.budget.Budget`, waits
+messages, settings and retry attempt), checks the :class:`~rlm_dsl.runtime.lm.budget.Budget`, waits
 for a per-LM concurrency slot and the rate limits (requests/min, tokens/min), then records the
 call — step, chunk id, depth, parent, tokens, cost, latency, error — as it completes. Where a
 call belongs comes from :func:`call_scope`, a contextvar the executor sets around each chunk and
@@ -27,8 +27,8 @@ from typing import Any, NamedTuple
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.store.writer import Writer
 
 
 class Scope(NamedTuple):

@@ -2,7 +2,7 @@
 
 A run's :class:`Budget` is shared by every LM of the run (and by ``rlm`` sub-calls); a step with
 budget options (``max_calls``, ``max_total_tokens``, ``max_usd``, ``max_calls_per_depth``) also
-gets one of its own, checked next to the run's. The call gate (:mod:`rlm_dsl.runtime.calls`)
+gets one of its own, checked next to the run's. The call gate (:mod:`rlm_dsl.runtime.lm.gate`)
 calls :meth:`Budget.reserve` *before* sending a request — it atomically claims one call, so
 concurrent workers never overshoot ``max_calls`` — and :meth:`Budget.settle` after it with the
 real token counts and cost. Answers served from the cache are free. The first refusal is kept in

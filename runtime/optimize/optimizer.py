@@ -1,6 +1,6 @@
 """Optimization: tune a recipe's step prompts with a DSPy optimizer and keep them next to the spec.
 
-Optimization stage, on top of the executor and :class:`rlm_dsl.api.RecipeModule`. A
+Optimization stage, on top of the executor and :class:`rlm_dsl.runtime.module.RecipeModule`. A
 :class:`Trainee` runs the recipe for one trainset example with fixed run settings (LM, concurrency)
 and a share of one optimization-wide :class:`Spend` (``--max-calls`` / ``--max-usd`` cover every
 recipe run *and* the reflection LM). Every map / filter / reduce / rlm predictor is reachable by
@@ -19,15 +19,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dspy
 
 from rlm_dsl.errors import BudgetExhausted, InputError, SpecError
+from rlm_dsl.runtime.module import RecipeModule
 from rlm_dsl.runtime.optimize.metrics import Metric
-
-if TYPE_CHECKING:  # the API module sits above the runtime; only its type is needed here
-    from rlm_dsl.api import RecipeModule
 
 OPTIMIZERS = ("bootstrap", "mipro", "gepa")
 FORMAT = "rlm-dsl.opt/1"

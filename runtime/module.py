@@ -19,8 +19,8 @@ import dspy
 
 from rlm_dsl.compiler.plan import Plan
 from rlm_dsl.runtime.executor import RunOptions, RunResult, execute
-from rlm_dsl.runtime.runinfo import LM_KINDS
-from rlm_dsl.runtime.steps.dispatch import step_module
+from rlm_dsl.runtime.handlers import LM_KINDS
+from rlm_dsl.runtime.steps.run import step_module
 
 __all__ = ["RecipeModule"]
 

@@ -12,7 +12,7 @@ cache hits, tokens, cost, wall time, failures) to stderr. Live progress
 ETA, and the spend against the budget) is shown only when stderr is a terminal and ``--quiet``
 is off. ``--executor ray`` (``--ray-workers N``) has Ray workers answer the LM calls while this
 process keeps the plan, budget, cache and results (:mod:`rlm_dsl.runtime.lm.ray_engine`).
-``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimate.report.estimate_plan`)
+``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimator.estimate_plan`)
 and ends with an "estimate vs actual" line. A budget refusal exits 3 with the exact command to
 resume.
 """
@@ -122,7 +122,7 @@ def _connect(executor: str, ray_workers: int | None) -> None:
 
 def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
-    from rlm_dsl.runtime.estimate.report import estimate_plan
+    from rlm_dsl.runtime.estimator import estimate_plan
 
     forecast = estimate_plan(plan, options.inputs, options.params, options.lm)
     if not quiet:

@@ -1,11 +1,12 @@
-"""Cost forecast, per step kind: what one step of the plan will cost (see ``estimate.py``).
+"""Cost forecast, per step kind: the ``estimate`` half of each entry of the handler table.
 
-Estimation stage. :func:`estimate_step` dispatches on the step's kind and strategy like the
-executor's dispatch does, runs every step that costs no LM call for real (inputs, chunks, SQL and
-regex filters, SQL reduces) and counts the prompts of the others: maps and LM filters with the
-executor's window-fit split (:func:`~rlm_dsl.runtime.steps.map.split_row`), reduces with the
-executor's own :class:`~rlm_dsl.runtime.steps.reduce.Reducer` batching driven by a stand-in run
-context that renders and counts but never calls an LM.
+Estimation stage (:mod:`rlm_dsl.runtime.handlers` holds the table; :mod:`rlm_dsl.runtime.estimator`
+walks the plan). Every function has one signature ``(walker, local, step, result)``: it runs a
+step that costs no LM call for real (inputs, chunks, SQL and regex filters, SQL reduces) and
+counts the prompts of the others: maps and LM filters with the executor's window-fit split
+(:func:`~rlm_dsl.runtime.steps.map.split_row`), reduces with the executor's own
+:class:`~rlm_dsl.runtime.steps.reduce.Reducer` batching driven by a stand-in run context that
+renders and counts but never calls an LM.
 """
 
 from __future__ import annotations
@@ -15,37 +16,41 @@ from dataclasses import replace
 from typing import Any
 
 import duckdb
-import jinja2
 
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.templates import environment
 from rlm_dsl.runtime.estimate.report import (
     RLM_ANSWER_TOKENS,
     RLM_HISTORY_TOKENS,
     RLM_TURN_TOKENS,
     SAMPLE,
     StepEstimate,
-    filter_sql,
     out_type,
 )
 from rlm_dsl.runtime.estimate.values import answer_tokens, profile_for
+from rlm_dsl.runtime.ingest.chunkers import chunk
+from rlm_dsl.runtime.ingest.inputs import load_input
+from rlm_dsl.runtime.ingest.params import coerce_params
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.signatures import combine
+from rlm_dsl.runtime.steps.map import MAX_DEPTH, split_row
+from rlm_dsl.runtime.steps.predict import StepModule
+from rlm_dsl.runtime.steps.recipe import row_input
+from rlm_dsl.runtime.steps.reduce import Reducer, _empty, source_items
 from rlm_dsl.runtime.store.store import quote_ident
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
-_ENV.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
 
 
 class _Ctx:
     """The part of ``RunContext`` a :class:`Reducer` touches: render, LMs, adapter, tables."""
 
     def __init__(self, walker: Any, step: Step, bound: Any) -> None:
-        from rlm_dsl.runtime.lm.adapter import RobustAdapter
-
         self.walker, self.bound, self.adapter = walker, bound, RobustAdapter()
         self.plan, self.store, self.params = walker.plan, walker.store, walker.params
         self.step = step
 
     def render(self, source: str, **variables: Any) -> str:
-        return _ENV.from_string(source).render(**self.params, **variables).strip()
+        return environment().from_string(source).render(**self.params, **variables).strip()
 
     def lm_for(self, step: Step) -> Any:
         return self.bound
@@ -58,8 +63,6 @@ class _Costing:
     """Prompt overhead, window room and answer size of one LM step."""
 
     def __init__(self, walker: Any, step: Step) -> None:
-        from rlm_dsl.runtime.steps.predict import StepModule
-
         self.bound = walker.bound(step)
         self.ctx = _Ctx(walker, step, self.bound)
         self.module = StepModule(step, out_type(step), walker.plan.description)
@@ -89,56 +92,43 @@ class _Costing:
                                     + result.completion_tokens * price[1], 6)
 
 
-def estimate_step(walker: Any, local: Step, step: Step, inputs: dict[str, Any]) -> StepEstimate:
-    result = StepEstimate(step.id, step.kind, step.strategy)
-    match step.kind, step.strategy:
-        case "input", _:
-            _input(walker, local, step, inputs)
-        case "chunk", _:
-            _chunk(walker, local, step)
-        case "filter", "sql" | "regex":
-            filter_sql(walker, local, lambda text: _ENV.from_string(text).render(**walker.params))
-        case "filter", "lm":
-            _map(walker, local, step, result)
-            walker.store.create_table_as(local.table, f"SELECT * FROM {quote_ident(local.source)}")
-            walker.uncertain.add(local.table)
-            result.note = "one call per row; rows kept unknown: later steps are ranges"
-        case "map", _ if step.recipe:
-            _recipe_map(walker, local, step, result)
-        case "map", _:
-            _map(walker, local, step, result)
-        case "reduce", "sql":
-            _reduce_sql(walker, local, step)
-        case "reduce", "vote":
-            walker.keep_values(step, local, [(0, walker.value(step, "reduce"))])
-        case "reduce", _:
-            _reduce(walker, local, step, result)
-        case "rlm", _:
-            _rlm(walker, local, step, result)
-    if walker.store.table_exists(local.table):
-        result.rows = walker.store.count(local.table)
-    return result
-
-
-def _input(walker: Any, local: Step, step: Step, inputs: dict[str, Any]) -> None:
+def estimate_input(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     if walker.row is None:
-        from rlm_dsl.runtime.ingest.inputs import load_input
-
-        load_input(walker.store, local, inputs.get(step.name))
+        load_input(walker.store, local, walker.inputs.get(step.name))
         return
-    from rlm_dsl.runtime.steps.recipe import row_input
-
     row_input(walker, local, walker.row)
 
 
-def _chunk(walker: Any, local: Step, step: Step) -> None:
-    from rlm_dsl.runtime.ingest.chunkers import chunk
-    from rlm_dsl.runtime.runinfo import lm_steps
-
+def estimate_chunk(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     # The executor chunks with the run's default LM's counter, else its first bound LM's.
-    names = sorted({s.lm for s in lm_steps(walker.plan)}, key=lambda n: n or "")
+    names = sorted({s.lm for s in walker.lm_steps()}, key=lambda n: n or "")
     bound = walker.bound(replace(step, lm=None if None in names or not names else names[0]))
     chunk(walker.store, local, local.source or "", bound.resolved.token_counter, walker.params)
+
+
+def estimate_filter_sql(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
+    """``filter … where sql`` / ``regex``: the same statement the executor runs."""
+    source = quote_ident(local.source or "")
+    if local.strategy == "sql":
+        where, args = f"({_render(local.args[0], walker.params)})", []
+    else:
+        where, args = "regexp_matches(text, ?)", [local.args[0]]
+    with walker.store.write() as con:
+        con.execute(f"CREATE OR REPLACE TABLE {quote_ident(local.table)} AS "
+                    f"SELECT * FROM {source} WHERE {where} ORDER BY id", args)
+
+
+def estimate_filter_lm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
+    estimate_map(walker, local, step, result)
+    walker.store.create_table_as(local.table, f"SELECT * FROM {quote_ident(local.source)}")
+    walker.uncertain.add(local.table)
+    result.note = "one call per row; rows kept unknown: later steps are ranges"
+
+
+def _render(source: str, params: dict[str, Any], **variables: Any) -> str:
+    """``source`` rendered as the executor renders it (its trailing newline dropped)."""
+    text = environment().from_string(source).render(**params, **variables)
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _sample(rows: list[Any]) -> tuple[list[Any], float]:
@@ -148,10 +138,7 @@ def _sample(rows: list[Any]) -> tuple[list[Any], float]:
     return [rows[int(i * stride)] for i in range(SAMPLE)], len(rows) / SAMPLE
 
 
-def _map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    from rlm_dsl.runtime.lm.signatures import combine
-    from rlm_dsl.runtime.steps.map import MAX_DEPTH, split_row
-
+def estimate_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     cost = _Costing(walker, step)
     max_depth = int(step.options.get("max_depth", MAX_DEPTH))
     rows = walker.rows(local.source or "")
@@ -179,17 +166,12 @@ def _map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
             for r in rows])
 
 
-def _recipe_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    from rlm_dsl.runtime.estimate.report import _Walker
-    from rlm_dsl.runtime.runinfo import coerce_params
-
+def estimate_recipe(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     sub = walker.plan.uses[step.recipe]
     params = coerce_params(sub, dict(step.options.get("params") or {}))
     rows = walker.rows(local.source or "")
     for row in rows:
-        inner = _Walker(sub, walker.store, params, walker.lm, walker.estimate,
-                        prefix=f"{walker.prefix}{step.id}__{row['id']}__")
-        inner.row = row
+        inner = walker.nested(sub, params, f"{walker.prefix}{step.id}__{row['id']}__", row)
         for part in inner.walk({}):
             for name in ("calls", "calls_min", "calls_max", "prompt_tokens",
                          "completion_tokens", "tokens_min", "tokens_max"):
@@ -202,18 +184,19 @@ def _recipe_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> N
     walker.keep_values(step, local, [(int(r["id"]), value) for r in rows])
 
 
-def _reduce_sql(walker: Any, local: Step, step: Step) -> None:
-    query = _ENV.from_string(step.args[0]).render(**walker.params,
-                                                  input=quote_ident(local.source or ""))
+def estimate_reduce_sql(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
+    query = _render(step.args[0], walker.params, input=quote_ident(local.source or ""))
     try:
         walker.store.create_table_as(local.table, query)
     except duckdb.Error:
         walker.store.drop(local.table)  # placeholder rows may not fit the query; no LM cost
 
 
-def _reduce(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    from rlm_dsl.runtime.steps.reduce import Reducer, _empty, source_items
+def estimate_vote(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
+    walker.keep_values(step, local, [(0, walker.value(step, "reduce"))])
 
+
+def estimate_reduce_lm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     cost = _Costing(walker, step)
     reducer = Reducer(cost.ctx, replace(step, source=local.source), cost.module)
     items = source_items(cost.ctx, replace(step, source=local.source))
@@ -249,13 +232,13 @@ def _tree(reducer: Any, items: list[Any], value: Any, prompts: list[int], count:
             return f"{level} ({' → '.join(fanout)} calls)"
 
 
-def _rlm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
+def estimate_rlm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     """A range from the step's budget options: one REPL turn … every turn and sub-call."""
     opts = step.options
     turns, sub_calls = int(opts.get("max_iterations", 20)), int(opts.get("max_llm_calls", 50))
     root = walker.bound(step)
     sub = walker.bound(replace(step, lm=step.sub_lm)) if step.sub_lm else root
-    task = root.count(_ENV.from_string(step.prompt or "").render(**walker.params))
+    task = root.count(_render(step.prompt or "", walker.params))
     base = RLM_TURN_TOKENS + task
     source = local.source or ""
     total = int(walker.store.scalar(

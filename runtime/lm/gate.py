@@ -28,6 +28,7 @@ from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_e
 
 from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.writer import Writer
 
 
@@ -88,10 +89,8 @@ class RunLedger:
     @classmethod
     def open(cls, writer: Writer, run_id: str, budget: Budget) -> RunLedger:
         """A ledger whose cache holds every finished, error-free call already in the store."""
-        rows = writer.store.con.execute(
-            "SELECT cache_key, response FROM lm_calls WHERE error IS NULL AND response IS NOT NULL"
-        ).fetchall()
-        return cls(writer=writer, run_id=run_id, budget=budget, cache=dict(rows))
+        return cls(writer=writer, run_id=run_id, budget=budget,
+                   cache=queries.cached_responses(writer.store))
 
     def budgets_for(self, step: str | None) -> tuple[Budget, ...]:
         """The run's budget, and the step's own when it has one."""

@@ -23,6 +23,7 @@ from itertools import pairwise
 from typing import Any
 
 from rlm_dsl.errors import InputError
+from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
 
 _SUB_STEP = re.compile(r"^(.+)__(\d+)__((?:(?!__).)+)$")
@@ -158,10 +159,10 @@ def load_trace(store: Store, run_id: str | None = None) -> Trace:
     """The trace of ``run_id`` (default: the latest run) in ``store``."""
     run = _run_row(store, run_id)
     rid = run.get("run_id")
-    calls = _rows(store, "lm_calls", rid, "started_at, call_id")
-    failures = _rows(store, "failures", rid, '"at"')
-    iterations = _rows(store, "rlm_iterations", rid, '"at", iteration')
-    status = _rows(store, "step_status", rid, "started_at")
+    calls = queries.run_rows(store, "lm_calls", rid)
+    failures = queries.run_rows(store, "failures", rid)
+    iterations = queries.run_rows(store, "rlm_iterations", rid)
+    status = queries.run_rows(store, "step_status", rid)
     order = _step_order(status, calls, failures, iterations)
     by_step = {s: _step_node(s, calls, failures, iterations, status) for s in order}
     title = f"run {rid[:12]}" if rid else "run (no runs row)"
@@ -189,25 +190,14 @@ def open_trace(path: str, run_id: str | None = None) -> Trace:
 
 
 def _run_row(store: Store, run_id: str | None) -> dict[str, Any]:
-    sql = "SELECT * FROM runs"
-    params: list[Any] = []
-    if run_id is not None:
-        sql += " WHERE run_id = ? OR starts_with(run_id, ?)"
-        params = [run_id, run_id]
-    cursor = store.con.execute(sql + " ORDER BY started_at DESC NULLS LAST LIMIT 1", params)
-    names = [d[0] for d in cursor.description]
-    row = cursor.fetchone()
+    row = queries.run_row(store, run_id)
     if row is None:
         if run_id is not None:
             raise InputError(f"no run '{run_id}' in this database")
-        if not store.scalar("SELECT count(*) FROM lm_calls"):
+        if not queries.has_lm_calls(store):
             raise InputError("this database holds no run (its runs and lm_calls tables are empty)")
         return {}
-    out = dict(zip(names, row, strict=True))
-    for key in ("params", "inputs", "summary"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
-    return out
+    return row
 
 
 def _nest(nodes: list[Node]) -> list[Node]:
@@ -229,13 +219,6 @@ def _nest(nodes: list[Node]) -> list[Node]:
         node.label = inner
         rows[parent, row].children.append(node)
     return top
-
-
-def _rows(store: Store, table: str, run_id: str | None, order: str) -> list[dict[str, Any]]:
-    where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])
-    cursor = store.con.execute(f"SELECT * FROM {table} {where} ORDER BY {order}", params)
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _step_order(status: list[dict], *tables: list[dict]) -> list[str]:

@@ -24,7 +24,7 @@ import dspy
 
 from rlm_dsl.compiler.plan import Plan
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.runinfo import coerce_params
+from rlm_dsl.runtime.ingest.params import coerce_params
 
 FIELDS = ("inputs", "params", "expected")
 SUFFIX = {"text": ".txt", "lines": ".txt", "log": ".log", "jsonl": ".jsonl", "csv": ".csv"}

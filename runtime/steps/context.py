@@ -19,6 +19,7 @@ import dspy
 import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
@@ -78,10 +79,7 @@ class RunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
-        )
-        self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+        self._env = environment()
 
     def lm_for(self, step: Step) -> BoundLM:
         return self.lms.get(step.lm) or self.lms[None]

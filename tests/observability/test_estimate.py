@@ -20,7 +20,8 @@ import rlm_dsl
 from rlm_dsl.cli.main import main
 from rlm_dsl.compile import compile_file
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.estimate.report import Estimate, estimate_plan
+from rlm_dsl.runtime.estimate.report import Estimate
+from rlm_dsl.runtime.estimator import estimate_plan
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 DECLARATIVE = ("label_counting", "summarize", "meeting_minutes", "long_summary",

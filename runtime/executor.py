@@ -1,14 +1,15 @@
-"""The executor: walks a Plan in topological order over one DuckDB store and runs every step.
+"""The executor: walks a Plan in one topological order over one DuckDB store, step after step.
 
 Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
 wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then runs every step, one after the
 other in one deterministic topological order, through its entry in the handler table
 (:mod:`rlm_dsl.runtime.handlers`) — input, chunk, filter, map, reduce, rlm, and maps over
-``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in an earlier run of the same ``--db`` are
-skipped unless something upstream ran again; an interrupted map resumes from its missing rows and
-every finished LM call is answered from ``lm_calls``. A budget refusal stops the run cleanly:
-results written so far stay, and :class:`~rlm_dsl.errors.BudgetExhausted` says what is missing
-and how to resume. Unexpected failures name the step and chunk:
+``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in
+an earlier run of the same ``--db`` are skipped unless something upstream ran again; an
+interrupted map resumes from its missing rows and every finished LM call is answered from
+``lm_calls``. A budget refusal stops the run cleanly: results written so far stay, and
+:class:`~rlm_dsl.errors.BudgetExhausted` says what is missing and how to resume. Unexpected
+failures raise :class:`~rlm_dsl.errors.StepFailed` naming the step and chunk:
 ``step 'map-incidents' (triage.rlm:9:1) failed on chunk 12: …``.
 """
 
@@ -22,12 +23,19 @@ from typing import Any
 import dspy
 
 from rlm_dsl.compiler.plan import Plan, Step
-from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
-from rlm_dsl.runtime.lm.budget import Budget
-from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
+from rlm_dsl.errors import (
+    BudgetExhausted,
+    InputError,
+    LMError,
+    RlmError,
+    SpecError,
+    StepFailed,
+)
 from rlm_dsl.runtime.handlers import LM_KINDS, run_step
 from rlm_dsl.runtime.ingest.params import check_inputs, coerce_params
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
 from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
 from rlm_dsl.runtime.steps.incremental import clear_results
@@ -172,20 +180,19 @@ def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
 
 
 def _step_error(step: Step, exc: BaseException) -> RlmError:
-    chunk = f" on chunk {exc.chunk_id}" if isinstance(exc, RowError) else ""
+    """``exc`` as a :class:`StepFailed` of ``step`` (an error naming its step already stays)."""
+    chunk_id = exc.chunk_id if isinstance(exc, RowError) else None
     inner = exc.error if isinstance(exc, RowError) else exc
     if isinstance(inner, RlmError):
-        if str(inner).startswith("step '"):
+        if inner.step_id is not None:
             return inner
-        base = next((c for c in (InputError, LMError, SpecError) if isinstance(inner, c)),
-                    RlmError)
-        located = base(f"{where(step)} failed{chunk}: {inner}")
-        located.exit_code = inner.exit_code
-        return located
+        family = next((c for c in (InputError, LMError, SpecError) if isinstance(inner, c)),
+                      RlmError)
+        return StepFailed.of(step, chunk_id, inner, family)
     kind = SpecError if type(inner).__module__.startswith("jinja2") else LMError
-    detail = str(inner).strip().splitlines()
-    return kind(f"{where(step)} failed{chunk}: {type(inner).__name__}: "
-                f"{detail[0] if detail else ''}".rstrip(": "))
+    first = str(inner).strip().splitlines()
+    detail = f"{type(inner).__name__}: {first[0] if first else ''}".rstrip(": ")
+    return StepFailed.of(step, chunk_id, inner, kind, detail)
 
 
 def _status(ctx: RunContext, key: str, status: str, rows: int | None, began: datetime) -> None:

@@ -1,4 +1,4 @@
-"""The handler table: one entry per ``(kind, strategy)`` of the Plan contract, to run and to estimate.
+"""The handler table: one entry per ``(kind, strategy)`` of the plan, to run it and estimate it.
 
 Executor and estimation stages read the same table, the way sqlglot's optimizer reads its
 ``RULES``: :func:`run_step` (the executor, :mod:`rlm_dsl.runtime.executor`) and
@@ -55,7 +55,7 @@ def handler_for(step: Step) -> Handler:
     key = ("map", "recipe") if step.kind == "map" and step.recipe else (step.kind, step.strategy)
     found = HANDLERS.get(key) or HANDLERS.get((step.kind, None))
     if found is None:
-        raise SpecError(f"step '{step.id}': no runtime handler for {step.kind} {step.strategy}")
+        raise SpecError.for_step(step.id, f"no runtime handler for {step.kind} {step.strategy}")
     return found
 
 

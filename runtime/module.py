@@ -1,4 +1,4 @@
-"""A compiled recipe as a DSPy module: what ``rlm_dsl.load(path)`` returns and ``rlm optimize`` tunes.
+"""A compiled recipe as a DSPy module: what ``rlm_dsl.load`` returns and ``rlm optimize`` tunes.
 
 Executor stage, public face. :class:`RecipeModule` holds one DSPy module per LM step in
 :attr:`RecipeModule.step_modules` (keyed by step id; steps of ``use``d recipes as

@@ -25,7 +25,6 @@ from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 from rlm_dsl.runtime.store import queries
 
 
-
 @dataclass
 class RunOptions:
     inputs: dict[str, list[str] | str] = field(default_factory=dict)

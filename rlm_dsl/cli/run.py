@@ -33,10 +33,10 @@ import typer
 from rlm_dsl.api import load
 from rlm_dsl.cli.app import app, err, out
 from rlm_dsl.cli.plan import parse_pairs
-from rlm_dsl.errors import SpecError
+from rlm_dsl.errors import SpecError, StepFailed
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.optimize.optimizer import load_optimized
 from rlm_dsl.runtime.observe.progress import RunProgress
+from rlm_dsl.runtime.optimize.optimizer import load_optimized
 from rlm_dsl.runtime.runinfo import summary_line
 
 
@@ -100,7 +100,12 @@ def run(
     forecast = _forecast(plan, options, quiet) if estimate else None
     with _progress(not quiet and err.is_terminal) as progress:
         options.progress = progress
-        result = execute(plan, options, program.step_modules)
+        try:
+            result = execute(plan, options, program.step_modules)
+        except StepFailed as failure:
+            if as_json:  # the failure as an object on stdout; the message still goes to stderr
+                sys.stdout.write(json.dumps({"error": failure.to_dict()}, default=str) + "\n")
+            raise
     _print_outputs(result.outputs, result.summary, as_json)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)

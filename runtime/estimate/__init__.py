@@ -1,1 +1,1 @@
-"""Estimation stage (``rlm plan --estimate``): the forecast's report, per-step costs, placeholders."""
+"""Estimation stage (``rlm plan --estimate``): the report, per-step costs, placeholders."""

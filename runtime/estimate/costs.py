@@ -40,7 +40,6 @@ from rlm_dsl.runtime.steps.reduce import Reducer, _empty, source_items
 from rlm_dsl.runtime.store.store import quote_ident
 
 
-
 class _Ctx:
     """The part of ``RunContext`` a :class:`Reducer` touches: render, LMs, adapter, tables."""
 

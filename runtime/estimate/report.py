@@ -3,7 +3,8 @@
 Estimation stage. :class:`StepEstimate` is one step's forecast and :class:`Estimate` the plan's,
 with totals, a Rich table and the line setting it beside a finished run. How it is made:
 :func:`~rlm_dsl.runtime.estimator.estimate_plan` walks the plan in the executor's
-order over an in-memory store: inputs are loaded with :func:`~rlm_dsl.runtime.ingest.inputs.load_input`
+order over an in-memory store: inputs are loaded with
+:func:`~rlm_dsl.runtime.ingest.inputs.load_input`
 and chunked with :func:`~rlm_dsl.runtime.ingest.chunkers.chunk` exactly as a run does, SQL and regex
 filters run for real, and every LM step's prompts are rendered with the real Jinja2 templates
 and counted with the bound LM's own counter plus the adapter's fixed text. A map or LM filter

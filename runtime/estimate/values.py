@@ -1,6 +1,7 @@
 """Cost forecast helpers: typed placeholder values standing in for LM answers not yet made.
 
-Estimation stage (see :mod:`rlm_dsl.runtime.estimate.report`). A step's output type decides the size of
+Estimation stage (see :mod:`rlm_dsl.runtime.estimate.report`). A step's output type decides the
+size of
 its answers: :func:`placeholder` builds a value of that type (a text of ``STR_WORDS`` words, a
 list of ``LIST_ITEMS`` elements, a record with every field) that later prompts render exactly as
 they would render a real answer; :func:`answer_tokens` counts the adapter-framed answer

@@ -33,8 +33,8 @@ from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.ingest.packing import by_budget, chunk_sql
 from rlm_dsl.runtime.ingest.rowchunks import by_rows
-from rlm_dsl.runtime.store.store import Store, quote_ident
 from rlm_dsl.runtime.lm.tokens import TokenCounter
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000
@@ -65,9 +65,9 @@ def chunk(
     counter = _as_counter(count_tokens)
     strategy = step.strategy or "lines"
     if strategy not in _GROUPERS and strategy not in ("lines", "records", "sql"):
-        raise SpecError(f"step '{step.id}': unknown chunk strategy '{strategy}'")
+        raise SpecError.for_step(step.id, f"unknown chunk strategy '{strategy}'")
     if not store.table_exists(source_table):
-        raise InputError(f"step '{step.id}': no table '{source_table}' to chunk")
+        raise InputError.for_step(step.id, f"no table '{source_table}' to chunk")
     source = Source(store, source_table, step, explode=strategy in LINE_STRATEGIES)
     tokens = TokenSql(store, source, counter)
     try:
@@ -79,7 +79,7 @@ def chunk(
             grouped, order = _GROUPERS[strategy](store, step, source, tokens)
             _write(store, step.table, grouped, order, tokens)
     except duckdb.Error as error:
-        raise InputError(f"step '{step.id}': chunking failed: {_first_line(error)}") from None
+        raise InputError.for_step(step.id, f"chunking failed: {_first_line(error)}") from None
     finally:
         tokens.close()
 
@@ -99,7 +99,7 @@ class Source:
         self.names = [name for name, _ in store.columns(table)]
         for needed in ("id", "text"):
             if needed not in self.names:
-                raise InputError(f"step '{step.id}': table '{table}' has no {needed} column")
+                raise InputError.for_step(step.id, f"table '{table}' has no {needed} column")
         self.exploded = explode and "line_no" not in self.names and "size" in self.names
 
     def has(self, name: str) -> bool:
@@ -108,10 +108,8 @@ class Source:
     def column(self, name: str) -> str:
         if not self.has(name):
             shown = ", ".join(self.names)
-            raise InputError(
-                f"step '{self.step.id}': table '{self.table}' has no column '{name}' "
-                f"(columns: {shown})"
-            )
+            raise InputError.for_step(
+                self.step.id, f"table '{self.table}' has no column '{name}' (columns: {shown})")
         return quote_ident(name)
 
     def rows_sql(self, extra: str = "") -> str:
@@ -223,17 +221,16 @@ def _sliding(step: Step, what: str = "chunk") -> tuple[int, int]:
     n = _arg(step, 0)
     overlap = step.options.get("overlap", 0) or 0
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise SpecError(f"step '{step.id}': {what} size must be a positive integer, got {n!r}")
+        raise SpecError.for_step(step.id, f"{what} size must be a positive integer, got {n!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < n:
-        raise SpecError(
-            f"step '{step.id}': overlap must be an integer from 0 to {n - 1}, got {overlap!r}"
-        )
+        raise SpecError.for_step(
+            step.id, f"overlap must be an integer from 0 to {n - 1}, got {overlap!r}")
     return n, overlap
 
 
 def _arg(step: Step, index: int) -> Any:
     if len(step.args) <= index:
-        raise SpecError(f"step '{step.id}': chunk by {step.strategy} needs an argument")
+        raise SpecError.for_step(step.id, f"chunk by {step.strategy} needs an argument")
     return step.args[index]
 
 
@@ -255,13 +252,12 @@ def _by_regex(store: Store, step: Step, source: Source, tokens: TokenSql) -> tup
 
 def _check_regex(store: Store, step: Step, pattern: Any) -> None:
     if not isinstance(pattern, str):
-        raise SpecError(f"step '{step.id}': regex must be a string, got {pattern!r}")
+        raise SpecError.for_step(step.id, f"regex must be a string, got {pattern!r}")
     try:
         store.scalar("SELECT regexp_matches('', ?)", [pattern])
     except duckdb.Error as error:
-        raise SpecError(
-            f"step '{step.id}': invalid regex {pattern!r}: {_first_line(error)}"
-        ) from None
+        raise SpecError.for_step(
+            step.id, f"invalid regex {pattern!r}: {_first_line(error)}") from None
 
 
 def _by_delimiter(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:

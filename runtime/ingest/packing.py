@@ -140,12 +140,10 @@ def chunk_sql(
         names = [row[0] for row in store.con.execute(f"DESCRIBE {query}").fetchall()]
     except Exception as error:
         detail = str(error).strip().splitlines()[0]
-        raise SpecError(f"step '{step.id}': chunk query failed: {detail}") from None
+        raise SpecError.for_step(step.id, f"chunk query failed: {detail}") from None
     if "text" not in names:
-        raise SpecError(
-            f"step '{step.id}': chunk query must yield a text column (it yields: "
-            f"{', '.join(names)})"
-        )
+        raise SpecError.for_step(
+            step.id, f"chunk query must yield a text column (it yields: {', '.join(names)})")
     columns = [
         f"CAST({quote_ident(name) if name in names else 'NULL'} AS {kind}) AS {name}"
         for name, kind in CONTRACT_TYPES.items()
@@ -162,9 +160,9 @@ def chunk_sql(
 
 def render_query(step: Step, table: str, params: dict[str, Any]) -> str:
     if not step.args or not isinstance(step.args[0], str):
-        raise SpecError(f"step '{step.id}': chunk by sql needs a query string")
+        raise SpecError.for_step(step.id, "chunk by sql needs a query string")
     try:
         return environment().from_string(step.args[0]).render(
             {**params, "input": quote_ident(table)})
     except jinja2.TemplateError as error:
-        raise SpecError(f"step '{step.id}': chunk query template: {error}") from None
+        raise SpecError.for_step(step.id, f"chunk query template: {error}") from None

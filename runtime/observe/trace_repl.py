@@ -1,6 +1,7 @@
 """Tracing stage, REPL part: the prefix tree of an ``rlm`` step's iterations and sub-calls.
 
-Used by :mod:`rlm_dsl.runtime.observe.trace`. ``rlm_iterations`` rows carry no id of their own: a row's
+Used by :mod:`rlm_dsl.runtime.observe.trace`. ``rlm_iterations`` rows carry no id of their own: a
+row's
 id is ``<parent_call_id or "root">.<iteration>`` (:mod:`rlm_dsl.runtime.repl.invocation`), so the
 children of a row are the rows whose ``parent_call_id`` is its id: a REPL iteration's children are
 its ``llm_query`` / ``rlm_query`` sub-calls, an ``rlm_query`` row's children are the sub-agent's

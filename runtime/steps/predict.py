@@ -1,7 +1,8 @@
 """One LM-backed step as a ``dspy.Module``: render → fit check → predict with retries → value.
 
 Step-module stage. :class:`StepModule` holds the step's predictor (``dspy.Predict`` or
-``dspy.ChainOfThought`` over the signature from :func:`~rlm_dsl.runtime.lm.signatures.make_signature`),
+``dspy.ChainOfThought`` over the signature from
+:func:`~rlm_dsl.runtime.lm.signatures.make_signature`),
 so DSPy optimizers see and tune one named predictor per step. :meth:`StepModule.call` sends one
 rendered prompt with the step's retries: transient LM errors and unparseable answers are retried
 (each attempt is its own cache key, so a retry is a fresh call), a budget refusal stops the run

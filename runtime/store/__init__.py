@@ -1,1 +1,1 @@
-"""Store stage: the run's DuckDB database, its buffered writer and the queries on its system tables."""
+"""Store stage: the run's DuckDB database, its buffered writer, its system-table queries."""

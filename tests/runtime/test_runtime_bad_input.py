@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -122,3 +123,33 @@ def test_sql_error_names_the_step(cli, spec, good):
     assert (code, out) == (1, "")
     assert err.strip() == (f"step 'reduce-total' ({path}:12:1) failed: SQL error: Binder Error: "
                            'Referenced column "nn" not found in FROM clause!')
+
+
+def test_failed_run_json_carries_the_step_failure_as_an_object(cli, spec, good):
+    path = spec(SPEC.replace("{{ chunk.text }}", "{{ chunk.text }} {{ k // (k - 3) }}"), "zero.rlm")
+    code, out, err = cli("run", path, "--lm", "test", "--input", f"items={good}", "--json")
+    assert code == 1
+    assert err.strip().startswith(f"step 'map-n' ({path}:8:1) failed on chunk 0: template error")
+    failure = json.loads(out)["error"]
+    assert failure == {
+        "error": "step_failed", "message": err.strip(), "exit_code": 1, "step": "map-n",
+        "chunk_id": 0, "span": {"file": str(path), "line": 8, "col": 1},
+        "cause": {"type": "SpecError", "message": "template error: ZeroDivisionError: "
+                  "integer division or modulo by zero"},
+    }
+
+
+def test_step_failed_keeps_its_objects_and_family():
+    from rlm_dsl.compiler.source import Span
+    from rlm_dsl.errors import LMError, RlmError, StepFailed
+
+    class Step:
+        id, span = "map-x", Span("t.rlm", 9, 1, 9, 20)
+
+    cause = TimeoutError("slow")
+    failure = StepFailed.of(Step(), 12, cause, LMError, "TimeoutError: slow")
+    assert isinstance(failure, LMError) and failure.exit_code == 4
+    assert (failure.step_id, failure.chunk_id, failure.cause) == ("map-x", 12, cause)
+    assert str(failure) == "step 'map-x' (t.rlm:9:1) failed on chunk 12: TimeoutError: slow"
+    plain = StepFailed.of(Step(), None, RlmError("budget"), RlmError)
+    assert type(plain) is StepFailed and str(plain) == "step 'map-x' (t.rlm:9:1) failed: budget"

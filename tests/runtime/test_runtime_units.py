@@ -16,8 +16,8 @@ from rlm_dsl.errors import BudgetExhausted, LMError
 from rlm_dsl.runtime.lm.budget import Budget
 from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger, call_scope
 from rlm_dsl.runtime.lm.signatures import annotation, combine, duckdb_type, make_signature
-from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.lm.testing import compute, parse_options
+from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
 
 INCIDENT = Record("Incident", (Field("at", Prim("str")), Field("severity", Enum(("low", "high")))))

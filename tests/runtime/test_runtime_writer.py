@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.store import writer as writer_module
 from rlm_dsl.runtime.steps.map import run_parallel
 from rlm_dsl.runtime.steps.predict import BudgetStop
+from rlm_dsl.runtime.store import writer as writer_module
 from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
 

@@ -10,8 +10,8 @@ import pytest
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.source import Span
-from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.lm.tokens import TokenCounter, estimate_tokens
+from rlm_dsl.runtime.store.store import Store
 
 SPAN = Span("test.rlm", 1, 1, 1, 2)
 ESTIMATE = TokenCounter("estimate (chars/4)", estimate_tokens, estimated=True)

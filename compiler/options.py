@@ -135,12 +135,6 @@ DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("rlm", "rlm"): {"max_iterations": 20, "max_llm_calls": 50, "depth": 1},
 }
 
-LM_STRATEGIES = frozenset(
-    [("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
-     ("reduce", "fold"), ("rlm", "rlm")]
-)
-
-
 def strategies(kind: str) -> list[str]:
     """Every strategy name ``kind`` (chunk, reduce) accepts."""
     return sorted(s for k, s in ARGS if k == kind)

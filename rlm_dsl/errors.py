@@ -11,7 +11,9 @@ an object in ``rlm run --json`` (:meth:`StepFailed.to_dict`).
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class RlmError(Exception):
@@ -107,3 +109,14 @@ class LMStepFailed(StepFailed, LMError):
 
 _FAMILIES: dict[type[RlmError], type[StepFailed]] = {
     SpecError: SpecStepFailed, InputError: InputStepFailed, LMError: LMStepFailed}
+
+
+def caused_by(exc: BaseException, kind: type[E]) -> E | None:
+    """The first error of type ``kind`` in ``exc``'s chain (``exc``, its cause or context, …):
+    DSPy and LiteLLM wrap the errors of the engines they call."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -34,7 +34,7 @@ from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.ingest.packing import by_budget, chunk_sql
 from rlm_dsl.runtime.ingest.rowchunks import by_rows
 from rlm_dsl.runtime.lm.tokens import TokenCounter
-from rlm_dsl.runtime.store.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident, quote_literal
 
 EXACT_TOKEN_BYTES = 16 << 20
 SAMPLE_ROWS = 2000
@@ -240,7 +240,7 @@ def _by_regex(store: Store, step: Step, source: Source, tokens: TokenSql) -> tup
     pattern = _arg(step, 0)
     _check_regex(store, step, pattern)
     max_lines = step.options.get("max_lines")
-    starts = f"""SELECT *, sum(CASE WHEN regexp_matches(text, {_literal(pattern)}) THEN 1
+    starts = f"""SELECT *, sum(CASE WHEN regexp_matches(text, {quote_literal(pattern)}) THEN 1
         ELSE 0 END) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS g FROM ({source.rows_sql()})"""
     sub = "0"
     if max_lines:
@@ -262,7 +262,7 @@ def _check_regex(store: Store, step: Step, pattern: Any) -> None:
 
 def _by_delimiter(store: Store, step: Step, source: Source, tokens: TokenSql) -> tuple[str, str]:
     """``delimiter(text)``: rows equal to ``text`` separate chunks and are dropped."""
-    delimiter = _literal(str(_arg(step, 0)))
+    delimiter = quote_literal(str(_arg(step, 0)))
     marked = f"""SELECT *, text = {delimiter} AS is_delim, sum(CASE WHEN text = {delimiter}
         THEN 1 ELSE 0 END) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS g
         FROM ({source.rows_sql()})"""
@@ -319,10 +319,6 @@ def parse_duration(step: Step, text: Any) -> int:
             f'step \'{step.id}\': bad window duration {text!r} (use e.g. "30s", "5m", "1h")'
         )
     return int(number) * _UNITS[unit]
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _first_line(error: BaseException) -> str:

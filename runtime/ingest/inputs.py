@@ -32,7 +32,9 @@ import duckdb
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.store.store import Store, quote_ident
+from rlm_dsl.runtime.logs import load_log
+from rlm_dsl.runtime.logs.parse import newline_width
+from rlm_dsl.runtime.store.store import Store, quote_ident, quote_literal
 
 PEEK_BYTES = 1 << 16
 MAX_LINE_BYTES = 1 << 24  # 16 MiB: one longer line is an input error, not a crash
@@ -58,8 +60,6 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
     )
     loader = _LOADERS.get(kind)
     if kind == "log":
-        from rlm_dsl.runtime.logs import load_log
-
         store.drop(step.table)  # a fresh table: load_log appends to an existing one
         load_log(
             store,
@@ -161,14 +161,6 @@ def _check_file(path: str) -> None:
         if error.start < len(head) - 3:  # not merely a character cut by the peek
             line = head.count(b"\n", 0, error.start) + 1
             raise InputError(f"{path}:{line}: not UTF-8 text") from None
-
-
-def newline_width(path: str) -> int:
-    """2 when the file's first line ends with CRLF, else 1 (DuckDB strips the CR)."""
-    with open(path, "rb") as handle:
-        head = handle.read(PEEK_BYTES)
-    end = head.find(b"\n")
-    return 2 if end > 0 and head[end - 1 : end] == b"\r" else 1
 
 
 def _load_lines(
@@ -280,14 +272,10 @@ def _record_reader(kind: str, options: dict[str, object]) -> str:
         return "read_json(?, format='newline_delimited', filename=true, union_by_name=true)"
     extra = ""
     if options.get("delimiter") is not None:
-        extra += f", delim={_literal(str(options['delimiter']))}"
+        extra += f", delim={quote_literal(str(options['delimiter']))}"
     if options.get("header") is not None:
         extra += f", header={'true' if options['header'] else 'false'}"
     return f"read_csv(?, filename=true, union_by_name=true{extra})"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _load_files(store: Store, step: Step, files: list[str]) -> None:

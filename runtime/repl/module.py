@@ -28,7 +28,7 @@ from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
-from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
+from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError, caused_by
 from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.lm.signatures import annotation, camel, to_plain
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
@@ -138,7 +138,7 @@ class RlmStep(dspy.RLM):
             spent = _budget_cause(exc)
             if spent is not None:
                 raise spent from None
-            if _caused_by(exc, ContextWindowExceededError):
+            if caused_by(exc, ContextWindowExceededError):
                 raise ReplError.for_step(
                     self.step.id, "the REPL history outgrew the root LM's context window "
                     f"after {invocation.iteration} iteration(s); give the model a larger window "
@@ -343,17 +343,7 @@ def _as_rows(sub_context: Any) -> list[str]:
 
 def _budget_cause(exc: BaseException) -> BudgetExhausted | None:
     """The run-budget refusal behind ``exc`` (DSPy wraps engine errors), if that is what it is."""
-    found = _caused_by(exc, BudgetExhausted)
-    return found if isinstance(found, BudgetExhausted) else None
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return caused_by(exc, BudgetExhausted)
 
 
 def _lm_text(response: Any) -> str:

@@ -25,7 +25,7 @@ from dspy.utils.exceptions import (
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
-from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.errors import BudgetExhausted, caused_by
 from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.lm.signatures import make_signature, to_plain
 from rlm_dsl.runtime.steps.context import BoundLM
@@ -104,7 +104,7 @@ class StepModule(dspy.Module):
                     # ~15 µs a call; the predictor inside still runs DSPy's own callbacks
                     return to_plain(self._predict(prompt)[self.value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
-                budget = _budget_error(exc)
+                budget = caused_by(exc, BudgetExhausted)
                 if budget is not None:
                     raise BudgetStop(budget) from None
                 if _context_overflow(exc):
@@ -125,15 +125,6 @@ def _using(lm: dspy.LM, adapter: Any) -> Any:
     if dspy.settings.lm is lm and dspy.settings.adapter is adapter:
         return nullcontext()
     return dspy.context(lm=lm, adapter=adapter)
-
-
-def _budget_error(exc: BaseException) -> BudgetExhausted | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, BudgetExhausted):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _context_overflow(exc: BaseException) -> bool:

@@ -20,6 +20,7 @@ from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.handlers import LM_KINDS
 from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
+from rlm_dsl.runtime.lm.ray_engine import RayEngine
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 from rlm_dsl.runtime.store import queries
@@ -111,8 +112,6 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
     resolved = resolve_lm(model, lm_options)
     engine, most = resolved.engine, resolved.max_concurrency
     if options.executor == "ray":
-        from rlm_dsl.runtime.lm.ray_engine import RayEngine
-
         engine = RayEngine(model, lm_options, workers=options.ray_workers,
                            per_worker=resolved.max_concurrency, concurrency=options.concurrency)
         most = engine.slots

@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from rlm_dsl.cli.app import app, out
-from rlm_dsl.runtime.observe.trace import Node, Trace, open_trace
+from rlm_dsl.runtime.observe.nodes import Node
+from rlm_dsl.runtime.observe.trace import Trace, open_trace
 
 PREVIEW = 100
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Record, Type
+from rlm_dsl.runtime.lm.signatures import duckdb_type
 from rlm_dsl.runtime.store.store import Store, quote_ident
 
 SCALAR_COLUMNS = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN")
@@ -89,8 +90,6 @@ def answer_tokens(count: Any, field_name: str, t: Type, kind: str, reason: bool,
 def write_values(store: Store, table: str, column: str, t: Type,
                  values: list[tuple[int, Any]]) -> None:
     """``table(id, column)`` holding ``values`` (id, value) as the step's typed result."""
-    from rlm_dsl.runtime.lm.signatures import duckdb_type
-
     kind = duckdb_type(t)
     with store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} "

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import duckdb
+from duckdb.sqltypes import BIGINT, VARCHAR
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError, SpecError
@@ -170,8 +171,6 @@ class TokenSql:
         return f"CAST(ceil(length({column}) / {self._ratio!r}) AS BIGINT)"
 
     def _register(self) -> str:
-        from duckdb.sqltypes import BIGINT, VARCHAR
-
         name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"
         self.store.con.create_function(
             name, self.counter.count, [VARCHAR], BIGINT, side_effects=False

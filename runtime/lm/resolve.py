@@ -116,7 +116,7 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
             f"unknown option(s) {', '.join(map(repr, unknown))} for model '{model_id}'; "
             f"known: {', '.join(sorted(LITELLM_OPTIONS))}"
         )
-    from dspy.clients._litellm import get_litellm
+    from dspy.clients._litellm import get_litellm  # here: LiteLLM takes seconds to import
 
     litellm = get_litellm(feature="rlm-dsl model resolution")
     api_base = options.get("api_base")
@@ -206,6 +206,7 @@ class LiteLLMChatEngine:
     """
 
     def __init__(self, **client_options: Any) -> None:
+        # here, not at the top: LiteLLM takes seconds to import and local/test LMs never need it
         from dspy.clients.engines.litellm_engine import LiteLLMEngine
 
         self._inner = LiteLLMEngine(model_type="chat", **client_options)

@@ -95,7 +95,7 @@ def _cl100k_encoding() -> Any | None:
     if path is None:
         return None
     try:
-        import tiktoken
+        import tiktoken  # here, not at the top: only tiktoken-counted models pay its start-up
         from tiktoken.load import load_tiktoken_bpe
         from tiktoken_ext.openai_public import cl100k_base
 
@@ -113,7 +113,7 @@ def _cl100k_encoding() -> Any | None:
 
 def _cl100k_spec_without_ranks(factory: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """cl100k's regex and special tokens without letting tiktoken fetch its ranks."""
-    import tiktoken_ext.openai_public as public
+    import tiktoken_ext.openai_public as public  # here: saves start-up for other counters
 
     original = public.load_tiktoken_bpe
     public.load_tiktoken_bpe = lambda *args, **kwargs: {}

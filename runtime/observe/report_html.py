@@ -19,7 +19,8 @@ import jinja2
 import networkx as nx
 from markupsafe import Markup, escape
 
-from rlm_dsl.runtime.observe.trace import Node, Stats, Trace
+from rlm_dsl.runtime.observe.nodes import Node, Stats
+from rlm_dsl.runtime.observe.trace import Trace
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 230, 46, 24, 34, 12
 MAX_TEXT = 20_000  # characters of one prompt / response kept in the page (the store has all)

@@ -1,13 +1,13 @@
 """Tracing stage, REPL part: the prefix tree of an ``rlm`` step's iterations and sub-calls.
 
-Used by :mod:`rlm_dsl.runtime.observe.trace`. ``rlm_iterations`` rows carry no id of their own: a
-row's
-id is ``<parent_call_id or "root">.<iteration>`` (:mod:`rlm_dsl.runtime.repl.invocation`), so the
+Used by :mod:`rlm_dsl.runtime.observe.trace`; the nodes are those of
+:mod:`rlm_dsl.runtime.observe.nodes`. ``rlm_iterations`` rows carry no id of their own: a row's id
+is ``<parent_call_id or "root">.<iteration>`` (:mod:`rlm_dsl.runtime.repl.invocation`), so the
 children of a row are the rows whose ``parent_call_id`` is its id: a REPL iteration's children are
 its ``llm_query`` / ``rlm_query`` sub-calls, an ``rlm_query`` row's children are the sub-agent's
 iterations. An LM call whose ``parent_id`` names an ``llm_query`` row hangs under it; the action
-calls of an invocation (``parent_id`` NULL for the root, the ``rlm_query`` row id for a child)
-are handed to its iterations by time, since each iteration row is written when its turn ends.
+calls of an invocation (``parent_id`` NULL for the root, the ``rlm_query`` row id for a child) are
+handed to its iterations by time, since each iteration row is written when its turn ends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rlm_dsl.runtime.observe.trace import Node, Stats, call_node, chunk_nodes, iso
+from rlm_dsl.runtime.observe.nodes import Node, Stats, call_node, chunk_nodes, iso
 
 TOOL_PREFIXES = ("llm_query:", "llm_query_batched:", "rlm_query:")
 

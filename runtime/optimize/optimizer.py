@@ -14,6 +14,7 @@ what made it) and :func:`load_optimized` applies such a file to a freshly loaded
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import threading
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.lm15 import response_to_events
 
 from rlm_dsl.errors import BudgetExhausted, InputError, SpecError
+from rlm_dsl.runtime.lm.resolve import resolve_lm
 from rlm_dsl.runtime.module import RecipeModule
 from rlm_dsl.runtime.optimize.metrics import Metric
 
@@ -120,8 +123,6 @@ class _CountingEngine:
         return response
 
     def stream(self, request: Any) -> Any:
-        from dspy.lm15 import response_to_events
-
         return response_to_events(self.complete(request))
 
     def close(self) -> None:
@@ -132,8 +133,6 @@ class _CountingEngine:
 
 def reflection_lm(model_id: str, spend: Spend) -> dspy.LM:
     """The LM that proposes instructions (GEPA reflection, MIPROv2 proposals), on the budget."""
-    from rlm_dsl.runtime.lm.resolve import resolve_lm
-
     resolved = resolve_lm(model_id)
     return resolved.make_lm(engine=_CountingEngine(resolved.engine, spend, resolved.price))
 
@@ -215,8 +214,6 @@ def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[d
 
 
 def _require(package: str, what: str) -> None:
-    import importlib.util
-
     if importlib.util.find_spec(package) is None:
         raise SpecError(f"{what} needs the Python package '{package}': pip install {package}")
 

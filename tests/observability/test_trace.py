@@ -10,7 +10,8 @@ import pytest
 
 from rlm_dsl.cli.main import main
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.observe.trace import Node, load_trace, open_trace
+from rlm_dsl.runtime.observe.nodes import Node
+from rlm_dsl.runtime.observe.trace import load_trace, open_trace
 from rlm_dsl.runtime.store.store import Store
 
 

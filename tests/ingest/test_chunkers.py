@@ -17,7 +17,7 @@ from rlm_dsl.runtime.ingest.chunkers import chunk
 from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.lm.tokens import TokenCounter
 from rlm_dsl.runtime.store.store import Store
-from tests.store.conftest import ESTIMATE, chunk_step, input_step
+from tests.ingest.conftest import ESTIMATE, chunk_step, input_step
 
 Write = Callable[[str, str | bytes], str]
 

@@ -17,7 +17,7 @@ from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.logs import LogIngestError
 from rlm_dsl.runtime.store.store import Store
-from tests.store.conftest import input_step
+from tests.ingest.conftest import input_step
 
 Write = Callable[[str, str | bytes], str]
 

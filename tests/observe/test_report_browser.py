@@ -4,7 +4,7 @@ Chromium is Debian's ``chromium`` package (``apt-get install -y chromium``); wit
 tests skip with that reason. The page is loaded from a file with ``#expand=<node id>``; its
 script opens that node, and ``--dump-dom`` shows the DOM after the script ran. Console output
 is read from Chromium's log (``--enable-logging=stderr``). The screenshot is saved to
-``tests/observability/artifacts/report.png`` (ignored by git).
+``tests/observe/artifacts/report.png`` (ignored by git).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Fixtures for the store, input and chunking tests: a store, step builders, files on disk."""
+"""Fixtures for the input and chunking tests: step builders and files on disk (the ``store``
+fixture is the root conftest's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,9 @@ import pytest
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.runtime.lm.tokens import TokenCounter, estimate_tokens
-from rlm_dsl.runtime.store.store import Store
 
 SPAN = Span("test.rlm", 1, 1, 1, 2)
 ESTIMATE = TokenCounter("estimate (chars/4)", estimate_tokens, estimated=True)
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with Store.open(None) as opened:
-        yield opened
 
 
 def input_step(kind: str, name: str = "x", **options: Any) -> Step:

@@ -5,40 +5,6 @@ from __future__ import annotations
 
 from rlm_dsl.runtime.observe.trace import open_trace
 
-
-def test_use_runs_a_sub_recipe_per_row(spec, run_spec, tmp_path, query):
-    spec('''
-        recipe counter "Count words in one text."
-        param word: str = "bad"
-        input doc: text
-        chunk doc -> parts by lines(2)
-        map parts -> n: int """
-          COUNT "{{ word }}"
-          {{ chunk.text }}
-        """
-        reduce n -> total: int by tree(fanin=4) """
-          SUM
-          {{ items | tojson }}
-        """
-        output total
-    ''', "counter.rlm")
-    data = tmp_path / "tickets.csv"
-    data.write_text("ticket,text\n1,bad\n2,ugly\n1,bad again\n1,fine\n2,ugly ugly\n")
-    path = spec('''
-        recipe main "Per ticket."
-        input rows: csv
-        use "counter.rlm" as counter
-        chunk rows -> threads by column("ticket")
-        map threads -> counts: int using recipe counter with params={word: "ugly"}
-        output counts
-    ''')
-    db = tmp_path / "run.duckdb"
-    result = run_spec(path, inputs={"rows": str(data)}, db=str(db))
-    assert result.outputs["counts"] == [0, 2]
-    tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
-    assert {"map-counts__0__parts", "map-counts__1__n"} <= tables
-
-
 COUNTER = '''
     recipe counter "Count words in one text."
     param word: str = "bad"
@@ -73,6 +39,13 @@ def _sub_recipe_run(spec, run_spec, tmp_path):
     db = tmp_path / "run.duckdb"
     result = run_spec(spec(MAIN), inputs={"rows": str(data)}, db=str(db))
     return result, db
+
+
+def test_use_runs_a_sub_recipe_per_row(spec, run_spec, tmp_path, query):
+    result, db = _sub_recipe_run(spec, run_spec, tmp_path)
+    assert result.outputs["counts"] == [0, 2]
+    tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
+    assert {"map-counts__0__parts", "map-counts__1__n"} <= tables
 
 
 def test_sub_recipe_calls_carry_the_prefixed_step(spec, run_spec, tmp_path, query):

@@ -17,7 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_runtime_resume import ITEMS_SPEC  # noqa: E402  (tests/runtime is on sys.path)
+from test_resume import ITEMS_SPEC  # noqa: E402  (tests/runtime is on sys.path)
 
 import rlm_dsl  # noqa: E402
 from rlm_dsl.runtime.lm import ray_engine  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_runtime_resume import ITEMS_SPEC  # tests/runtime is on sys.path
+from test_resume import ITEMS_SPEC  # tests/runtime is on sys.path
 
 from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.lm.budget import Budget

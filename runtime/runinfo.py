@@ -19,8 +19,8 @@ from typing import Any
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.handlers import LM_KINDS
+from rlm_dsl.runtime.lm import ray_engine
 from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
-from rlm_dsl.runtime.lm.ray_engine import RayEngine
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 from rlm_dsl.runtime.store import queries
@@ -112,8 +112,9 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
     resolved = resolve_lm(model, lm_options)
     engine, most = resolved.engine, resolved.max_concurrency
     if options.executor == "ray":
-        engine = RayEngine(model, lm_options, workers=options.ray_workers,
-                           per_worker=resolved.max_concurrency, concurrency=options.concurrency)
+        engine = ray_engine.RayEngine(model, lm_options, workers=options.ray_workers,
+                                      per_worker=resolved.max_concurrency,
+                                      concurrency=options.concurrency)
         most = engine.slots
     elif options.executor != "local":
         raise SpecError(f"unknown executor '{options.executor}': use 'local' or 'ray'")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from rlm_dsl.runtime.store.store import quote_literal as sql_str  # the log modules' short name
 
-def sql_str(text: str) -> str:
-    """Quote ``text`` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
+__all__ = ["sql_str", "with_struct"]
 
 
 def with_struct(struct: str, name: str, expr: str) -> str:

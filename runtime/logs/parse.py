@@ -223,7 +223,8 @@ def _parsed_lines_sql(fmt: LogFormat, file_time: str) -> str:
     found = f"SELECT *, CASE WHEN NOT _ok THEN {find_ts_sql('line')} END AS g FROM ({checked})"
     return (
         f"SELECT *, CASE WHEN g IS NOT NULL THEN {generic_header_sql('g')} END AS gh, "
-        f"coalesce(NOT _ok AND {generic_ok_sql('g')}, false) AS _gok FROM ({found})"
+        f"CASE WHEN _ok THEN false ELSE coalesce({generic_ok_sql('g')}, false) END AS _gok "
+        f"FROM ({found})"
     )
 
 

@@ -10,12 +10,14 @@ read where they are, never copied into the repository.
 
     python bench/bench_log_formats.py
     python bench/bench_log_formats.py --real /path/to/super-speedy-syslog-searcher/logs
+    python bench/bench_log_formats.py --real DIR --match "$DAEMON_LOGS"   # regex: see benchmarks.md
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ from test_corpus import _entries, _write  # noqa: E402
 
 from rlm_dsl.runtime.logs import load_log  # noqa: E402
 from rlm_dsl.runtime.logs.load import LogIngestError  # noqa: E402
-from rlm_dsl.runtime.store import Store  # noqa: E402
+from rlm_dsl.runtime.store.store import Store  # noqa: E402
 
 
 def corpus_coverage() -> None:
@@ -53,17 +55,20 @@ def corpus_coverage() -> None:
     print(f"| **all {len(rows)} formats** | **{total}** | **{dated} ({dated / total:.1%})** | |")
 
 
-def real_coverage(root: Path, lines: int) -> None:
-    """Ingest the first ``lines`` lines of every text file under ``root``, file by file."""
+def real_coverage(root: Path, lines: int, match: str | None) -> None:
+    """Ingest the first ``lines`` lines of every text file under ``root`` (whose path relative
+    to ``root`` matches the regex ``match``, when given), file by file."""
     with tempfile.TemporaryDirectory() as tmp:
         kept = 0
         for here, _, names in os.walk(root):
             for name in sorted(names):
                 path = Path(here) / name
+                if match and not re.search(match, str(path.relative_to(root))):
+                    continue
                 text = _text(path)
                 if text is None:
                     continue
-                head = [line for line in text.splitlines() if line.strip()][:lines]
+                head = [line for line in text.split("\n") if line.strip()][:lines]
                 if head:
                     flat = str(path.relative_to(root)).replace(os.sep, "__")
                     _write(Path(tmp) / flat, head)
@@ -104,10 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, help="a directory of real log files")
     parser.add_argument("--lines", type=int, default=10, help="lines per real file")
+    parser.add_argument("--match", help="only real files whose relative path matches this regex")
     args = parser.parse_args()
     corpus_coverage()
     if args.real:
-        real_coverage(args.real, args.lines)
+        real_coverage(args.real, args.lines, args.match)
 
 
 if __name__ == "__main__":

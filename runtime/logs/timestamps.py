@@ -20,7 +20,10 @@ from rlm_dsl.runtime.logs.sql import sql_str, with_struct
 _MON = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 _DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
 _HMS = r"\d\d:\d\d:\d\d"
-ISO_TS = r"\d{4}-\d\d-\d\d(?:T| {1,2}|\t)\d{1,2}:\d\d(?::\d\d)?(?:[.,]\d+)?(?: ?(?:Z|[+-]\d\d:?\d\d))?"
+ISO_TS = (
+    r"\d{4}-\d\d-\d\d(?:T| {1,2}|\t)\d{1,2}:\d\d(?::\d\d)?(?:[.,]\d+)?"
+    r"(?: ?(?:Z|[+-]\d\d:?\d\d))?"
+)
 BSD_TS = (
     rf"(?:\d{{4}}\.\d\d\.\d\d \S+ )?(?:{_DAY},? )?{_MON}[ -] ?\d{{1,2}},?(?: \d{{4}})? "
     rf"{_HMS}(?:[.:]\d+)?(?: [A-Z]{{3,4}})?(?: \d{{4}}\b)?"

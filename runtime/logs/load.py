@@ -240,7 +240,8 @@ def _recover(
     report: LoadReport,
     message: str,
 ) -> None:
-    """Retry what is recoverable: non-UTF-8 text as Latin-1, a truncated gzip's prefix."""
+    """Retry what is recoverable: non-UTF-8 text as Latin-1, a truncated gzip's prefix, bare
+    carriage returns (progress bars) that DuckDB's line reader rejects."""
     _rollback(con)
     try:
         if "Invalid unicode" in message:
@@ -248,6 +249,9 @@ def _recover(
             _parse_file(con, table, path, path, forced, tail, result, report, "latin-1")
         elif "GZIP" in message.upper() and path.endswith(".gz"):
             _parse_gzip_prefix(con, table, path, forced, tail, result, report)
+        elif "state machine reached an invalid state" in message and not path.endswith(".gz"):
+            result.note = "lone carriage returns (CR) read as line breaks"
+            _parse_cr_split(con, table, path, forced, tail, result, report)
         else:
             result.error = f"cannot read: {_first_line(message)}"
     except duckdb.Error as exc:
@@ -270,6 +274,27 @@ def _parse_gzip_prefix(
     finally:
         os.unlink(prefix)
     result.error = f"truncated gzip stream; ingested the {result.rows} readable record(s)"
+
+
+def _parse_cr_split(
+    con: Any,
+    table: str,
+    path: str,
+    forced: LogFormat | None,
+    tail: _Tail | None,
+    result: FileResult,
+    report: LoadReport,
+) -> None:
+    """Parse a copy of ``path`` whose bare CRs are LFs: same bytes, so offsets stay exact."""
+    fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        for line in src:  # split at LF only; a CR before the LF is a CRLF ending, kept
+            body, end = (line[:-2], line[-2:]) if line.endswith(b"\r\n") else (line, b"")
+            dst.write(body.replace(b"\r", b"\n") + end)
+    try:
+        _parse_file(con, table, copy, path, forced, tail, result, report, "utf-8")
+    finally:
+        os.unlink(copy)
 
 
 def _first_line(message: str) -> str:

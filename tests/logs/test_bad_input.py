@@ -106,3 +106,17 @@ def test_overlong_line_is_named(store, write_log):
     assert info.value.report.files[0].error == (
         f"cannot read: line 1 is longer than the 16 MiB limit ({26 + (17 << 20)} bytes)"
     )
+
+
+def test_lone_carriage_returns_split_lines_instead_of_failing_the_file(store, tmp_path, rows):
+    # apt's term.log draws progress bars with bare CRs; DuckDB's reader rejected the whole file
+    data = b"Jun  7 04:11:02 h apt[1]: progress 10%\rprogress 20%\nJun  7 04:11:03 h apt[1]: done\n"
+    path = tmp_path / "term.log"
+    path.write_bytes(data)
+    report = load_log(store, "logs", [str(path)])
+    assert report.files[0].note == "lone carriage returns (CR) read as line breaks"
+    assert rows("line_no, byte_offset, text") == [
+        (1, 0, "Jun  7 04:11:02 h apt[1]: progress 10%"),
+        (2, data.index(b"progress 20%"), "progress 20%"),
+        (3, data.index(b"Jun  7 04:11:03"), "Jun  7 04:11:03 h apt[1]: done"),
+    ]

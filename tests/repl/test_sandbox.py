@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 
@@ -57,9 +58,9 @@ def refused(repl: SandboxInterpreter, code: str) -> str:
 
 def test_isolation_is_complete_on_this_machine(repl):
     wrap = isolation()
-    if wrap.warnings or os.getuid() != 0:
-        pytest.skip(f"needs root and unshare: {wrap.warnings or 'not root'}")
-    assert wrap.flags == ("-n", "-m") and wrap.quota
+    if shutil.which("bwrap") is None:
+        pytest.skip("needs bubblewrap (`apt-get install bubblewrap`)")
+    assert wrap.kind == "bwrap" and wrap.strong and wrap.quota
     assert repl.warnings == []
 
 
@@ -179,8 +180,8 @@ def test_sleeping_past_the_wall_clock_restarts_the_worker():
     with SandboxInterpreter(limits=SandboxLimits(timeout_s=1.5)) as repl:
         repl.execute("doomed = 1")
         error = refused(repl, "import time\ntime.sleep(60)")
-        assert error.startswith("the REPL exceeded its wall-clock limit of 1.5 s. The REPL "
-                                "process was restarted: every variable you defined is gone")
+        assert error.startswith("the REPL exceeded its wall-clock limit of 1.5 s (host tool "
+                                "calls included). The REPL process was restarted: every variable you defined is gone")
         assert "NameError" in refused(repl, "doomed")
         assert repl.restarts == 1
 
@@ -320,6 +321,6 @@ def test_a_worker_that_cannot_start_is_a_terminal_error(monkeypatch, tmp_path):
     from rlm_dsl.runtime.repl import sandbox
 
     monkeypatch.setattr(sandbox, "WORKER", tmp_path / "missing_worker.py")
-    with pytest.raises(CodeInterpreterError, match=r"the REPL worker could not start: .*can't "
-                       r"open file .*missing_worker\.py"):
+    with pytest.raises(CodeInterpreterError, match=r"the REPL worker could not start: .*No such "
+                       r"file .*missing_worker\.py"):
         SandboxInterpreter().start()

@@ -127,11 +127,10 @@ def _bwrap_command(scratch_mb: int, argv: list[str], seccomp: bytes, keep: list[
         command += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         command += ["--unshare-user", "--disable-userns"]
-    program = tempfile.TemporaryFile()
-    program.write(seccomp)
-    program.seek(0)
-    keep.append(os.dup(program.fileno()))
-    program.close()
+    program, writer = os.pipe()  # a program is a few hundred bytes: the pipe buffer holds it
+    os.write(writer, seccomp)
+    os.close(writer)
+    keep.append(program)
     return [*command, "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
             "--perms", "0777", "--size", str(max(1, scratch_mb) << 20), "--tmpfs", SCRATCH,
             "--chdir", SCRATCH, "--clearenv", "--setenv", "LANG", "C.UTF-8",

@@ -181,7 +181,8 @@ def test_sleeping_past_the_wall_clock_restarts_the_worker():
         repl.execute("doomed = 1")
         error = refused(repl, "import time\ntime.sleep(60)")
         assert error.startswith("the REPL exceeded its wall-clock limit of 1.5 s (host tool "
-                                "calls included). The REPL process was restarted: every variable you defined is gone")
+                                "calls included). The REPL process was restarted: every variable "
+                                "you defined is gone")
         assert "NameError" in refused(repl, "doomed")
         assert repl.restarts == 1
 

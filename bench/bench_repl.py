@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, isolation
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store import Store
 
@@ -49,8 +50,9 @@ def main() -> None:
     store = Store.open(None)
     store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'INFO request ' || range || "
                       "' served in ' || (range % 97) || ' ms' AS text FROM range(1000000)")
+    snapshot = SqlSnapshot(store)
     tools = {"_context": TableSource(store, "logs"),
-             "sql": lambda query: readonly_sql(store, query),
+             "sql": lambda query: readonly_sql(snapshot, query),
              "llm_query_batched": fake_batched}
     results: dict[str, dict[str, float]] = {}
 
@@ -72,6 +74,7 @@ def main() -> None:
             lambda: repl.execute("a = llm_query_batched(['p%d' % i for i in range(100)])"),
             runs=3)
         warnings = list(repl.warnings)
+    snapshot.close()
     store.close()
     print(f"{'measure':40} {'best ms':>10} {'median ms':>10}")
     for name, row in results.items():

@@ -21,6 +21,7 @@ from dspy.primitives.code_interpreter import (
 )
 
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, isolation
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store import Store
 
@@ -33,17 +34,19 @@ def repl():
     store = Store.open(None)
     store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'line ' || range AS text "
                       "FROM range(100)")
+    snapshot = SqlSnapshot(store)
     limits = SandboxLimits(timeout_s=20, cpu_s=1, memory_mb=512, scratch_mb=32,
                            max_output_chars=2000)
     interpreter = SandboxInterpreter(
         tools={"_context": TableSource(store, "logs"),
-               "sql": lambda query: readonly_sql(store, query)},
+               "sql": lambda query: readonly_sql(snapshot, query)},
         limits=limits)
     try:
         interpreter.start()
         yield interpreter
     finally:
         interpreter.shutdown()
+        snapshot.close()
         store.close()
         del os.environ["RLM_TEST_FAKE_SECRET"]
 

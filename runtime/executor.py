@@ -24,6 +24,7 @@ from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import RunLedger, new_run_id
+from rlm_dsl.runtime.repl.isolation import require_strong
 from rlm_dsl.runtime.runinfo import (
     LM_KINDS,
     RunOptions,
@@ -59,6 +60,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             ) -> RunResult:
     """Run ``plan`` with ``options``; ``modules`` (step id → DSPy module) override the defaults."""
     check_inputs(plan, options.inputs)
+    require_strong(any(s.kind == "rlm" for s in plan.steps()), options.allow_weak_sandbox)
     params = coerce_params(plan, options.params)
     started = time.perf_counter()
     store = Store.open(options.db)

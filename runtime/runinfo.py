@@ -46,6 +46,7 @@ class RunOptions:
     command: Callable[[dict[str, str]], str] | None = None  # resume command for budget messages
     executor: str = "local"  # "ray": LM calls answered by Ray workers (runtime/lm/ray_engine.py)
     ray_workers: int | None = None  # Ray workers per model (default: the cluster's CPUs)
+    allow_weak_sandbox: bool = False  # run `rlm` steps even without kernel isolation (bwrap)
 
 
 @dataclass

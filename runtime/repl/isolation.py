@@ -25,6 +25,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlm_dsl.errors import RlmError
+
 # fmt: off
 DENIED_AT_START = (  # refused from the first instruction of the wrapped process
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "mount", "umount2", "pivot_root",
@@ -90,6 +92,24 @@ class Isolation:
         size = f"size={max(1, scratch_mb)}m,mode=0700{owner}"
         script = f'mount -t tmpfs -o {size} rlm-scratch "$0" && exec "$@"'
         return [*prefix, "/bin/sh", "-c", script, scratch, *argv]
+
+
+class WeakSandbox(RlmError):
+    """`rlm` steps would run without kernel isolation, and the user did not accept that."""
+
+    exit_code = 1
+
+
+def require_strong(has_rlm_steps: bool, allow_weak: bool) -> None:
+    """Refuse `rlm` steps on a weak sandbox unless ``allow_weak`` (--allow-weak-sandbox)."""
+    if not has_rlm_steps or allow_weak:
+        return
+    wrap = isolation()
+    if not wrap.strong:
+        raise WeakSandbox(f"{wrap.warnings[0]}. `rlm` steps run model-written code, so this run "
+                          "is refused: install bubblewrap (`apt-get install bubblewrap`) and "
+                          "libseccomp, or pass --allow-weak-sandbox to accept the weaker "
+                          "isolation")
 
 
 def python_executable() -> str:

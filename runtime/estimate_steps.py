@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import Any
 
 import duckdb
-import jinja2
 
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.templates import PromptEnvironment
 from rlm_dsl.runtime.estimate import (
     RLM_ANSWER_TOKENS,
     RLM_HISTORY_TOKENS,
@@ -30,7 +30,7 @@ from rlm_dsl.runtime.estimate import (
 from rlm_dsl.runtime.estimate_values import answer_tokens, profile_for
 from rlm_dsl.runtime.store import quote_ident
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+_ENV = PromptEnvironment()
 _ENV.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
 
 

@@ -23,6 +23,7 @@ import jinja2
 import numpy as np
 
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.templates import PromptEnvironment
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.store import Store, quote_ident
 
@@ -162,7 +163,7 @@ def chunk_sql(
 def render_query(step: Step, table: str, params: dict[str, Any]) -> str:
     if not step.args or not isinstance(step.args[0], str):
         raise SpecError(f"step '{step.id}': chunk by sql needs a query string")
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    environment = PromptEnvironment()
     try:
         return environment.from_string(step.args[0]).render({**params, "input": quote_ident(table)})
     except jinja2.TemplateError as error:

@@ -19,6 +19,7 @@ import dspy
 import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.templates import PromptEnvironment
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.calls import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
@@ -72,15 +73,13 @@ class RunContext:
     modules_prefix: str = ""  # key prefix of a sub-recipe's step modules (``<alias>/``)
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
     warnings: list[str] = field(default_factory=list)
-    _env: jinja2.Environment = field(init=False, repr=False)
+    _env: PromptEnvironment = field(init=False, repr=False)
     _templates: dict[str, tuple[jinja2.Template, dict[str, Any]]] = field(default_factory=dict,
                                                                           repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
-        )
+        self._env = PromptEnvironment(keep_trailing_newline=False)  # sandboxed, with limits
         self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
 
     def lm_for(self, step: Step) -> BoundLM:

@@ -25,6 +25,7 @@ import numpy as np
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import PromptEnvironment
 from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.steps.sql_limit import time_limited
 from rlm_dsl.runtime.store import Store, quote_ident
 
 if TYPE_CHECKING:
@@ -140,10 +141,10 @@ def chunk_sql(
         names = [row[0] for row in store.con.execute(f"DESCRIBE {query}").fetchall()]
     except Exception as error:
         detail = str(error).strip().splitlines()[0]
-        raise SpecError(f"step '{step.id}': chunk query failed: {detail}") from None
+        raise SpecError(f"step '{step.id}' ({step.span}): chunk query failed: {detail}") from None
     if "text" not in names:
         raise SpecError(
-            f"step '{step.id}': chunk query must yield a text column (it yields: "
+            f"step '{step.id}' ({step.span}): chunk query must yield a text column (it yields: "
             f"{', '.join(names)})"
         )
     columns = [
@@ -156,7 +157,7 @@ def chunk_sql(
     select = ", ".join([*columns[:6], counted, columns[6], "CAST(text AS VARCHAR) AS text"])
     sql = f"""SELECT row_number() OVER () - 1 AS id, {select}{"".join(", " + e for e in extras)}
         FROM ({query}) q"""
-    with store.write() as con:
+    with store.write() as con, time_limited(con, step):
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
 
 

@@ -21,6 +21,7 @@ from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.predict import BudgetStop, StepModule
+from rlm_dsl.runtime.steps.sql_limit import time_limited
 from rlm_dsl.runtime.store import quote_ident
 
 SubRun = Callable[[RunContext, Plan], None]
@@ -108,7 +109,7 @@ def _filter_sql(ctx: RunContext, step: Step) -> int:
         where, params = f"({predicate})", []
     else:
         where, params = "regexp_matches(text, ?)", [step.args[0]]
-    with ctx.store.write() as con:
+    with ctx.store.write() as con, time_limited(con, step):
         try:
             con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS "
                         f"SELECT * FROM {source} WHERE {where} ORDER BY id", params)

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rlm_dsl.runtime.repl import isolation as isolation_module
+from rlm_dsl.runtime.repl import sandbox
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, isolation
 from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
@@ -61,6 +63,19 @@ def main() -> None:
             repl.execute("1")
 
     results["worker cold start + first execute"] = timed(cold_start, runs=5)
+    strong = sandbox.isolation
+    sandbox.isolation = isolation_module._unshare_isolation  # the wrapping before bubblewrap
+    try:
+        results["same, unshare wrapping (no bwrap)"] = timed(cold_start, runs=5)
+    finally:
+        sandbox.isolation = strong
+
+    def take_snapshot() -> None:
+        fresh = SqlSnapshot(store)
+        fresh.cursor().close()
+        fresh.close()
+
+    results["sql() snapshot of the 1M-row store"] = timed(take_snapshot, runs=3)
     with SandboxInterpreter(tools=tools) as repl:
         repl.execute("len(context)")
         results["trivial execute round trip"] = timed(lambda: repl.execute("x = 1"))

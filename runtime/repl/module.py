@@ -96,7 +96,8 @@ class RlmStep(dspy.RLM):
         self.context_window, self.max_workers = context_window, max_workers
         self.count_tokens = count_tokens or (lambda text: -(-len(text) // 4))
         timeout = float(opts.get("timeout", 30))
-        self.limits = limits or SandboxLimits(timeout_s=timeout, cpu_s=timeout)
+        total = timeout * int(opts.get("max_iterations", 20))  # the step's REPL wall clock
+        self.limits = limits or SandboxLimits(timeout_s=timeout, cpu_s=timeout, total_s=total)
         name = "answer" if sub_agent else step.output.name
         out_type = annotation(step.output.type) if not sub_agent else str
         signature = dspy.Signature(

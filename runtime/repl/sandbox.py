@@ -1,16 +1,17 @@
 """REPL sandbox, host side: a DSPy ``CodeInterpreter`` whose code runs in a separate worker process.
 
-:class:`SandboxInterpreter` starts ``worker.py`` (standard library only) as a long-lived child, so
-the model's namespace persists across iterations. The worker gets its own network namespace
-(``unshare -n``, else ``unshare -U -r -n``) where the machine allows it, a scrubbed environment, a
-private scratch directory as its only writable place, kernel limits (address space, file size, no
-new processes, CPU) and, when the host is root, the ``nobody`` uid; an audit hook refuses sockets,
-subprocesses, native code, and writes or deletes outside scratch. Tool calls (``sql``,
-``llm_query``, ``context`` access, ...) come back to the host as JSON-line RPCs and run here, where
-the LM objects and the DuckDB store live. A wall-clock overrun or a crashed worker kills and
-restarts it and raises ``CodeExecutionError`` (the model sees it and goes on); a broken protocol
-or too many restarts raises ``CodeInterpreterError`` (the step ends). Whatever isolation could not
-be had is listed in :attr:`SandboxInterpreter.warnings` — never silently.
+:class:`SandboxInterpreter` starts ``worker.py`` (standard library only) as a long-lived child,
+so the model's namespace persists across iterations. The worker is wrapped by
+:mod:`~rlm_dsl.runtime.repl.isolation` (bubblewrap namespaces, a minimal read-only root, a scratch
+tmpfs, seccomp filters, a uid of its own) and hardened from inside (rlimits, a scrubbed
+environment, an audit hook that explains refusals). Tool calls (``sql``, ``llm_query``,
+``context`` access, ...) come back to the host as JSON-line RPCs over
+:class:`~rlm_dsl.runtime.repl.pipes.WorkerPipes`, where every byte has a deadline: one wall clock
+per execution that includes the host's tool time, and a total per session (step). An overrun, a
+dead worker or a protocol violation kills and restarts the worker and raises
+``CodeExecutionError`` (the model sees it and goes on); too many restarts or a spent total raise
+``CodeInterpreterError`` (the step ends). Whatever isolation could not be had is listed in
+:attr:`SandboxInterpreter.warnings` — never silently.
 """
 
 from __future__ import annotations

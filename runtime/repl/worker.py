@@ -1,15 +1,17 @@
 """REPL worker: the separate, long-lived process that runs an `rlm` step's model-written code.
 
 Started by :class:`rlm_dsl.runtime.repl.sandbox.SandboxInterpreter` as
-``python -I -S worker.py CONFIG_JSON`` (inside ``unshare -n`` where available). It imports only the
-standard library, so it starts fast and never loads DSPy, DuckDB or the LM objects. Start-up order
-matters: protocol pipes are moved off fds 0/1/2, the allowed standard-library modules are preloaded,
-the environment is scrubbed, kernel limits are set (address space, file size, no new processes,
-a session CPU backstop), root drops to ``nobody``, and only then the audit hook is installed. The
-hook is a tripwire that turns forbidden actions into errors the model can read; the kernel (network
-namespace, rlimits, uid) is the boundary that still holds if the hook is bypassed. The host speaks
-JSON lines: ``execute`` → (``call`` ↔ ``return``/``raise``)* → ``done``. This module is the worker's
-``__main__``; the host never imports it.
+``python -I -S -c <this file> CONFIG_JSON`` inside bubblewrap (see ``isolation.py``; the old
+``unshare`` wrapping where bwrap is missing). It imports only the standard library, so it starts
+fast and never loads DSPy, DuckDB or the LM objects. Start-up order matters: protocol pipes are
+moved off fds 0/1/2, the allowed standard-library modules are preloaded, the environment is
+scrubbed, kernel limits are set (address space, file size, no new processes, a session CPU
+backstop), a root worker switches to its own uid, the second seccomp filter (no exec, fork or
+signals) is loaded, and only then the audit hook is installed. The hook is a tripwire that turns
+forbidden actions into errors the model can read; the kernel (namespaces, a root of read-only
+runtime files, seccomp, rlimits, uid) is the boundary that still holds when model code switches
+the hook off. The host speaks JSON lines: ``execute`` → (``call`` ↔ ``return``/``raise``)* →
+``done``. This module is the worker's ``__main__``; the host never imports it.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
     params = coerce_params(plan, options.params)
     started = time.perf_counter()
     store = Store.open(options.db)
-    writer = Writer(store)
+    writer = Writer(store, journal=f"{options.db}.journal" if options.db else None)
     lms: dict[str | None, BoundLM] = {}
     try:
         budget = Budget(options.max_calls, options.max_tokens, options.max_usd)

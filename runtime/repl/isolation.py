@@ -160,7 +160,7 @@ def _bwrap_command(scratch_mb: int, argv: list[str], seccomp: bytes, keep: list[
 def _filters() -> tuple[bytes, bytes] | str:
     """(at-start, after-start) BPF programs, or why they cannot be built here."""
     try:
-        import pyseccomp
+        import pyseccomp  # loads libseccomp: only when a sandbox is first needed
     except (ImportError, OSError) as exc:  # OSError: the package is there, libseccomp is not
         return f"no libseccomp ({exc})"
     programs = []

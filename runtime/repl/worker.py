@@ -227,7 +227,7 @@ def load_seccomp(program: bytes) -> bool:
     ``ctypes`` is needed for ``prctl`` and is dropped from ``sys.modules`` afterwards, so model
     code importing it meets the audit hook; the filter itself cannot be removed by anyone.
     """
-    import ctypes
+    import ctypes  # only for prctl, then dropped from sys.modules (see the docstring)
 
     class Program(ctypes.Structure):
         _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))

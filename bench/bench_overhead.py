@@ -36,10 +36,10 @@ from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime import executor
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
-from rlm_dsl.runtime.signatures import make_signature
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.testing import resolve_test_lm
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.lm.signatures import make_signature
+from rlm_dsl.runtime.lm.testing import resolve_test_lm
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 RESULTS = Path(__file__).parent / "results" / "bench_overhead.json"
 CALLS = 2000

@@ -23,7 +23,7 @@ from rlm_dsl.runtime.repl import sandbox
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, isolation
 from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 RESULTS = Path(__file__).parent / "results" / "repl.json"
 RUNS = 20

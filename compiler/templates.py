@@ -113,8 +113,15 @@ def _repeat_size(left: Any, right: Any) -> int:
 
 @cache
 def environment() -> PromptEnvironment:
-    """The Jinja2 environment prompts are checked with (the runtime renders with the same)."""
-    return PromptEnvironment(keep_trailing_newline=True)
+    """The one Jinja2 environment of prompts and SQL texts: the compiler checks templates with
+    it and every runtime renderer (steps, chunk queries, the estimator) renders with it.
+
+    Sandboxed with render limits (:class:`PromptEnvironment`); undefined names are errors;
+    nothing is escaped; ``tojson`` keeps key order and writes what JSON lacks (dates) as text.
+    """
+    env = PromptEnvironment(keep_trailing_newline=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+    return env
 
 
 def check_template(

@@ -20,7 +20,7 @@ import uuid
 
 import duckdb
 
-from rlm_dsl.runtime.store import SYSTEM_TABLES, Store, quote_ident
+from rlm_dsl.runtime.store.store import SYSTEM_TABLES, Store, quote_ident
 
 LOCKED = {"enable_external_access": False, "lock_configuration": True,
           "autoinstall_known_extensions": False, "autoload_known_extensions": False}

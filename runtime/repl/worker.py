@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -187,7 +188,6 @@ def make_hook(scratch: str, read_roots: tuple[str, ...]):
 
 def harden(config: dict) -> dict:
     """Preload, scrub, limit, drop privileges, hook. Returns what was achieved, for the host."""
-    import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)

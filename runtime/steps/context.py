@@ -2,7 +2,7 @@
 
 Executor stage. :class:`RunContext` is built once per run by the executor and handed to the step
 handlers in this package. It owns the gated ``dspy.LM`` per LM binding (see
-:mod:`rlm_dsl.runtime.calls`), renders Jinja2 prompts (undefined variables are errors — the
+:mod:`rlm_dsl.runtime.lm.gate`), renders Jinja2 prompts (undefined variables are errors — the
 compiler already checked them), records dead-letter rows in ``failures`` and reports progress.
 """
 
@@ -19,12 +19,12 @@ import dspy
 import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
-from rlm_dsl.compiler.templates import PromptEnvironment
+from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import RunLedger
+from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 
@@ -73,14 +73,13 @@ class RunContext:
     modules_prefix: str = ""  # key prefix of a sub-recipe's step modules (``<alias>/``)
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
     warnings: list[str] = field(default_factory=list)
-    _env: PromptEnvironment = field(init=False, repr=False)
+    _env: jinja2.Environment = field(init=False, repr=False)
     _templates: dict[str, tuple[jinja2.Template, dict[str, Any]]] = field(default_factory=dict,
                                                                           repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._env = PromptEnvironment(keep_trailing_newline=False)  # sandboxed, with limits
-        self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+        self._env = environment()
 
     def lm_for(self, step: Step) -> BoundLM:
         return self.lms.get(step.lm) or self.lms[None]

@@ -21,13 +21,13 @@ import duckdb
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import ListOf, Optional, Prim, Type
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import call_scope
-from rlm_dsl.runtime.signatures import vote
+from rlm_dsl.runtime.lm.gate import call_scope
+from rlm_dsl.runtime.lm.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
-from rlm_dsl.runtime.steps.sql_limit import time_limited
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store.sql_limit import time_limited
+from rlm_dsl.runtime.store.store import quote_ident
 
 
 def source_items(ctx: RunContext, step: Step) -> list[Any]:
@@ -74,7 +74,7 @@ def write_value(ctx: RunContext, step: Step, value: Any) -> None:
 def run_sql(ctx: RunContext, step: Step) -> None:
     query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
     try:
-        with time_limited(ctx.store.con, step):
+        with time_limited(ctx.store.con):
             ctx.store.create_table_as(ctx.table(step.table), query)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]

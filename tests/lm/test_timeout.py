@@ -10,7 +10,7 @@ import pytest
 
 from rlm_dsl.cli.main import main
 from rlm_dsl.runtime.lm.resolve import DEFAULT_TIMEOUT_S, resolve_lm
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 SPEC = '''recipe hung "Ask a server that never answers."
 input items: lines

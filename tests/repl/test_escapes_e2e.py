@@ -15,7 +15,7 @@ from rlm_dsl.runtime.executor import execute
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 from rlm_dsl.runtime.repl import isolation, sandbox
 from rlm_dsl.runtime.runinfo import RunOptions
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 from .conftest import ACTION_MARK, FnEngine, action, history_steps
 from .test_escapes import TAMPER

@@ -22,7 +22,7 @@ from dspy.primitives.code_interpreter import CodeExecutionError, CodeInterpreter
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
 from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import SqlRefused, TableSource, readonly_sql
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 SECRET = "root-only-4c1d"
 CTE = 'WITH "{p}" AS (SELECT 1 AS k) SELECT 1'

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 ITEMS_SPEC = '''
     recipe items "Count bad items."

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.steps import sql_limit
+from rlm_dsl.runtime.store import sql_limit
 
 ENDLESS = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
            "SELECT max(n) FROM r")
@@ -48,4 +48,5 @@ def test_runaway_spec_sql_is_stopped_with_the_step_named(kind, spec, run_spec, i
         run_spec(recipe, inputs={"items": str(items)})
     assert time.monotonic() - started < 30
     message = str(caught.value)
-    assert f"({recipe}:{LINE[kind]}:1): its SQL ran longer than 0.5 s and was stopped" in message
+    assert f"({recipe}:{LINE[kind]}:1) failed: its SQL ran longer than 0.5 s and was stopped" \
+        in message

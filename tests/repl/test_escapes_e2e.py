@@ -103,6 +103,7 @@ WEAK = isolation.Isolation("none", warnings=(isolation.WEAK.format(
 
 @pytest.fixture
 def weak(monkeypatch):
+    monkeypatch.delenv("RLM_ALLOW_WEAK_SANDBOX", raising=False)
     monkeypatch.setattr(isolation, "isolation", lambda: WEAK)
     monkeypatch.setattr(sandbox, "isolation", lambda: WEAK)
 
@@ -116,6 +117,13 @@ def test_a_weak_sandbox_refuses_rlm_steps(tmp_path, weak):
 def test_allow_weak_sandbox_runs_and_says_so(tmp_path, weak):
     result, _ = _run(tmp_path, ["SUBMIT('weak but allowed')"], allow_weak_sandbox=True)
     assert result.outputs == {"answer": "weak but allowed"}
+    assert WEAK.warnings[0] in result.warnings
+
+
+def test_the_machine_wide_switch_allows_a_weak_sandbox(tmp_path, weak, monkeypatch):
+    monkeypatch.setenv("RLM_ALLOW_WEAK_SANDBOX", "1")
+    result, _ = _run(tmp_path, ["SUBMIT('allowed by the environment')"])
+    assert result.outputs == {"answer": "allowed by the environment"}
     assert WEAK.warnings[0] in result.warnings
 
 

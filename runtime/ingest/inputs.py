@@ -50,8 +50,13 @@ _LINE_READER = (
 )
 
 
-def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
-    """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name."""
+def load_input(store: Store, step: Step, paths: list[str] | str | None,
+               warnings: list[str] | None = None) -> str:
+    """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name.
+
+    What was read but not as declared (a log file that is not UTF-8, read as Latin-1) is added
+    to ``warnings``, which the run prints.
+    """
     kind = step.strategy or "text"
     if kind == "stdin":
         with _spooled_stdin() as spooled:
@@ -64,13 +69,15 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
     loader = _LOADERS.get(kind)
     if kind == "log":
         store.drop(step.table)  # a fresh table: load_log appends to an existing one
-        load_log(
+        report = load_log(
             store,
             step.table,
             files,
             format=step.options.get("format"),
             dedup=bool(step.options.get("dedup", False)),
         )
+        if warnings is not None:
+            warnings.extend(f"warning: {f.source}: {f.note}" for f in report.files if f.note)
     elif loader is None:
         raise InputError(f"input '{step.name}': unknown input kind '{kind}'")
     else:

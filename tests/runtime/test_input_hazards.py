@@ -60,3 +60,12 @@ def test_quoted_delimiters_and_newlines_are_not_ragged(run_spec, spec, tmp_path)
     data.write_text('a,b\n1,"x, y"\n2,"two\nlines"\n')
     result = run_spec(spec(SPEC.format(kind="csv")), inputs={"data": str(data)})
     assert [row["b"] for row in result.outputs["data"]] == ["x, y", "two\nlines"]
+
+
+def test_a_log_that_is_not_utf8_is_read_with_a_warning(cli, spec, tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes("2024-01-01 10:00:00 INFO caf\u00e9 opened\n".encode("latin-1"))
+    recipe = spec(SPEC.format(kind="log"))
+    code, _, err = cli("run", recipe, "--lm", "test", "-q", "-i", f"data={log}")
+    assert code == 0
+    assert f"warning: {log}: not UTF-8; read as Latin-1" in err

@@ -1,7 +1,7 @@
 """``rlm ask`` orchestration: profile → plan → check → estimate → (confirm) → run → answer.
 
 Planner stage (``rlm ask``), on top of the compiler and the executor. :func:`plan_question`
-profiles the inputs, lets the :class:`~rlm_dsl.ask.planner.Planner` choose a strategy and fill
+profiles the inputs, lets the :class:`~rlm_dsl.questions.planner.Planner` choose a strategy and fill
 its slots (its LM calls go to the run's model directly, outside the run's store) and returns the
 checked spec with its cost forecast (:func:`~rlm_dsl.runtime.estimate.estimate_plan`, plus the
 expected wall time for the local model from its measured tokens per second). :func:`ask` then
@@ -15,16 +15,16 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import dspy
 
-from rlm_dsl.ask.evidence import answer_value, evidence
-from rlm_dsl.ask.planner import Chosen, Planner
-from rlm_dsl.ask.profile import InputProfile, profile_inputs
-from rlm_dsl.ask.speed import expected_wall_s, record_speed
-from rlm_dsl.ask.strategies import layout_for
+from rlm_dsl.questions.evidence import answer_value, evidence
+from rlm_dsl.questions.planner import Chosen, Planner
+from rlm_dsl.questions.profile import InputProfile, profile_inputs
+from rlm_dsl.questions.speed import expected_wall_s, record_speed
+from rlm_dsl.questions.strategies import layout_for
 from rlm_dsl.errors import BudgetExhausted
 
 DEFAULT_MAX_CALLS = 500
@@ -81,9 +81,11 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     profile = profile_inputs(list(paths))
     layout = layout_for(profile, resolved.context_window)
     planner = planner or Planner()
-    with dspy.context(lm=resolved.make_lm(num_retries=0), adapter=RobustAdapter()):
+    planner_lm = resolved.make_lm(num_retries=0)
+    with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
                          use_lm=use_lm)
+    chosen = replace(chosen, lm_calls=len(planner_lm.history))
     forecast = estimate_plan(chosen.plan, {"docs": list(paths)}, {}, model)
     total = forecast.to_json()["total"]
     wall = expected_wall_s(model, total["prompt_tokens"], total["completion_tokens"])
@@ -131,6 +133,7 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
                               outputs.get("counts"))
         cited = evidence(store, chosen.strategy, chosen.slots, answer)
     summary = dict(result.summary) | {"strategy": chosen.strategy, "planned_by": chosen.source,
+                                      "planner_calls": chosen.lm_calls,
                                       "forecast": planned.forecast()}
     return AskResult(answer, cited, chosen.strategy, chosen.spec, summary, outputs,
                      list(chosen.notes) + list(result.warnings))

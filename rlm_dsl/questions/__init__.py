@@ -8,6 +8,6 @@ slots (values, placed by :mod:`.literals`), :mod:`.ask` checks, costs and runs t
 
 from __future__ import annotations
 
-from rlm_dsl.ask.ask import AskResult, Planned, ask, plan_question, run_planned
+from rlm_dsl.questions.ask import AskResult, Planned, ask, plan_question, run_planned
 
 __all__ = ["AskResult", "Planned", "ask", "plan_question", "run_planned"]

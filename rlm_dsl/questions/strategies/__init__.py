@@ -3,10 +3,10 @@
 Planner stage (``rlm ask``). Each strategy is a Jinja2 template over ``.rlm`` text shipped as
 package data (``<name>.rlm.j2``); its delimiters are ``<< >>`` and ``<% %>`` so that the spec's
 own ``{{ chunk.text }}`` prompts pass through untouched. :func:`render` fills a template from the
-question, the :class:`~rlm_dsl.ask.profile.InputProfile`, the :class:`Slots` the planner chose
+question, the :class:`~rlm_dsl.questions.profile.InputProfile`, the :class:`Slots` the planner chose
 and a :class:`Layout` sized to the model's window. Slot values reach the spec only as values:
 the question as a ``param`` default, terms as escaped SQL regex literals
-(:mod:`rlm_dsl.ask.literals`), labels and columns only when they are plain names — so no
+(:mod:`rlm_dsl.questions.literals`), labels and columns only when they are plain names — so no
 question can change a plan's code. The strategies: ``lookup`` (one fact), ``extract_all``
 (every item of a kind), ``count`` (labels or matching records, counted in SQL), ``pairs``
 (labels, then an SQL self-join), ``summarize`` (tree), ``timeline`` (fold over time windows)
@@ -20,9 +20,9 @@ from typing import Any
 
 import jinja2
 
-from rlm_dsl.ask.literals import column as plain_column
-from rlm_dsl.ask.literals import label, rlm_string, sql_term
-from rlm_dsl.ask.profile import InputProfile
+from rlm_dsl.questions.literals import column as plain_column
+from rlm_dsl.questions.literals import label, rlm_string, sql_term
+from rlm_dsl.questions.profile import InputProfile
 
 STRATEGIES = ("lookup", "extract_all", "count", "pairs", "summarize", "timeline", "free_form")
 DESCRIPTIONS = {
@@ -107,7 +107,7 @@ def clean(strategy: str, slots: Slots, profile: InputProfile) -> Slots:
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("rlm_dsl.ask", "strategies"),
+        loader=jinja2.PackageLoader("rlm_dsl.questions", "strategies"),
         block_start_string="<%", block_end_string="%>", variable_start_string="<<",
         variable_end_string=">>", comment_start_string="<#", comment_end_string="#>",
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rlm_dsl.ask.profile import InputProfile
-from rlm_dsl.ask.strategies import Slots
+from rlm_dsl.questions.profile import InputProfile
+from rlm_dsl.questions.strategies import Slots
 
 _STOPWORDS_TEXT = """
 a about above after all also am an and any answer are as ask asked at be been before being both

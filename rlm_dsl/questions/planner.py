@@ -5,7 +5,7 @@ tuning sees its predictors): ``choose`` is a ``dspy.Predict`` over the typed sig
 :class:`ChooseStrategy` (the strategy a ``Literal`` enum — decoded under a grammar where the back
 end constrains output — plus keywords and labels), ``repair`` a ``dspy.Predict`` over
 :class:`RepairSpec` that gets the compiler's diagnostics. The LM's plan is merged with the
-deterministic :func:`~rlm_dsl.ask.heuristics.heuristic_plan`: a cue word in the question
+deterministic :func:`~rlm_dsl.questions.heuristics.heuristic_plan`: a cue word in the question
 decides the strategy; otherwise the LM's choice stands when it fits the input (``pairs`` and
 labelled ``count`` need labels, ``timeline`` a time column or text); keywords the LM adds are
 kept only when they occur in the question, labels only when they are plain names. An LM that
@@ -22,10 +22,10 @@ from typing import Any, Literal
 
 import dspy
 
-from rlm_dsl.ask.heuristics import HeuristicPlan, heuristic_plan
-from rlm_dsl.ask.literals import label
-from rlm_dsl.ask.profile import InputProfile
-from rlm_dsl.ask.strategies import STRATEGIES, Layout, Slots, render
+from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan
+from rlm_dsl.questions.literals import label
+from rlm_dsl.questions.profile import InputProfile
+from rlm_dsl.questions.strategies import STRATEGIES, Layout, Slots, render
 from rlm_dsl.compile import compile_text
 from rlm_dsl.compiler.diagnostics import CompileError
 from rlm_dsl.compiler.plan import Plan
@@ -70,6 +70,7 @@ class Chosen:
     plan: Plan
     source: str  # heuristic | lm | forced (--strategy) | repaired
     notes: tuple[str, ...] = ()
+    lm_calls: int = 0  # the planner's own LM calls (outside the run's budget and store)
 
 
 class Planner(dspy.Module):

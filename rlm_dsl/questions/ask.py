@@ -20,15 +20,16 @@ from typing import Any
 
 import dspy
 
+from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.questions.evidence import answer_value, evidence
 from rlm_dsl.questions.planner import Chosen, Planner
 from rlm_dsl.questions.profile import InputProfile, profile_inputs
 from rlm_dsl.questions.speed import expected_wall_s, record_speed
 from rlm_dsl.questions.strategies import layout_for
-from rlm_dsl.errors import BudgetExhausted
 
 DEFAULT_MAX_CALLS = 500
 DEFAULT_MAX_TOKENS = 1_000_000
+PLANNER_TOKENS = 160  # a strategy, a few keywords and labels
 
 
 @dataclass
@@ -81,7 +82,7 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     profile = profile_inputs(list(paths))
     layout = layout_for(profile, resolved.context_window)
     planner = planner or Planner()
-    planner_lm = resolved.make_lm(num_retries=0)
+    planner_lm = resolved.make_lm(num_retries=0, temperature=0, max_tokens=PLANNER_TOKENS)
     with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
                          use_lm=use_lm)

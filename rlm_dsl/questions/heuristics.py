@@ -123,7 +123,7 @@ def _stem(word: str) -> str:
     """A plural's singular (``questions`` → ``question``), so both forms match as substrings."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+    if len(word) > 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
 

@@ -59,7 +59,7 @@ class InputProfile:
         if self.columns:
             parts.append("columns: " + ", ".join(self.columns))
         parts.append("time column: " + ("yes" if self.timed else "no"))
-        parts.append("sample rows:\n" + "\n".join(s[:200] for s in self.sample))
+        parts.append("sample rows:\n" + "\n".join(s[:120] for s in self.sample[:3]))
         return "\n".join(parts)
 
 

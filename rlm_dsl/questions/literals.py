@@ -23,8 +23,14 @@ _RESERVED = frozenset({"true", "false", "none", "str", "int", "float", "bool", "
 
 
 def rlm_string(value: str) -> str:
-    """``value`` as a one-line ``.rlm`` string literal (``"…"`` with the spec's escapes)."""
-    return '"' + "".join(_RLM_ESCAPES.get(ch, ch) for ch in value) + '"'
+    """``value`` as a one-line ``.rlm`` string literal (``"…"`` with the spec's escapes; other
+    control characters, which the language cannot escape, become spaces)."""
+    return '"' + "".join(_RLM_ESCAPES.get(ch) or (" " if _control(ch) else ch)
+                         for ch in value) + '"'
+
+
+def _control(ch: str) -> bool:
+    return ord(ch) < 32 or ord(ch) == 127
 
 
 def term_regex(term: str) -> str:

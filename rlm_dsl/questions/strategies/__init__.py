@@ -139,4 +139,5 @@ def render(strategy: str, question: str, profile: InputProfile, slots: Slots,
         or list(slots.keywords),
         levels=levels, shape_regex=SHAPES.get(slots.shape or "", ""), timed=profile.timed,
     )
-    return "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+    # split on "\n" only: a question may hold other line separators inside its string literal
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip() + "\n"

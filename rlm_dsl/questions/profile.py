@@ -29,6 +29,7 @@ _STRUCTURED = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "cs
                ".parquet": "parquet"}
 _LOG_COLUMNS = ("ts", "level", "host", "process", "pid", "component", "message")
 _DELIMITERS = ("---", "***", "===", "")
+_TIME_KEYS = {"ts", "time", "timestamp", "@timestamp", "datetime"}  # JSON lines that are logs
 
 
 @dataclass(frozen=True)
@@ -129,18 +130,21 @@ def _kind(path: str, head: str) -> str:
     if extension in _STRUCTURED:
         return _STRUCTURED[extension]
     lines = [line for line in head.splitlines()[:50] if line.strip()]
-    if lines and _log_format(lines) not in (None, "json"):
+    objects = [_json_object(line) for line in lines[:-1] or lines]  # the last may be cut off
+    if lines and all(o is not None for o in objects):
+        timed = all(_TIME_KEYS & set(o) for o in objects if o is not None)
+        return "log" if timed else "jsonl"
+    if lines and _log_format(lines) is not None:
         return "log"
-    if lines and all(_is_json_object(line) for line in lines[:-1] or lines):
-        return "jsonl"
     return "log" if extension == ".log" else "text"
 
 
-def _is_json_object(line: str) -> bool:
+def _json_object(line: str) -> dict | None:
     try:
-        return isinstance(json.loads(line), dict)
+        value = json.loads(line)
     except ValueError:
-        return False
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _log_format(lines: list[str]) -> str | None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from questions.inputs import PROFILES
 from rlm_dsl.compile import compile_text
 from rlm_dsl.questions.strategies import STRATEGIES, Layout, Slots, render
-from questions.inputs import PROFILES
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "ask"
 QUESTION = "How many ERROR lines did com.acme.shop.OrderService log?"

@@ -12,7 +12,6 @@ Nothing here loads a whole input into memory.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections import Counter
@@ -22,6 +21,7 @@ import duckdb
 
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs.formats import FORMATS
+from rlm_dsl.runtime.logs.load import expand_paths
 
 SAMPLE_BYTES = 64 * 1024
 SAMPLE_ROWS = 5
@@ -64,35 +64,9 @@ class InputProfile:
         return "\n".join(parts)
 
 
-def expand(paths: list[str]) -> list[str]:
-    """The files named by ``paths`` (files, directories, globs), in a stable order."""
-    found: list[str] = []
-    for given in paths:
-        path = os.path.expanduser(given)
-        if os.path.isdir(path):
-            found += _walk(path)
-        elif glob.has_magic(path):
-            found += sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        elif os.path.isfile(path):
-            found.append(path)
-        else:
-            raise InputError(f"{given}: no such file or directory")
-    if not found:
-        raise InputError(f"no input files in {', '.join(paths)}")
-    return list(dict.fromkeys(found))
-
-
-def _walk(root: str) -> list[str]:
-    out = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
-    return out
-
-
 def profile_inputs(paths: list[str]) -> InputProfile:
     """Profile the inputs at ``paths`` (see the module docstring)."""
-    files = expand(paths)
+    files = expand_paths([os.path.expanduser(p) for p in paths])
     heads = {path: _head(path) for path in files}
     size = sum(os.path.getsize(p) for p in files)
     kinds = Counter(_kind(path, heads[path]) for path in files)

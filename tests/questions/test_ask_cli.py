@@ -100,7 +100,7 @@ def test_strategy_option_skips_the_planner(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), [
-    (["ask", "Q?", "missing.txt", "--lm", "test"], 2, "missing.txt: no such file"),
+    (["ask", "Q?", "missing.txt", "--lm", "test"], 2, "no such file or directory: 'missing.txt'"),
     (["ask", "Q?", "{essay}", "--lm", "test", "--strategy", "guess"], 1, "unknown strategy"),
     (["ask", " ", "{essay}", "--lm", "test"], 2, "the question is empty"),
 ])

@@ -47,7 +47,7 @@ def test_directories_and_globs_expand_hidden_files_skipped(tmp_path: Path) -> No
 
 
 def test_missing_paths_name_the_path(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"nope\.log: no such file or directory"):
+    with pytest.raises(InputError, match=r"no such file or directory: '.*nope\.log'"):
         profile_inputs([str(tmp_path / "nope.log")])
-    with pytest.raises(InputError, match="no input files"):
+    with pytest.raises(InputError, match=r"no files match '.*\*\.none'"):
         profile_inputs([str(tmp_path / "*.none")])

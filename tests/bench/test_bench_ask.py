@@ -24,9 +24,12 @@ def fake_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "hotpotqa", lambda: QUESTIONS)
 
 
-def test_ask_runs_the_quick_grid_with_the_test_lm(fake_data: None, monkeypatch) -> None:
-    from bench.quality import suite
+def test_ask_runs_the_quick_grid_with_the_test_lm(fake_data: None, monkeypatch,
+                                                  tmp_path) -> None:
+    from bench.quality import methods, suite
 
+    for module in (suite, methods):  # not the user's bench cache, which a bench run may use
+        monkeypatch.setattr(module, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(suite, "QUICK", {"niah": [2_000], "oolong": [12], "pairs": [12],
                                          "docqa": [10], "logs": [100]})
     rows = run_suite(list(suite.QUICK), True, "test", 1, 0, methods=["ask"], say=lambda _: None)

@@ -110,7 +110,8 @@ def run_ask(inst: Instance, lm: str, db: Path, budget: Budget, started: float) -
         "answer": _clip(result.answer), "strategy": result.strategy,
         "score": round(scoring.score(inst.metric, result.answer, inst.gold, inst.labels), 4),
         "calls": summary["calls"] + summary.get("planner_calls", 0),
-        "tokens_used": summary["tokens"], "wall_s": round(time.perf_counter() - started, 2),
+        "tokens_used": summary["tokens"] + summary.get("planner_tokens", 0),
+        "wall_s": round(time.perf_counter() - started, 2),
         "failures": summary["failures"], "error": None,
     }
 

@@ -86,7 +86,9 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
                          use_lm=use_lm)
-    chosen = replace(chosen, lm_calls=len(planner_lm.history))
+    chosen = replace(chosen, lm_calls=len(planner_lm.history),
+                     lm_tokens=sum(int((h.get("usage") or {}).get("total_tokens") or 0)
+                                   for h in planner_lm.history))
     forecast = estimate_plan(chosen.plan, {"docs": list(paths)}, {}, model)
     total = forecast.to_json()["total"]
     wall = expected_wall_s(model, total["prompt_tokens"], total["completion_tokens"])
@@ -135,6 +137,7 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
         cited = evidence(store, chosen.strategy, chosen.slots, answer)
     summary = dict(result.summary) | {"strategy": chosen.strategy, "planned_by": chosen.source,
                                       "planner_calls": chosen.lm_calls,
+                                      "planner_tokens": chosen.lm_tokens,
                                       "forecast": planned.forecast()}
     return AskResult(answer, cited, chosen.strategy, chosen.spec, summary, outputs,
                      list(chosen.notes) + list(result.warnings))

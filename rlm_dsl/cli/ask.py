@@ -46,7 +46,9 @@ def ask(
     strategy: Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)] = None,
 ) -> None:
     """Answer a question over huge inputs with a planned, checked, costed spec."""
+    # DSPy and the runtime take seconds to import; `rlm --help` imports every command module
     from rlm_dsl.questions.ask import over_budget, plan_question, run_planned
+    from rlm_dsl.runtime.runinfo import summary_line
 
     if not question.strip():
         raise InputError("rlm ask: the question is empty")
@@ -76,8 +78,6 @@ def ask(
         _print_answer(result.answer, result.evidence)
     for note in result.notes[len(chosen.notes):]:
         err.print(note, markup=False, highlight=False)
-    from rlm_dsl.runtime.runinfo import summary_line
-
     err.print(summary_line(result.summary), markup=False, highlight=False)
     if over_budget(planned, max_calls, max_tokens, max_usd) is None:
         err.print(planned.estimate.versus(result.summary), markup=False, highlight=False)

@@ -3,7 +3,7 @@
 Planner stage (``rlm ask``), on top of the compiler and the executor. :func:`plan_question`
 profiles the inputs, lets the :class:`~rlm_dsl.questions.planner.Planner` choose a strategy and fill
 its slots (its LM calls go to the run's model directly, outside the run's store) and returns the
-checked spec with its cost forecast (:func:`~rlm_dsl.runtime.estimate.estimate_plan`, plus the
+checked spec with its cost forecast (:func:`~rlm_dsl.runtime.estimator.estimate_plan`, plus the
 expected wall time for the local model from its measured tokens per second). :func:`ask` then
 stops when the forecast is over the budget (``confirm`` may allow it), runs the spec with the
 usual executor into a store (``db``, or a temporary one), and returns an :class:`AskResult`:
@@ -26,6 +26,10 @@ from rlm_dsl.questions.planner import Chosen, Planner
 from rlm_dsl.questions.profile import InputProfile, profile_inputs
 from rlm_dsl.questions.speed import expected_wall_s, record_speed
 from rlm_dsl.questions.strategies import layout_for
+from rlm_dsl.runtime.estimator import estimate_plan
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
+from rlm_dsl.runtime.module import RecipeModule
 
 DEFAULT_MAX_CALLS = 500
 DEFAULT_MAX_TOKENS = 1_000_000
@@ -73,9 +77,6 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
                   strategy: str | None = None, use_lm: bool = True,
                   planner: Planner | None = None) -> Planned:
     """Profile, plan, check and cost ``question`` over ``paths`` (spends only planner calls)."""
-    from rlm_dsl.runtime.estimate import estimate_plan
-    from rlm_dsl.runtime.lm.adapter import RobustAdapter
-    from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 
     model = lm or default_model_id()
     resolved = resolve_lm(model)
@@ -117,8 +118,6 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
                 confirm: Callable[[str], bool] | None = None) -> AskResult:
     """Run a checked plan (exit 3 first when its forecast is over the budget, unless
     ``confirm(reason)`` allows it)."""
-    from rlm_dsl.api import RecipeModule
-
     reason = over_budget(planned, max_calls, max_tokens, max_usd)
     if reason and not (confirm and confirm(reason)):
         raise BudgetExhausted(f"rlm ask: {reason}; nothing was run. Raise --max-calls / "

@@ -108,6 +108,7 @@ def run_ask(inst: Instance, lm: str, db: Path, budget: Budget, started: float) -
     summary = result.summary
     return {
         "answer": _clip(result.answer), "strategy": result.strategy,
+        "planned_by": summary["planned_by"],
         "score": round(scoring.score(inst.metric, result.answer, inst.gold, inst.labels), 4),
         "calls": summary["calls"] + summary.get("planner_calls", 0),
         "tokens_used": summary["tokens"] + summary.get("planner_tokens", 0),

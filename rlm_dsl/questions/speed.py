@@ -1,8 +1,8 @@
 """Measured speed of the local model, for the wall time ``rlm ask`` forecasts.
 
 Planner stage (``rlm ask``). After a run, :func:`record_speed` reads the run's ``lm_calls``
-(prompt and completion tokens, latency of the calls that were not cached) and keeps a running
-figure of prompt and generated tokens per second per local model in the user cache
+(prompt and completion tokens, latency of the calls that were not cached) and keeps the latest
+run's prompt and generated tokens per second per local model in the user cache
 (``ask_speed.json``). :func:`expected_wall_s` turns a forecast's tokens into seconds with it, or
 with the figures measured on a 2-core build machine (DESIGN §5: ~100 prompt and ~20 generated
 tokens a second) until a run has been measured. Only local models are timed this way; a remote
@@ -41,7 +41,7 @@ def expected_wall_s(model: str, prompt_tokens: int, completion_tokens: int) -> f
 
 
 def record_speed(model: str, db: str) -> None:
-    """Fold the uncached calls of the run in ``db`` into the measured speed of ``model``."""
+    """Record the speed of ``model`` measured on the uncached calls of the run in ``db``."""
     if not _local(model) or not os.path.exists(db):
         return
     con = duckdb.connect(db, read_only=True)

@@ -15,8 +15,10 @@ import json
 import os
 from pathlib import Path
 
-import duckdb
 import platformdirs
+
+from rlm_dsl.runtime.store.queries import uncached_call_totals
+from rlm_dsl.runtime.store.store import Store
 
 DEFAULT_PROMPT_TPS = 100.0
 DEFAULT_GENERATED_TPS = 20.0
@@ -44,13 +46,8 @@ def record_speed(model: str, db: str) -> None:
     """Record the speed of ``model`` measured on the uncached calls of the run in ``db``."""
     if not _local(model) or not os.path.exists(db):
         return
-    con = duckdb.connect(db, read_only=True)
-    try:
-        row = con.execute("""SELECT sum(prompt_tokens), sum(completion_tokens), sum(latency_s)
-            FROM lm_calls WHERE NOT cached AND error IS NULL""").fetchone()
-    finally:
-        con.close()
-    prompt, generated, seconds = (float(x or 0) for x in row)
+    with Store.open(db) as store:
+        prompt, generated, seconds = uncached_call_totals(store)
     if seconds <= 0 or prompt <= 0:
         return
     # One figure from both: seconds = prompt / p + generated / g, with g = p / 5 (DESIGN §5).

@@ -23,6 +23,7 @@ from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
+from rlm_dsl.runtime.steps.empties import empty_values
 
 LM_KINDS = {("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
             ("reduce", "fold"), ("rlm", "rlm")}
@@ -235,6 +236,7 @@ def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str,
         "cost_usd": round(budget.usd, 6) if priced else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "failures": int(row[0]) if row else 0, "warnings": warnings,
+        "empty": empty_values(ctx),
     }
 
 
@@ -244,4 +246,6 @@ def summary_line(s: dict[str, Any]) -> str:
             f"cost: {cost} · wall: {s['wall_s']:.2f} s · failures: {s['failures']}")
     if s["failures"]:
         line += " (rows in the failures table; re-run with --retry-failed)"
+    for name, why in (s.get("empty") or {}).items():
+        line += f" · empty: {name} ({why})"
     return line

@@ -7,7 +7,9 @@ each level's batches concurrently and recurses on the results until one call ans
 that alone does not fit is split in halves (a list by elements, text by lines). ``concat`` is one
 call over everything and becomes a ``tree`` when that does not fit. ``fold`` walks the items in
 order with a running ``state`` (``init`` first). ``sql`` renders ``{{ input }}`` as the source
-table and materialises the query; ``vote`` takes the majority value without an LM.
+table and materialises the query; ``vote`` takes the majority value without an LM. Null items
+are dropped first; over no item at all no LM is called and the value is the step's ``empty``
+option (null when not set).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def run_sql(ctx: RunContext, step: Step) -> None:
 
 def run_vote(ctx: RunContext, step: Step) -> None:
     items = [v for v in source_items(ctx, step) if v is not None]
-    write_value(ctx, step, vote(items) if items else None)
+    write_value(ctx, step, vote(items) if items else step.options.get("empty"))
 
 
 class Reducer:
@@ -95,7 +97,12 @@ class Reducer:
         self.fanin = max(2, int(step.options.get("fanin", 8)))
 
     def run(self) -> None:
-        items = source_items(self.ctx, self.step)
+        # a null item says nothing (a row not found, a value that was not grounded); with no
+        # item left there is nothing to combine, and a small model asked anyway invents one
+        items = [item for item in source_items(self.ctx, self.step) if item is not None]
+        if not items:
+            write_value(self.ctx, self.step, self.step.options.get("empty"))
+            return
         scope = call_scope(step=self.ctx.key(self.step), chunk_id=0, depth=0)
         with scope, dspy.context(lm=self.bound.lm, adapter=self.ctx.adapter):
             if self.step.strategy == "fold":

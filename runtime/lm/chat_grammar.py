@@ -11,6 +11,7 @@ sampler can then produce nothing that fails to parse: enums are one of their lab
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ def chat_grammar(schema: dict[str, Any]) -> str:
 
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False,
                                 raw_pattern=False)
-    schema = converter.resolve_refs(schema, "schema")
+    schema = converter.resolve_refs(copy.deepcopy(schema), "schema")  # it rewrites refs in place
     parts = []
     for name, prop in schema.get("properties", {}).items():
         value = "text" if _is_text(prop) else converter.visit(prop, f"field-{name}")

@@ -117,8 +117,8 @@ class LlamaEngine:
 def constrained(response_format: Mapping[str, Any]) -> dict[str, Any]:
     """llama.cpp arguments for a ``response_format``: a step's JSON schema becomes a grammar of
     the chat answer format (:mod:`rlm_dsl.runtime.lm.chat_grammar`); others pass as they are."""
-    if response_format.get("type") == "json_schema":
-        schema = response_format["json_schema"]["schema"]
+    if response_format.get("type") == "json_schema":  # lm15's shape, or OpenAI's
+        schema = response_format.get("schema") or response_format["json_schema"]["schema"]
         return {"grammar": grammar_for(json.dumps(schema))}  # field order matters
     return {"response_format": dict(response_format)}
 

@@ -31,6 +31,7 @@ from rlm_dsl.runtime.runinfo import (
     bind_lms,
     check_inputs,
     coerce_params,
+    read_evidence,
     read_outputs,
     summarize,
 )
@@ -95,7 +96,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             _finish_run(ctx, status, summary)
         # bind-time warnings and the run's own (a degraded sandbox, an unenforceable step cap)
         return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
-                         db=options.db, warnings=summary["warnings"])
+                         db=options.db, warnings=summary["warnings"],
+                         evidence=read_evidence(ctx))
     finally:
         try:
             _close_lms(lms)

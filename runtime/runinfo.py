@@ -24,6 +24,7 @@ from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 from rlm_dsl.runtime.steps.empties import empty_values
+from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN
 
 LM_KINDS = {("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
             ("reduce", "fold"), ("rlm", "rlm")}
@@ -56,6 +57,8 @@ class RunResult:
     run_id: str
     db: str | None
     warnings: list[str] = field(default_factory=list)
+    # output name → the rows its value rests on (reduces that keep evidence; see steps/evidence)
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def summary_line(self) -> str:
         return summary_line(self.summary)
@@ -209,6 +212,18 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
 def read_outputs(ctx: RunContext) -> dict[str, Any]:
     """Each output value of the plan, read from the store (missing → None)."""
     return {name: read_value(ctx, ctx.plan.producer(name)) for name in ctx.plan.outputs}
+
+
+def read_evidence(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
+    """Each output's evidence rows, for outputs whose step wrote an ``evidence`` column."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in ctx.plan.outputs:
+        table = ctx.table(ctx.plan.producer(name).table)
+        if ctx.store.table_exists(table) and any(
+                column == EVIDENCE_COLUMN for column, _ in ctx.store.columns(table)):
+            rows = ctx.store.rows(table)
+            found[name] = list(rows[0][EVIDENCE_COLUMN] or []) if rows else []
+    return found
 
 
 def read_value(ctx: RunContext, step: Step) -> Any:

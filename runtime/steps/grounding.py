@@ -64,6 +64,17 @@ class Grounder:
         haystack = normalise(text)
         return self._map(value, lambda _field, s: s if _occurs(s, haystack) else None)
 
+    def values(self, value: Any) -> list[str]:
+        """Every grounded string of ``value``, in order."""
+        found: list[str] = []
+
+        def note(_field: str, s: str) -> str:
+            found.append(s)
+            return s
+
+        self._map(value, note)
+        return found
+
     def feedback(self, missing: list[tuple[str, str]]) -> str:
         named = "; ".join(f"{field} = {json.dumps(s)}" for field, s in missing[:8])
         return ("\n\nYour previous answer gave " + named + ", which does not occur in the text "

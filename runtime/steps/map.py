@@ -9,7 +9,9 @@ lines (a single line by characters) and solved recursively by the same step, the
 by type (:func:`~rlm_dsl.runtime.signatures.combine`), down to ``max_depth`` levels. Rows already
 in the result table are skipped (resume); rows in ``failures`` are retried only with
 ``--retry-failed``. A map ``with grounded=[…]`` checks each row's answer against the row's text
-(:mod:`~rlm_dsl.runtime.steps.grounding`) and records the outcome in a ``grounded`` column.
+(:mod:`~rlm_dsl.runtime.steps.grounding`) and records the outcome in a ``grounded`` column; every
+map row keeps the source and line range of the row it read
+(:mod:`~rlm_dsl.runtime.steps.evidence`).
 :func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
 """
 
@@ -27,6 +29,7 @@ from rlm_dsl.compiler.types import Prim, Type
 from rlm_dsl.runtime.calls import call_scope
 from rlm_dsl.runtime.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.evidence import PROVENANCE, provenance
 from rlm_dsl.runtime.steps.grounding import GROUNDED_COLUMN, Grounder, row_text
 from rlm_dsl.runtime.steps.predict import (
     BudgetStop,
@@ -46,14 +49,16 @@ def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
     target = ctx.table(step.table)
     fields = step.options.get("grounded")
     grounder = Grounder(step.output.type, step.output.name, fields) if fields else None
-    ensure_table(ctx, target, step.output.name, step.output.type, grounded=bool(fields))
+    extra = {**PROVENANCE, **({GROUNDED_COLUMN: "BOOLEAN"} if grounder else {})}
+    extra.pop(step.output.name, None)  # a value named like a bookkeeping column keeps its name
+    ensure_table(ctx, target, step.output.name, step.output.type, extra)
     solver = _Solver(ctx, step, module, step.output.type, grounder)
 
     def write(row: dict[str, Any], value: Any, grounded: bool | None) -> None:
-        record = {"id": row["id"], step.output.name: value}
-        if grounder is not None:
-            record[GROUNDED_COLUMN] = grounded
-        ctx.writer.add(target, record)
+        found = grounder.values(value) if grounder is not None else None
+        record = {**provenance(row, found), GROUNDED_COLUMN: grounded}
+        ctx.writer.add(target, {"id": row["id"], step.output.name: value,
+                                **{k: v for k, v in record.items() if k in extra}})
 
     return run_rows(ctx, step, target, solver, write)
 
@@ -80,13 +85,14 @@ def run_filter_lm(ctx: RunContext, step: Step, module: StepModule) -> int:
 
 
 def ensure_table(ctx: RunContext, table: str, column: str, t: Type,
-                 grounded: bool = False) -> None:
-    """The result table: ``id``, the value column, and ``grounded`` for a grounded map."""
-    extra = f", {GROUNDED_COLUMN} BOOLEAN" if grounded else ""
+                 extra: dict[str, str] | None = None) -> None:
+    """The result table: ``id``, the value column, then ``extra`` columns (name → SQL type):
+    a map's provenance and ``grounded``, a reduce's ``evidence``."""
+    more = "".join(f", {quote_ident(name)} {sql}" for name, sql in (extra or {}).items())
     with ctx.store.write() as con:
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
-            f"(id BIGINT, {quote_ident(column)} {duckdb_type(t)}{extra})"
+            f"(id BIGINT, {quote_ident(column)} {duckdb_type(t)}{more})"
         )
 
 

@@ -22,7 +22,7 @@ TEXT_RULE = r'( [^[] | "[" [^[] )*'
 
 def chat_grammar(schema: dict[str, Any]) -> str:
     """GBNF for the chat-format answer whose fields and value types ``schema`` gives."""
-    from llama_cpp.llama_grammar import SchemaConverter
+    from llama_cpp.llama_grammar import SchemaConverter  # optional: the [local] extra
 
     converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False,
                                 raw_pattern=False)
@@ -39,7 +39,7 @@ def chat_grammar(schema: dict[str, Any]) -> str:
 @lru_cache(maxsize=128)
 def grammar_for(schema_json: str) -> Any:
     """The compiled ``LlamaGrammar`` for a schema (JSON text), built once per schema."""
-    from llama_cpp import LlamaGrammar
+    from llama_cpp import LlamaGrammar  # optional: the [local] extra
 
     return LlamaGrammar.from_string(chat_grammar(json.loads(schema_json)), verbose=False)
 

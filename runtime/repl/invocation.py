@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rlm_dsl.runtime.repl.actions import FailedActions
-from rlm_dsl.runtime.store import SYSTEM_TABLES
+from rlm_dsl.runtime.store.store import SYSTEM_TABLES
 
 ERROR_PREFIXES = ("[Error]", "[Type Error]", "[ERROR]")
 

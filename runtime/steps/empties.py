@@ -12,7 +12,7 @@ from __future__ import annotations
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.reduce import source_items
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store.store import quote_ident
 
 REDUCES = frozenset({"concat", "tree", "fold", "vote"})
 

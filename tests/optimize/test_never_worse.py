@@ -8,10 +8,10 @@ import json
 from conftest import TRAIN, _fields, _reply, _resolved, _response, make_shout
 from dspy.lm15 import Request, Response
 
-from rlm_dsl.runtime.calls import request_messages
+from rlm_dsl.runtime.lm.gate import request_messages
 from rlm_dsl.runtime.lm.resolve import register_backend
-from rlm_dsl.runtime.optimize import opt_path, validation_split
-from rlm_dsl.runtime.testing import _section
+from rlm_dsl.runtime.lm.testing import _section
+from rlm_dsl.runtime.optimize.optimizer import opt_path, validation_split
 
 
 class ConfusedEngine:

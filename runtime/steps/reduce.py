@@ -30,6 +30,7 @@ from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN, EVIDENCE_TYPE, supporting
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
+from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import quote_ident
 
 
@@ -100,7 +101,8 @@ def source_rows(ctx: RunContext, step: Step) -> list[dict[str, Any]]:
 def run_sql(ctx: RunContext, step: Step) -> None:
     query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
     try:
-        ctx.store.create_table_as(ctx.table(step.table), query)
+        with time_limited(ctx.store.con):
+            ctx.store.create_table_as(ctx.table(step.table), query)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"SQL error: {first}") from None

@@ -35,6 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--instances", type=int, help="per task and size (default 1 quick, 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", type=int, nargs="+", help="only these of each task's sizes")
     parser.add_argument("--perf", action="store_true", help="run the perf benches instead")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other tasks' rows of an earlier results file")
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     instances = args.instances or (1 if args.quick else 3)
     earlier = load_earlier(args) if args.merge and args.out.is_file() else None
     started, clock = datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), time.perf_counter()
-    rows = run_suite(args.tasks, args.quick, args.lm, instances, args.seed, args.methods)
+    rows = run_suite(args.tasks, args.quick, args.lm, instances, args.seed, args.methods,
+                     only_sizes=args.sizes)
     meta = {"command": command, "lm": args.lm, "quick": args.quick, "seed": args.seed,
             "instances": instances, "started": started,
             "wall_s": round(time.perf_counter() - clock, 1)}

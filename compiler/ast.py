@@ -22,10 +22,12 @@ class Name:
 
 @dataclass(frozen=True, slots=True)
 class Lit:
-    """A literal: str, int, float, bool, None, or a list/dict of literals (plain Python values)."""
+    """A literal: str, int, float, bool, None, or a list/dict of literals (plain Python values);
+    a list literal also keeps its elements (``items``) for messages that point at one."""
 
     value: Any
     span: Span
+    items: tuple[Lit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from rlm_dsl.compiler.scope import defined_name
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.sql_checks import check_sql
 from rlm_dsl.compiler.step_checks import STEP_CHECKS, check_kwargs
+from rlm_dsl.compiler.trust_checks import TRUST_CHECKS
 
 
 def check_header(ctx: Context) -> Iterator[Diagnostic]:
@@ -168,6 +169,7 @@ CHECKS: tuple[Check, ...] = (
     check_uses,
     check_param_names,
     *STEP_CHECKS,
+    *TRUST_CHECKS,
     check_prompts,
     check_sql,
     check_cycles,

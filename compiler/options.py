@@ -20,7 +20,8 @@ RLM_TOOLS = ("sql", "llm_query", "llm_query_batched", "rlm_query")
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """What a value must be: ``kind`` is int, float, bool, str, duration, tools, dict or any."""
+    """What a value must be: ``kind`` is int, float, bool, str, duration, tools, dict, names
+    (a non-empty list of field names) or any."""
 
     kind: str
     minimum: float | None = None
@@ -56,6 +57,8 @@ _KIND_CHECKS = {
     "tools": lambda v: None if isinstance(v, list) and all(t in RLM_TOOLS for t in v)
     else f"must be a list of {', '.join(repr(t) for t in RLM_TOOLS)}",
     "dict": lambda v: None if isinstance(v, dict) else "must be a {name: value} mapping",
+    "names": lambda v: None if isinstance(v, list) and v and all(isinstance(n, str) for n in v)
+    else "must be a list of field names, e.g. [value]",
     "any": lambda v: None,
 }
 
@@ -64,6 +67,8 @@ COUNT = Rule("int", 1)
 BUDGET = {"max_calls": COUNT, "max_total_tokens": COUNT, "max_usd": Rule("float", 0),
           "max_calls_per_depth": COUNT}
 LM_STEP = {"retries": Rule("int", 0, 10), "temperature": Rule("float", 0, 2), **BUDGET}
+# the value of a reduce over no item (no LM call); its type is checked in trust_checks.py
+EMPTY = {"empty": Rule("any")}
 
 # (kind, strategy) -> positional args as (name, rule)
 ARGS: dict[tuple[str, str], tuple[tuple[str, Rule], ...]] = {
@@ -97,11 +102,12 @@ OPTIONS: dict[tuple[str, str], dict[str, Rule]] = {
     ("chunk", "window"): {"column": Rule("str")},
     ("filter", "lm"): LM_STEP,
     ("map", "predict"): {**LM_STEP, "reason": Rule("bool"), "max_tokens": COUNT,
-                         "max_depth": Rule("int", 0, 32)},
+                         "max_depth": Rule("int", 0, 32), "grounded": Rule("names")},
     ("map", "recipe"): {"params": Rule("dict")},
-    ("reduce", "concat"): LM_STEP,
-    ("reduce", "tree"): {**LM_STEP, "fanin": Rule("int", 2)},
-    ("reduce", "fold"): {**LM_STEP, "init": Rule("any")},
+    ("reduce", "concat"): {**LM_STEP, **EMPTY},
+    ("reduce", "tree"): {**LM_STEP, **EMPTY, "fanin": Rule("int", 2)},
+    ("reduce", "fold"): {**LM_STEP, **EMPTY, "init": Rule("any")},
+    ("reduce", "vote"): EMPTY,
     ("rlm", "rlm"): {
         "max_iterations": COUNT, "max_llm_calls": COUNT, "depth": Rule("int", 1, 8),
         "tools": Rule("tools"), "timeout": Rule("float", 1), "max_tokens": COUNT, **BUDGET,

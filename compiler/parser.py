@@ -141,7 +141,11 @@ class _ToAst(Transformer):
         return ast.Lit(None, self._span(meta))
 
     def list_lit(self, meta: Any, *items: ast.Lit | None) -> ast.Lit:
-        return ast.Lit([i.value for i in items if i is not None], self._span(meta))
+        kept = tuple(i for i in items if i is not None)
+        return ast.Lit([i.value for i in kept], self._span(meta), kept)
+
+    def bare_name(self, meta: Any, tok: Token) -> ast.Lit:
+        return ast.Lit(str(tok), self._name(tok).span)
 
     def dict_lit(self, meta: Any, *pairs: tuple[str, ast.Lit] | None) -> ast.Lit:
         return ast.Lit({k: v.value for k, v in (p for p in pairs if p)}, self._span(meta))

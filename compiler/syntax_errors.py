@@ -42,9 +42,9 @@ _SLIPS: dict[str, tuple[str, ...]] = {
         "input logs log",
         "rlm a -> b str",
     ),
-    "option values are literals: quote names (tools=[\"sql\"]); use true/false/none": (
+    "option values are literals: quote text (format=\"json\"); use true/false/none": (
         "map a -> b: str with retries=x",
-        "rlm a -> b: str with tools=[sql]",
+        "rlm a -> b: str with timeout=long",
     ),
     "options come after 'with' as name=value pairs separated by commas": (
         "map a -> b: str with retries=2 reason=true",

@@ -40,7 +40,7 @@ from rlm_dsl.runtime.repl.isolation import require_strong
 from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
 from rlm_dsl.runtime.steps.incremental import clear_results
-from rlm_dsl.runtime.steps.outputs import read_outputs
+from rlm_dsl.runtime.steps.outputs import read_evidence, read_outputs
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
 from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
@@ -101,7 +101,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             _finish_run(ctx, status, summary)
         # bind-time warnings and the run's own (a degraded sandbox, an unenforceable step cap)
         return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
-                         db=options.db, warnings=summary["warnings"])
+                         db=options.db, warnings=summary["warnings"],
+                         evidence=read_evidence(ctx))
     finally:
         try:
             _close_lms(lms)

@@ -23,6 +23,7 @@ from rlm_dsl.runtime.lm import ray_engine
 from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm, takes_timeout
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
+from rlm_dsl.runtime.steps.empties import empty_values
 from rlm_dsl.runtime.store import queries
 
 
@@ -54,6 +55,8 @@ class RunResult:
     run_id: str
     db: str | None
     warnings: list[str] = field(default_factory=list)
+    # output name → the rows its value rests on (reduces that keep evidence; see steps/evidence)
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def summary_line(self) -> str:
         return summary_line(self.summary)
@@ -143,6 +146,7 @@ def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str,
         "cost_usd": round(budget.usd, 6) if priced else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "failures": queries.open_failure_count(ctx.store), "warnings": warnings,
+        "empty": empty_values(ctx),
     }
 
 
@@ -152,4 +156,6 @@ def summary_line(s: dict[str, Any]) -> str:
             f"cost: {cost} · wall: {s['wall_s']:.2f} s · failures: {s['failures']}")
     if s["failures"]:
         line += " (rows in the failures table; re-run with --retry-failed)"
+    for name, why in (s.get("empty") or {}).items():
+        line += f" · empty: {name} ({why})"
     return line

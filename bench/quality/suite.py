@@ -39,9 +39,13 @@ QUICK_BUDGET = Budget(iterations=3, llm_calls=4, max_calls=300, action_tokens=25
 def run_suite(
     tasks: Iterable[str], quick: bool, lm: str, instances: int, seed: int,
     methods: Iterable[str] = METHODS, say: Callable[[str], None] = print,
+    only_sizes: Iterable[int] | None = None,
 ) -> list[dict]:
-    """Every (task, size, instance, method) run; rows as :func:`run_method` returns them."""
+    """Every (task, size, instance, method) run; rows as :func:`run_method` returns them
+    (``only_sizes``: just those of each task's sizes)."""
     sizes, budget = (QUICK, QUICK_BUDGET) if quick else (FULL, FULL_BUDGET)
+    if only_sizes is not None:
+        sizes = {task: [s for s in grid if s in set(only_sizes)] for task, grid in sizes.items()}
     window, rows = model_window(lm), []
     for task in tasks:
         for size in sizes[task]:

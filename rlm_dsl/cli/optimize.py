@@ -3,10 +3,12 @@
 CLI stage over :mod:`rlm_dsl.runtime.optimize.optimizer`. Reads and checks the trainset (and
 devset) —
 a bad line is an :class:`~rlm_dsl.errors.InputError` naming ``file:line``, exit 2 — scores the
-devset (the trainset when no devset is given), runs ``bootstrap`` (BootstrapFewShot: demos for
-every inner step), ``mipro`` (MIPROv2: instructions and demos) or ``gepa`` (GEPA: reflective
-instruction evolution), scores again, and writes ``<spec>.opt.json`` next to the spec (or
-``--out``), which ``rlm run`` then uses unless given ``--no-opt``. ``--max-calls`` / ``--max-usd``
+devset (the trainset when no devset is given), runs ``bootstrap`` (random search over
+bootstrapped demo sets for every inner step, zero demos included, chosen on a validation split of
+the trainset), ``mipro`` (MIPROv2: instructions and demos) or ``gepa`` (GEPA: reflective
+instruction evolution), scores again, and — only when the tuned program beats the baseline, or
+with ``--save-worse`` — writes ``<spec>.opt.json`` next to the spec (or ``--out``), which
+``rlm run`` then uses unless given ``--no-opt``. ``--max-calls`` / ``--max-usd``
 cap every LM call the optimization makes, the reflection LM's included (exit 3, nothing saved).
 """
 
@@ -62,6 +64,9 @@ def optimize(
     out_file: Annotated[Path | None, typer.Option("--out", help="Where to save "
                                                   "(default: <spec>.opt.json).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show DSPy's logs.")] = False,
+    save_worse: Annotated[bool, typer.Option(
+        "--save-worse", help="Save the tuned program even when it does not beat the baseline.")
+                          ] = False,
 ) -> None:
     """Tune a recipe's prompts from examples; saves <spec>.opt.json."""
     if optimizer not in OPTIMIZERS:
@@ -85,17 +90,22 @@ def optimize(
     meta = {"optimizer": optimizer, "metric": metric, "lm": lm,
             "reflection_lm": reflection or lm, "trainset": str(trainset),
             "devset": str(devset) if devset else None}
+    _report(outcome)
+    if not (outcome.improved or save_worse):
+        kept = f"; {target.name} is left as it was" if target.exists() else ""
+        _say(f"kept the baseline: the tuned program did not beat it on the {outcome.scored_on}, "
+             f"nothing saved{kept} (--save-worse to save it anyway)")
+        return
     save_optimized(outcome, file, target, meta)
-    _report(outcome, target)
-
-
-def _report(outcome: Outcome, target: Path) -> None:
-    on = outcome.scored_on
-    _say(f"{on} score before: {outcome.before:.1f}%")
-    _say(f"{on} score after:  {outcome.after:.1f}% ({outcome.after - outcome.before:+.1f})")
     _say(f"saved {target}: {_describe(outcome.recipe)}")
     cost = f" · cost ${outcome.usd:.4f}" if outcome.usd else ""
     _say(f"LM calls: {outcome.calls}{cost}; rlm run uses the saved prompts (--no-opt to skip)")
+
+
+def _report(outcome: Outcome) -> None:
+    on = outcome.scored_on
+    _say(f"{on} score before: {outcome.before:.1f}%")
+    _say(f"{on} score after:  {outcome.after:.1f}% ({outcome.after - outcome.before:+.1f})")
 
 
 def _describe(recipe: RecipeModule) -> str:

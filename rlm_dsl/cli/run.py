@@ -38,6 +38,7 @@ from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.observe.progress import RunProgress
 from rlm_dsl.runtime.optimize.optimizer import load_optimized
 from rlm_dsl.runtime.runinfo import summary_line
+from rlm_dsl.runtime.steps.evidence import citation
 
 
 class Executor(StrEnum):
@@ -112,7 +113,7 @@ def run(
             if as_json:  # the failure as an object on stdout; the message still goes to stderr
                 sys.stdout.write(json.dumps({"error": failure.to_dict()}, default=str) + "\n")
             raise
-    _print_outputs(result.outputs, result.summary, as_json)
+    _print_outputs(result.outputs, result.summary, as_json, result.evidence)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)
     err.print(summary_line(result.summary), markup=False, highlight=False)
@@ -205,10 +206,13 @@ def _progress(show: bool) -> Iterator[RunProgress | None]:
         yield progress
 
 
-def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bool) -> None:
+def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bool,
+                   evidence: dict[str, list[dict[str, Any]]]) -> None:
     if as_json:
-        sys.stdout.write(json.dumps({"outputs": outputs, "summary": summary}, default=str,
-                                    ensure_ascii=False, indent=2) + "\n")
+        cited = {name: [dict(row, cite=citation(row)) for row in rows]
+                 for name, rows in evidence.items()}
+        sys.stdout.write(json.dumps({"outputs": outputs, "summary": summary, "evidence": cited},
+                                    default=str, ensure_ascii=False, indent=2) + "\n")
         return
     for name, value in outputs.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str,
@@ -216,3 +220,14 @@ def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bo
         if len(outputs) > 1:
             out.print(f"{name}:", markup=False, highlight=False)
         out.print(text, markup=False, highlight=False)
+        _print_citations(evidence.get(name) or [])
+
+
+def _print_citations(rows: list[dict[str, Any]], most: int = 10) -> None:
+    """``  [1] source:line`` for the rows a value rests on — on stderr, beside the summary, so
+    that stdout stays the value alone for pipes."""
+    for number, row in enumerate(rows[:most], 1):
+        err.print(f"  [{number}] {citation(row)}", markup=False, highlight=False)
+    if len(rows) > most:
+        err.print(f"  … and {len(rows) - most} more (evidence column of its table)",
+                  markup=False, highlight=False)

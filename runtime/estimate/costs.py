@@ -157,6 +157,10 @@ def estimate_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> 
     cost.finish(result, prompts, scale)
     splits = result.calls - len(rows)
     result.note = f"one call per row{f', +{splits} for splits' if splits > 0 else ''}"
+    if step.options.get("grounded"):  # a row whose value is not in its text is asked again
+        result.calls_max *= 2
+        result.tokens_max *= 2
+        result.note += f", + up to {len(rows)} re-asks for grounded fields"
     if step.kind == "map":
         value = walker.value(step, "map")
         # A split row's answer is its pieces combined (lists concatenated, text joined).

@@ -5,12 +5,14 @@
 over ``llama_cpp.Llama.create_chat_completion``, so the chat template is the one in the GGUF and
 token usage comes back in the response. A llama.cpp context is not thread-safe: each loaded model
 has one lock and calls are serialised (``max_concurrency`` is 1 so the gate does not queue threads
-for nothing). Models are loaded once per process per (path, n_ctx, n_threads).
+for nothing). A step's output schema (``response_format``) constrains decoding through a grammar
+(:func:`constrained`). Models are loaded once per process per (path, n_ctx, n_threads).
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import threading
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, Message, Request, Response, TextPart, Usage
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm.chat_grammar import grammar_for
 from rlm_dsl.runtime.lm.models import ensure_local_model
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 
@@ -104,11 +107,20 @@ class LlamaEngine:
             if getattr(config, name) is not None:
                 arguments[name] = getattr(config, name)
         if config.response_format:
-            arguments["response_format"] = dict(config.response_format)
+            arguments.update(constrained(config.response_format))
         return arguments
 
     def close(self) -> None:
         """Models are shared per process (see :func:`load_llama`); nothing to release here."""
+
+
+def constrained(response_format: Mapping[str, Any]) -> dict[str, Any]:
+    """llama.cpp arguments for a ``response_format``: a step's JSON schema becomes a grammar of
+    the chat answer format (:mod:`rlm_dsl.runtime.lm.chat_grammar`); others pass as they are."""
+    if response_format.get("type") == "json_schema":  # lm15's shape, or OpenAI's
+        schema = response_format.get("schema") or response_format["json_schema"]["schema"]
+        return {"grammar": grammar_for(json.dumps(schema))}  # field order matters
+    return {"response_format": dict(response_format)}
 
 
 def chat_messages(request: Request) -> list[dict[str, str]]:
@@ -161,6 +173,7 @@ def resolve_local(model_id: str, options: dict[str, Any]) -> ResolvedLM:
         max_concurrency=1,
         tokenizer=lambda text: llama.tokenize(text.encode(), add_bos=False, special=False),
         lm_kwargs={"num_retries": 0},
+        structured=True,
     )
 
 

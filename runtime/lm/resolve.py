@@ -53,6 +53,8 @@ class ResolvedLM:
     max_concurrency: int | None = None
     tokenizer: Callable[[str], Any] | None = None
     lm_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # the engine can constrain an answer to a JSON schema (runtime/lm/structured.py)
+    structured: bool = False
 
     @cached_property
     def token_counter(self) -> TokenCounter:
@@ -141,7 +143,16 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
         price=_price(info),
         max_concurrency=options.get("max_concurrency"),
         lm_kwargs=lm_kwargs,
+        structured=_json_schema_output(litellm, model_id),
     )
+
+
+def _json_schema_output(litellm: Any, model_id: str) -> bool:
+    """Whether LiteLLM knows the model to honour ``response_format`` with a JSON schema."""
+    try:
+        return bool(litellm.supports_response_schema(model=model_id))
+    except Exception:  # an id LiteLLM's table does not know: send no schema
+        return False
 
 
 def _check_provider(litellm: Any, model_id: str, api_base: Any) -> None:

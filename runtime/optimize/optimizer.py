@@ -7,8 +7,11 @@ recipe run *and* the reflection LM). Every map / filter / reduce / rlm predictor
 step id (``map-incidents.predict``), and the executor copies the context into its worker threads,
 so ``dspy.settings.trace`` sees each inner call: BootstrapFewShot gets demos for inner steps, GEPA
 reflects on them, MIPROv2 proposes their instructions. :func:`optimize` scores the devset before
-and after; :func:`save_optimized` writes ``<spec>.opt.json`` (the predictors' ``dump_state`` plus
-what made it) and :func:`load_optimized` applies such a file to a freshly loaded recipe.
+and after; ``bootstrap`` is DSPy's random search over demo sets (zero demos included) chosen on a
+validation split of the trainset (:func:`validation_split`). :func:`save_optimized` writes
+``<spec>.opt.json`` (the predictors' ``dump_state`` plus what made it) — the CLI only when the
+tuned program beat the baseline, unless told to save a worse one — and :func:`load_optimized`
+applies such a file to a freshly loaded recipe.
 """
 
 from __future__ import annotations
@@ -148,6 +151,11 @@ class Outcome:
     calls: int
     usd: float
 
+    @property
+    def improved(self) -> bool:
+        """Whether the tuned program scored higher than the baseline (a tie is no gain)."""
+        return self.after > self.before
+
 
 def evaluate(program: dspy.Module, examples: list[dspy.Example], metric: Metric) -> float:
     """The mean metric over ``examples`` in percent; examples run one after another."""
@@ -191,9 +199,13 @@ def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[d
     demos = int(knobs.get("demos", 4))
     trials = knobs.get("trials")
     if name == "bootstrap":
-        opt = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=demos,
-                                    max_labeled_demos=0, max_rounds=1, max_errors=len(train))
-        return opt.compile(student, trainset=train)
+        # random search over bootstrapped demo sets and sizes, the zero-demo program among the
+        # candidates, chosen on a validation split the demos do not come from
+        fit, val = validation_split(train)
+        opt = dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric, max_bootstrapped_demos=demos, max_labeled_demos=0, max_rounds=1,
+            num_candidate_programs=int(trials or 4), num_threads=1, max_errors=len(train))
+        return opt.compile(student, trainset=fit, valset=val)
     if name == "mipro":
         _require("optuna", "--optimizer mipro (DSPy's MIPROv2)")
         mipro = dspy.MIPROv2(
@@ -211,6 +223,15 @@ def _compile(name: str, student: Trainee, train: list[dspy.Example], dev: list[d
         seed=int(knobs.get("seed", 0)), warn_on_score_mismatch=False,
     )
     return gepa.compile(student, trainset=train, valset=dev)
+
+
+def validation_split(train: list[dspy.Example]) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """(examples to draw demos from, examples to choose candidates on): every third example
+    validates when there are at least four, else all of them do both."""
+    if len(train) < 4:
+        return train, train
+    val = train[2::3]
+    return [ex for i, ex in enumerate(train) if i % 3 != 2], val
 
 
 def _require(package: str, what: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from rlm_dsl.runtime.repl.actions import FailedActions
 from rlm_dsl.runtime.store.store import SYSTEM_TABLES
 
 ERROR_PREFIXES = ("[Error]", "[Type Error]", "[ERROR]")
@@ -64,6 +65,7 @@ class Invocation:
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     interpreters: list[Any] = field(default_factory=list)
     iteration: int = 0
+    failed: FailedActions = field(default_factory=FailedActions)  # not run a second time
     _calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

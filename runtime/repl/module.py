@@ -32,6 +32,7 @@ from rlm_dsl.compiler.types import Prim
 from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError, caused_by
 from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.lm.signatures import annotation, camel, to_plain
+from rlm_dsl.runtime.repl.actions import as_sql_call, raw_context
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
 from rlm_dsl.runtime.repl.prompts import (
     TOOL_DOCS,
@@ -220,6 +221,18 @@ class RlmStep(dspy.RLM):
         invocation.record_iteration(entry)
         return result
 
+    def _execute_code(self, repl: Any, code: str, input_args: dict[str, Any]) -> Any:
+        """Run one action: a bare SQL cell as ``sql(...)``, a repeated failure not at all."""
+        invocation = _ACTIVE.get()
+        if "sql" in self.tool_names:
+            code = as_sql_call(code)
+        repeated = invocation.failed.repeat(code)
+        if repeated is not None:
+            return repeated
+        result = super()._execute_code(repl, code, input_args)
+        invocation.failed.note(code, result, invocation.iteration)
+        return result
+
     def _extract_fallback(self, variables: Any, history: REPLHistory,
                           output_field_names: list[str]) -> dspy.Prediction:
         invocation = _ACTIVE.get()
@@ -234,8 +247,15 @@ class RlmStep(dspy.RLM):
                 raise ReplError.for_step(self.step.id, "the model never called SUBMIT and its "
                                          "final answer could not be parsed") from None
         values = {name: to_plain(getattr(prediction, name)) for name in output_field_names}
+        copied = [name for name, value in values.items()
+                  if raw_context(value, lambda pattern, limit: invocation.source(
+                      "search", pattern, limit))]
+        for name in copied:  # input text pasted as the answer is no answer
+            setattr(prediction, name, None)
+            values[name] = None
+        note = f" (dropped {', '.join(copied)}: raw input text, not an answer)" if copied else ""
         invocation.record_iteration({"reasoning": "iterations used up: extract", "code": "",
-                                     "output": f"EXTRACT: {values}"})
+                                     "output": f"EXTRACT: {values}{note}"})
         return prediction
 
     # -- host tools ----------------------------------------------------------------------------

@@ -8,7 +8,11 @@ the LM's own counter, leaving room for the adapter text and the answer — is sp
 lines (a single line by characters) and solved recursively by the same step, the pieces combined
 by type (:func:`~rlm_dsl.runtime.lm.signatures.combine`), down to ``max_depth`` levels. Rows already
 in the result table are skipped (resume); rows in ``failures`` are retried only with
-``--retry-failed``. :func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
+``--retry-failed``. A map ``with grounded=[…]`` checks each row's answer against the row's text
+(:mod:`~rlm_dsl.runtime.steps.grounding`) and records the outcome in a ``grounded`` column; every
+map row keeps the source and line range of the row it read
+(:mod:`~rlm_dsl.runtime.steps.evidence`).
+:func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from rlm_dsl.compiler.types import Prim, Type
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.evidence import PROVENANCE, provenance
+from rlm_dsl.runtime.steps.grounding import GROUNDED_COLUMN, Grounder, row_text
 from rlm_dsl.runtime.steps.predict import (
     BudgetStop,
     ItemFailed,
@@ -42,11 +48,18 @@ def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
     """Run a map step into ``step.table``; returns the number of rows written this run."""
     assert step.output is not None
     target = ctx.table(step.table)
-    ensure_table(ctx, target, step.output.name, step.output.type)
-    solver = _Solver(ctx, step, module, step.output.type)
+    fields = step.options.get("grounded")
+    grounder = Grounder(step.output.type, step.output.name, fields) if fields else None
+    extra = {**PROVENANCE, **({GROUNDED_COLUMN: "BOOLEAN"} if grounder else {})}
+    extra.pop(step.output.name, None)  # a value named like a bookkeeping column keeps its name
+    ensure_table(ctx, target, step.output.name, step.output.type, extra)
+    solver = _Solver(ctx, step, module, step.output.type, grounder)
 
-    def write(row: dict[str, Any], value: Any) -> None:
-        ctx.writer.add(target, {"id": row["id"], step.output.name: value})
+    def write(row: dict[str, Any], value: Any, grounded: bool | None) -> None:
+        found = grounder.values(value) if grounder is not None else None
+        record = {**provenance(row, found), GROUNDED_COLUMN: grounded}
+        ctx.writer.add(target, {"id": row["id"], step.output.name: value,
+                                **{k: v for k, v in record.items() if k in extra}})
 
     return run_rows(ctx, step, target, solver, write)
 
@@ -58,7 +71,7 @@ def run_filter_lm(ctx: RunContext, step: Step, module: StepModule) -> int:
     ensure_table(ctx, decisions, "keep", Prim("bool"))
     solver = _Solver(ctx, step, module, Prim("bool"))
 
-    def write(row: dict[str, Any], value: Any) -> None:
+    def write(row: dict[str, Any], value: Any, _grounded: bool | None) -> None:
         ctx.writer.add(decisions, {"id": row["id"], "keep": bool(value)})
 
     done = run_rows(ctx, step, decisions, solver, write)
@@ -72,11 +85,15 @@ def run_filter_lm(ctx: RunContext, step: Step, module: StepModule) -> int:
     return done
 
 
-def ensure_table(ctx: RunContext, table: str, column: str, t: Type) -> None:
+def ensure_table(ctx: RunContext, table: str, column: str, t: Type,
+                 extra: dict[str, str] | None = None) -> None:
+    """The result table: ``id``, the value column, then ``extra`` columns (name → SQL type):
+    a map's provenance and ``grounded``, a reduce's ``evidence``."""
+    more = "".join(f", {quote_ident(name)} {sql}" for name, sql in (extra or {}).items())
     with ctx.store.write() as con:
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {quote_ident(table)} "
-            f"(id BIGINT, {quote_ident(column)} {duckdb_type(t)})"
+            f"(id BIGINT, {quote_ident(column)} {duckdb_type(t)}{more})"
         )
 
 
@@ -97,7 +114,7 @@ def pending_rows(ctx: RunContext, step: Step, done_table: str) -> tuple[list[dic
 
 
 def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
-             write: Callable[[dict[str, Any], Any], None]) -> int:
+             write: Callable[[dict[str, Any], Any, bool | None], None]) -> int:
     rows, retried = pending_rows(ctx, step, done_table)
     ctx.tick(step, 0, len(rows))
     resolved: list[int] = []
@@ -107,6 +124,7 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
         with call_scope(step=ctx.key(step), chunk_id=chunk_id, depth=0):
             try:
                 value = solver.solve(row, 0, retried.get(chunk_id, 0))
+                value, grounded = solver.ground(row, value, retried.get(chunk_id, 0))
             except ItemFailed as exc:
                 ctx.fail(step, chunk_id, str(exc), exc.raw, exc.attempts)
                 ctx.tick(step)
@@ -115,7 +133,7 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
                 raise
             except Exception as exc:
                 raise RowError(chunk_id, exc) from exc
-        write(row, value)
+        write(row, value, grounded)
         if chunk_id in retried:
             resolved.append(chunk_id)
         ctx.tick(step)
@@ -181,8 +199,10 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
 class _Solver:
     """Solves one row: fit check, call, or split-and-combine (see the module docstring)."""
 
-    def __init__(self, ctx: RunContext, step: Step, module: StepModule, out: Type) -> None:
+    def __init__(self, ctx: RunContext, step: Step, module: StepModule, out: Type,
+                 grounder: Grounder | None = None) -> None:
         self.ctx, self.step, self.module, self.out = ctx, step, module, out
+        self.grounder = grounder
         self.bound = ctx.lm_for(step)
         self.room = self.bound.window - module.prompt_overhead(self.bound, ctx.adapter)
         self.max_depth = int(step.options.get("max_depth", MAX_DEPTH))
@@ -202,6 +222,25 @@ class _Solver:
         with call_scope(depth=depth + 1):
             parts = [self.solve(half, depth + 1, first_attempt) for half in halves]
         return combine(self.out, parts)
+
+    def ground(self, row: dict[str, Any], value: Any, attempt: int) -> tuple[Any, bool | None]:
+        """The row's value with its grounded fields checked (re-asked once, then nulled), and
+        whether it was grounded as first given (None when the map grounds nothing)."""
+        if self.grounder is None:
+            return value, None
+        text = row_text(row)
+        missing = self.grounder.missing(value, text)
+        if not missing:
+            return value, True
+        prompt = self.ctx.render(self.step.prompt or "", chunk=row) + self.grounder.feedback(
+            missing)
+        if self.bound.fits(prompt, self.room):
+            try:
+                with call_scope(depth=0):
+                    value = self.module.call(self.bound, self.ctx.adapter, prompt, attempt)
+            except (ItemFailed, TooLarge):
+                pass  # the first answer, nulled where it is not in the text
+        return self.grounder.strip(value, text), False
 
 
 def split_row(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:

@@ -1,7 +1,8 @@
 """A plan's output values read back from the run's store (a map's list, a reduce's one value).
 
 Step-handler stage, after the walk: :func:`read_outputs` is what a run returns, and
-:func:`read_value` what a map over a ``use``d recipe stores for each row.
+:func:`read_value` what a map over a ``use``d recipe stores for each row; :func:`read_evidence`
+the rows each output rests on.
 """
 
 from __future__ import annotations
@@ -10,11 +11,24 @@ from typing import Any
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN
 
 
 def read_outputs(ctx: RunContext) -> dict[str, Any]:
     """Each output value of the plan, read from the store (missing → None)."""
     return {name: read_value(ctx, ctx.plan.producer(name)) for name in ctx.plan.outputs}
+
+
+def read_evidence(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
+    """Each output's evidence rows, for outputs whose step wrote an ``evidence`` column."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name in ctx.plan.outputs:
+        table = ctx.table(ctx.plan.producer(name).table)
+        if ctx.store.table_exists(table) and any(
+                column == EVIDENCE_COLUMN for column, _ in ctx.store.columns(table)):
+            rows = ctx.store.rows(table)
+            found[name] = list(rows[0][EVIDENCE_COLUMN] or []) if rows else []
+    return found
 
 
 def read_value(ctx: RunContext, step: Step) -> Any:

@@ -28,6 +28,7 @@ from rlm_dsl.compiler.types import Type
 from rlm_dsl.errors import BudgetExhausted, caused_by
 from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.lm.signatures import make_signature, to_plain
+from rlm_dsl.runtime.lm.structured import response_format
 from rlm_dsl.runtime.steps.context import BoundLM
 
 MAX_BACKOFF_S = 8.0
@@ -78,9 +79,12 @@ class StepModule(dspy.Module):
     def forward(self, prompt: str) -> dspy.Prediction:
         return self._predict(prompt)
 
-    def _predict(self, prompt: str) -> dspy.Prediction:
-        config = {k: v for k, v in (("temperature", self.temperature),
-                                   ("max_tokens", self.max_tokens)) if v is not None}
+    def _predict(self, prompt: str, structured: bool = False) -> dspy.Prediction:
+        config: dict[str, Any] = {k: v for k, v in (("temperature", self.temperature),
+                                                   ("max_tokens", self.max_tokens))
+                                  if v is not None}
+        if structured:  # the LM decodes only answers of the output's type (lm/structured.py)
+            config["response_format"] = response_format(self.predict_signature())
         return self.predict(prompt=prompt, config=config) if config else self.predict(prompt=prompt)
 
     def prompt_overhead(self, bound: BoundLM, adapter: Any) -> int:
@@ -102,7 +106,8 @@ class StepModule(dspy.Module):
                 with _attempt(attempt), _using(bound.lm, adapter):
                     # not through __call__: the module layer's callbacks and caller stack cost
                     # ~15 µs a call; the predictor inside still runs DSPy's own callbacks
-                    return to_plain(self._predict(prompt)[self.value])
+                    prediction = self._predict(prompt, bound.resolved.structured)
+                    return to_plain(prediction[self.value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
                 budget = caused_by(exc, BudgetExhausted)
                 if budget is not None:

@@ -7,7 +7,10 @@ each level's batches concurrently and recurses on the results until one call ans
 that alone does not fit is split in halves (a list by elements, text by lines). ``concat`` is one
 call over everything and becomes a ``tree`` when that does not fit. ``fold`` walks the items in
 order with a running ``state`` (``init`` first). ``sql`` renders ``{{ input }}`` as the source
-table and materialises the query; ``vote`` takes the majority value without an LM.
+table and materialises the query; ``vote`` takes the majority value without an LM. Null items
+are dropped first; over no item at all no LM is called and the value is the step's ``empty``
+option (null when not set). Beside the value these reduces write ``evidence``, the source rows it
+rests on (:mod:`~rlm_dsl.runtime.steps.evidence`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
+from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN, EVIDENCE_TYPE, supporting
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
 from rlm_dsl.runtime.store.sql_limit import time_limited
@@ -63,14 +67,37 @@ def _values(ctx: RunContext, step: Step) -> list[Any]:
     return [r[0] for r in rows]
 
 
-def write_value(ctx: RunContext, step: Step, value: Any) -> None:
+def write_value(ctx: RunContext, step: Step, value: Any,
+                evidence: list[dict[str, Any]] | None = None) -> None:
+    """The one-row result table; ``evidence`` (the rows the value rests on) beside the value."""
     assert step.output is not None
     target = ctx.table(step.table)
     ctx.store.drop(target)
-    ensure_table(ctx, target, step.output.name, step.output.type)
+    extra = {EVIDENCE_COLUMN: EVIDENCE_TYPE} if evidence is not None else None
+    ensure_table(ctx, target, step.output.name, step.output.type, extra)
     ctx.writer.forget(target)
-    ctx.writer.add(target, {"id": 0, step.output.name: value})
+    row = {"id": 0, step.output.name: value}
+    if evidence is not None:
+        row[EVIDENCE_COLUMN] = evidence
+    ctx.writer.add(target, row)
     ctx.writer.flush()
+
+
+def source_rows(ctx: RunContext, step: Step) -> list[dict[str, Any]]:
+    """Id and provenance of each source row, in ``id`` order (aligned with the items)."""
+    source = ctx.table(step.source or "")
+    producer = next((s for s in ctx.plan.steps() if s.table == step.source), None)
+    value = producer.output.name if producer is not None and producer.output else None
+    columns = {name for name, _ in ctx.store.columns(source)} - {value}
+    wanted = ["id", *(c for c in ("source", "first_line", "last_line", "line") if c in columns)]
+    alias = {"line_no": "first_line", "end_line_no": "last_line"}
+    wanted += [f"{quote_ident(old)} AS {new}" for old, new in alias.items()
+               if old in columns and new not in columns]
+    cursor = ctx.store.con.execute(f"SELECT {', '.join(wanted)} FROM {quote_ident(source)} "
+                                   "ORDER BY id")
+    names = [d[0] for d in cursor.description]
+    return [{"id": None, "source": None, "first_line": None, "last_line": None, "line": None,
+             **dict(zip(names, r, strict=True))} for r in cursor.fetchall()]
 
 
 def run_sql(ctx: RunContext, step: Step) -> None:
@@ -84,8 +111,13 @@ def run_sql(ctx: RunContext, step: Step) -> None:
 
 
 def run_vote(ctx: RunContext, step: Step) -> None:
-    items = [v for v in source_items(ctx, step) if v is not None]
-    write_value(ctx, step, vote(items) if items else None)
+    every = source_items(ctx, step)
+    items = [v for v in every if v is not None]
+    if not items:
+        write_value(ctx, step, step.options.get("empty"), [])
+        return
+    value = vote(items)
+    write_value(ctx, step, value, supporting(source_rows(ctx, step), every, value, "vote"))
 
 
 class Reducer:
@@ -99,7 +131,13 @@ class Reducer:
         self.fanin = max(2, int(step.options.get("fanin", 8)))
 
     def run(self) -> None:
-        items = source_items(self.ctx, self.step)
+        # a null item says nothing (a row not found, a value that was not grounded); with no
+        # item left there is nothing to combine, and a small model asked anyway invents one
+        every = source_items(self.ctx, self.step)
+        items = [item for item in every if item is not None]
+        if not items:
+            write_value(self.ctx, self.step, self.step.options.get("empty"), [])
+            return
         scope = call_scope(step=self.ctx.key(self.step), chunk_id=0, depth=0)
         with scope, dspy.context(lm=self.bound.lm, adapter=self.ctx.adapter):
             if self.step.strategy == "fold":
@@ -108,7 +146,9 @@ class Reducer:
                 value = self.call(items, 0, 0)
             else:
                 value = self.tree(items)
-        write_value(self.ctx, self.step, value)
+        rows = source_rows(self.ctx, self.step)
+        write_value(self.ctx, self.step, value,
+                    supporting(rows, every, value, self.step.strategy or ""))
 
     def prompt(self, items: list[Any], level: int, state: Any = None) -> str:
         return self.ctx.render(self.step.prompt or "", items=items, level=level, state=state)

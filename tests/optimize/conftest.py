@@ -133,6 +133,19 @@ class ShoutRlmEngine:
                          messages)
 
 
+class ConfusedEngine:
+    """Shouts (the right answer) when shown no demo, and whispers once it has seen any: every
+    demo set makes the program worse, only the zero-demo candidate keeps the baseline."""
+
+    def complete(self, request: Request) -> Response:
+        messages = request_messages(request)
+        system = messages[0]["content"] if messages[0]["role"] == "system" else ""
+        demos = any(m["role"] == "assistant" for m in messages[1:-1])
+        first = (_section(messages[-1]["content"], "prompt").strip().splitlines() or [""])[0]
+        value = first.strip().lower() if demos else first.strip().upper()
+        return _response(_reply([(n, value) for n, _ in _fields(system)]), messages)
+
+
 MENTOR = MentorEngine()
 
 
@@ -144,6 +157,7 @@ def _resolved(model_id: str, engine: Any) -> ResolvedLM:
 register_backend("teach", lambda model_id, options: _resolved(model_id, TeachEngine()))
 register_backend("mentor", lambda model_id, options: _resolved(model_id, MENTOR))
 register_backend("shoutrlm", lambda model_id, options: _resolved(model_id, ShoutRlmEngine()))
+register_backend("confused", lambda model_id, options: _resolved(model_id, ConfusedEngine()))
 
 RLM_RECIPE = """\
 recipe ask "Shout a word."

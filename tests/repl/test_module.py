@@ -248,7 +248,8 @@ def test_a_dead_repl_ends_the_step_with_a_clear_error(store):
     from rlm_dsl.runtime.repl.sandbox import SandboxLimits
 
     store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
-    root, _ = make_lm(scripted_root(["import os\nos._exit(9)"]))
+    # a different cell each time: the very same failed cell would not be run again
+    root, _ = make_lm(scripted_root([lambda user: f"import os\nos._exit(9)  # {len(user)}"]))
     sub, _ = make_lm(lambda s, u: "unused")
     step = RlmStep(rlm_step(), limits=SandboxLimits(timeout_s=5))
     with pytest.raises(ReplError, match=r"^step 'rlm-answer': the REPL failed: the REPL process "

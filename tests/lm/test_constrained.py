@@ -1,0 +1,91 @@
+"""Constrained decoding: a step's output schema becomes a grammar of the chat answer format.
+
+The grammar tests need only llama-cpp-python's converter; the ``local_model`` test runs the real
+0.5B model on typed outputs (enum, bool, int, record, list) and checks that every answer was read
+by the strict parse at the first attempt.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+import dspy
+import pydantic
+import pytest
+
+from rlm_dsl.runtime.lm.local import constrained
+from rlm_dsl.runtime.lm.structured import response_format
+
+needs_llama = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                 reason="llama-cpp-python is not installed")
+
+
+class Incident(pydantic.BaseModel):
+    at: str
+    severity: Literal["low", "high"]
+
+
+class Triage(dspy.Signature):
+    prompt: str = dspy.InputField()
+    reasoning: str = dspy.OutputField()
+    incidents: list[Incident] = dspy.OutputField()
+
+
+def test_the_response_format_lists_the_output_fields_in_order():
+    schema = response_format(Triage)["json_schema"]["schema"]
+    assert list(schema["properties"]) == ["reasoning", "incidents"]
+    assert schema["$defs"]["Incident"]["properties"]["severity"]["enum"] == ["low", "high"]
+    assert response_format(Triage) is response_format(Triage)  # built once per signature
+
+
+@needs_llama
+def test_the_grammar_is_the_chat_format_with_json_values():
+    from rlm_dsl.runtime.lm.chat_grammar import chat_grammar
+
+    grammar = chat_grammar(response_format(Triage)["json_schema"]["schema"])
+    root = next(line for line in grammar.splitlines() if line.startswith("root ::= "))
+    assert root == ('root ::= "[[ ## reasoning ## ]]" "\\n" text "\\n\\n" '
+                    '"[[ ## incidents ## ]]" "\\n" field-incidents "\\n\\n" '
+                    '"[[ ## completed ## ]]"')
+    assert 'Incident-severity ::= "\\"low\\"" | "\\"high\\""' in grammar
+
+
+@needs_llama
+def test_lm15_and_openai_shapes_both_become_a_grammar():
+    schema = response_format(Triage)["json_schema"]["schema"]
+    lm15 = constrained({"type": "json_schema", "name": "x", "schema": schema})
+    openai = constrained(response_format(Triage))
+    assert set(lm15) == {"grammar"} and lm15["grammar"] is openai["grammar"]
+    assert constrained({"type": "json_object"}) == {"response_format": {"type": "json_object"}}
+
+
+@pytest.mark.local_model
+def test_typed_answers_of_the_local_model_parse_at_the_first_attempt(tmp_path, monkeypatch):
+    from rlm_dsl.compile import compile_text
+    from rlm_dsl.runtime.executor import RunOptions, execute
+
+    log = tmp_path / "app.log"
+    log.write_text("10:00:01 web-01 ERROR db timeout after 30s\n10:00:03 db-02 INFO all ok\n")
+    spec = f'''
+        recipe typed "Typed outputs."
+        input doc: text with path="{log}"
+        chunk doc -> lines by lines(1)
+        type Event {{ host: str, level: info | error, seconds: int?, words: list[str] }}
+        map lines -> ev: Event """{{{{ chunk.text }}}}
+          Describe this log line."""
+        map lines -> bad: bool """{{{{ chunk.text }}}}
+          Is this line an error?"""
+        output ev, bad
+    '''
+    db = tmp_path / "run.duckdb"
+    result = execute(compile_text(spec), RunOptions(lm="local", db=str(db), max_calls=8))
+    assert result.summary["calls"] == 4 and result.summary["failures"] == 0  # no re-ask
+    assert all(e["level"] in ("info", "error") for e in result.outputs["ev"])
+    assert all(isinstance(b, bool) for b in result.outputs["bad"])
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        answers = [r[0] for r in con.execute("SELECT response FROM lm_calls").fetchall()]
+    assert all(a.startswith("[[ ## ") and a.rstrip().endswith("[[ ## completed ## ]]")
+               for a in answers)

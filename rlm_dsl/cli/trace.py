@@ -45,9 +45,13 @@ def trace(
         full.edges = [(a, b) for a, b in compile_file(recipe).graph.edges]
     shown = full.filter(step=step, failed=failed, depth=depth)
     if html is not None:
+        from rlm_dsl.runtime.observe.answers import load_answers
         from rlm_dsl.runtime.observe.report_html import write_report
+        from rlm_dsl.runtime.store.store import Store
 
-        write_report(shown, html)
+        with Store.open(db) as store:
+            answers = load_answers(store, full.run)
+        write_report(shown, html, answers)
         out.print(f"wrote {html}", markup=False, highlight=False)
         return
     if as_json:

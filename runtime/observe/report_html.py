@@ -2,7 +2,9 @@
 
 :func:`render_report` turns a trace into a single HTML page with inline CSS, inline JavaScript
 and an inline SVG plan graph (laid out here: one row per topological generation of the step
-graph) — no CDN, no network. The page shows the run totals, the plan graph (failed steps
+graph) — no CDN, no network. The page shows the run totals, the answers (each output value,
+its evidence rows cited ``source:line`` as ``rlm run`` prints them, each linking to the anchor
+of the chunk text it was read from, shown below with its line numbers), the plan graph (failed steps
 outlined in red), per-step time and cost (or token) bars, and the whole tree as nested
 ``<details>`` elements: LM calls open to their messages and response, REPL iterations to their
 reasoning, code and output; failures are highlighted. Its script opens ``#expand=<node id>``
@@ -12,6 +14,8 @@ headless browser's ``--dump-dom`` shows both.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ import jinja2
 import networkx as nx
 from markupsafe import Markup, escape
 
+from rlm_dsl.runtime.observe.answers import Answer, Passage
 from rlm_dsl.runtime.observe.nodes import Node, Stats
 from rlm_dsl.runtime.observe.trace import Trace
 
@@ -47,6 +52,8 @@ svg text{font:12px system-ui,sans-serif}
 svg .box{fill:#f2f5ff;stroke:#4f7cff;stroke-width:1.5}
 svg .box.failed{fill:#fef3f2;stroke:#b42318;stroke-width:2.5}
 svg line{stroke:#98a2b3;stroke-width:1.4}
+.ln{color:#98a2b3;display:inline-block;min-width:3em}.cited{background:#fef0c7}
+.passage:target>pre{outline:2px solid #4f7cff}
 """
 
 SCRIPT = """
@@ -90,6 +97,24 @@ TEMPLATE = """<!DOCTYPE html>
  <span class="{{ 'failure' if s.errors or s.failures else '' }}"><b>{{ s.errors }}</b> call errors,
  <b>{{ s.failures }}</b> failures</span>
 </div>
+{% if answers %}<h2>Answers</h2>
+{% for a in answers %}<div class="answer" id="answer-{{ a.name }}">
+<div class="label">{{ a.name }}</div><pre class="value">{{ show(a.value) }}</pre>
+{% if a.rows %}<table class="bars evidence"><tr><th></th><th>cited</th><th class="num">row</th>
+<th>lines</th><th>line</th></tr>
+{% for c in a.rows %}<tr class="evidence-row" id="ev-{{ a.name }}-{{ loop.index }}"
+ data-row="{{ c.row.id }}"><td>[{{ loop.index }}]</td><td>{% if c.passage -%}
+<a href="#{{ c.passage.anchor }}">{{ c.cite }}</a>{% else %}{{ c.cite }}{% endif %}</td>
+<td class="num">{{ c.row.id }}</td><td>{{ c.row.first_line }}–{{ c.row.last_line }}</td>
+<td>{{ c.row.line if c.row.line is not none else '' }}</td></tr>
+{% endfor %}</table>{% else %}<div class="muted">no evidence rows</div>{% endif %}
+</div>{% endfor %}
+{% if passages %}<h2>Evidence text</h2>
+{% for p, cited in passages %}<section class="passage" id="{{ p.anchor }}">
+<div class="label">{{ p.source }}:{{ p.first_line }}-{{ p.last_line }}</div>
+<pre>{% for line in clip(p.text).split('\n') %}{% set n = p.first_line + loop.index0 %}
+<span class="ln{{ ' cited' if n in cited else '' }}">{{ n }}</span>{{ line }}{% endfor %}</pre>
+</section>{% endfor %}{% endif %}{% endif %}
 <h2>Plan</h2>
 {{ svg }}
 <h2>Steps</h2>
@@ -135,21 +160,24 @@ TEMPLATE = """<!DOCTYPE html>
 """
 
 
-def render_report(trace: Trace) -> str:
-    """The report for ``trace`` as one HTML document."""
+def render_report(trace: Trace, answers: Sequence[Answer] = ()) -> str:
+    """The report for ``trace`` as one HTML document; ``answers`` (:mod:`.answers`) add the
+    outputs, their evidence rows and the passages those rows link to."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.globals.update(money=_money, secs=_secs, stats=_stats_text, clip=_clip_text)
+    env.globals.update(money=_money, secs=_secs, stats=_stats_text, clip=_clip_text,
+                       show=_value_text)
     return env.from_string(TEMPLATE).render(
+        answers=answers, passages=_passages(answers),
         trace=trace, s=trace.root.stats, run_id=trace.root.id, css=Markup(CSS), csp=CSP,
         script=Markup(SCRIPT), svg=Markup(plan_svg(trace)), rows=_bar_rows(trace),
         priced=trace.root.stats.cost_usd is not None,
     )
 
 
-def write_report(trace: Trace, path: str | Path) -> Path:
+def write_report(trace: Trace, path: str | Path, answers: Sequence[Answer] = ()) -> Path:
     """Write :func:`render_report` of ``trace`` to ``path`` (UTF-8)."""
     target = Path(path)
-    target.write_text(render_report(trace), encoding="utf-8")
+    target.write_text(render_report(trace, answers), encoding="utf-8")
     return target
 
 
@@ -188,6 +216,24 @@ def plan_svg(trace: Trace) -> str:
             "</text></g></a>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _passages(answers: Sequence[Answer]) -> list[tuple[Passage, set[int]]]:
+    """Each cited passage once, with the lines its rows cite."""
+    found: dict[str, tuple[Passage, set[int]]] = {}
+    for answer in answers:
+        for cited in answer.rows:
+            if cited.passage is not None:
+                lines = found.setdefault(cited.passage.anchor, (cited.passage, set()))[1]
+                if cited.row.get("line") is not None:
+                    lines.add(cited.row["line"])
+    return list(found.values())
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False, indent=2)
 
 
 def _bar_rows(trace: Trace) -> list[dict[str, Any]]:

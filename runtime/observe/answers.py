@@ -67,8 +67,7 @@ def load_answers(store: Store, run: dict[str, Any]) -> list[Answer]:
         columns = {c for c, _ in store.columns(table)}
         answer = Answer(name, _value(producer, rows))
         if EVIDENCE_COLUMN in columns and rows:
-            texts = [nodes[a] for a in nx.ancestors(graph, producer["id"])
-                     if nodes[a]["kind"] in ("chunk", "input")]
+            texts = _text_steps(graph, nodes, producer["id"])
             for row in rows[0][EVIDENCE_COLUMN] or []:
                 found = _passage(store, texts, row, passages)
                 answer.rows.append(Cited(row, citation(row), found))
@@ -81,6 +80,15 @@ def _plan(run: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(summary, str):
         summary = json.loads(summary)
     return (summary or {}).get("plan")
+
+
+def _text_steps(graph: nx.DiGraph, nodes: dict[str, dict[str, Any]],
+                producer: str) -> list[dict[str, Any]]:
+    """The chunk and input steps upstream of ``producer``, nearest first (a chunk's row holds
+    the whole passage a map read; its input's row only the first line)."""
+    distance = nx.shortest_path_length(graph.reverse(copy=False), producer)
+    return [nodes[step] for step in sorted(distance, key=distance.__getitem__)
+            if nodes[step]["kind"] in ("chunk", "input")]
 
 
 def _value(producer: dict[str, Any], rows: list[dict[str, Any]]) -> Any:
@@ -107,8 +115,9 @@ def _passage(store: Store, steps: list[dict[str, Any]], row: dict[str, Any],
         if not {"id", "source", "text", line} <= columns:
             continue
         found = store.con.execute(
-            f"SELECT id, text, {line} FROM {quote_ident(table)} WHERE source IS NOT DISTINCT FROM ? "
-            f"AND {line} = ? LIMIT 1", [row.get("source"), first]).fetchone()
+            f"SELECT id, text, {line} FROM {quote_ident(table)} "
+            f"WHERE source IS NOT DISTINCT FROM ? AND {line} = ? LIMIT 1",
+            [row.get("source"), first]).fetchone()
         if found is None:
             continue
         key = (table, found[0])

@@ -105,7 +105,7 @@ TEMPLATE = """<!DOCTYPE html>
 {% for c in a.rows %}<tr class="evidence-row" id="ev-{{ a.name }}-{{ loop.index }}"
  data-row="{{ c.row.id }}"><td>[{{ loop.index }}]</td><td>{% if c.passage -%}
 <a href="#{{ c.passage.anchor }}">{{ c.cite }}</a>{% else %}{{ c.cite }}{% endif %}</td>
-<td class="num">{{ c.row.id }}</td><td>{{ c.row.first_line }}–{{ c.row.last_line }}</td>
+<td class="num">{{ c.row.id }}</td><td>{{ c.row.first_line }}-{{ c.row.last_line }}</td>
 <td>{{ c.row.line if c.row.line is not none else '' }}</td></tr>
 {% endfor %}</table>{% else %}<div class="muted">no evidence rows</div>{% endif %}
 </div>{% endfor %}

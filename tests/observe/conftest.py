@@ -247,3 +247,48 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.outputs["total"] == sum(range(1, 9)) + 9  # and the 9 inside "K9Q"
     assert result.outputs["answer"] == "the vault code K9Q is taped under desk 3"
     return folder / "run.duckdb"
+
+
+FIND = '''
+recipe find "Find one item."
+input doc: text
+chunk doc -> parts by lines(10)
+map parts -> hit: str? with grounded=[hit] """
+  FIND "item 17 "
+  {{ chunk.text }}
+"""
+reduce hit -> answer: str by concat """
+  {{ items | tojson }}
+"""
+output answer
+'''
+
+
+@pytest.fixture
+def find_spec() -> str:
+    """A map with a grounded field over 10-line chunks, concat-reduced: cites items:18."""
+    return FIND
+
+
+@pytest.fixture
+def items(tmp_path: Path) -> Path:
+    """40 lines ``item <n> bad|ok`` (every 4th bad)."""
+    path = tmp_path / "items.txt"
+    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(40)))
+    return path
+
+
+@pytest.fixture
+def evidence_run(tmp_path: Path, items: Path) -> Any:
+    """Run a spec over ``items`` with the test LM and write its HTML report: (db, html, items)."""
+    from rlm_dsl.cli.main import main
+
+    def run(text: str) -> tuple[Path, Path, Path]:
+        spec, db, html = tmp_path / "r.rlm", tmp_path / "run.duckdb", tmp_path / "report.html"
+        spec.write_text(text)
+        assert main(["run", str(spec), "--lm", "test", "--input", f"doc={items}", "-q",
+                     "--db", str(db)]) == 0
+        assert main(["trace", str(db), "--html", str(html)]) == 0
+        return db, html, items
+
+    return run

@@ -12,24 +12,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
-from rlm_dsl.cli.main import main
 from rlm_dsl.runtime.store.store import Store
-
-FIND = '''
-recipe find "Find one item."
-input doc: text
-chunk doc -> parts by lines(10)
-map parts -> hit: str? with grounded=[hit] """
-  FIND "item 17 "
-  {{ chunk.text }}
-"""
-reduce hit -> answer: str by concat """
-  {{ items | tojson }}
-"""
-output answer
-'''
 
 VOTE = '''
 recipe v "Vote."
@@ -80,19 +63,8 @@ class _Page(HTMLParser):
         return "".join(self.text[key])
 
 
-@pytest.fixture
-def items(tmp_path: Path) -> Path:
-    path = tmp_path / "items.txt"
-    path.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(40)))
-    return path
-
-
-def _report(tmp_path: Path, text: str, items: Path) -> tuple[_Page, list[dict], Path]:
-    spec, db, html = tmp_path / "r.rlm", tmp_path / "run.duckdb", tmp_path / "report.html"
-    spec.write_text(text)
-    assert main(["run", str(spec), "--lm", "test", "--input", f"doc={items}", "-q",
-                 "--db", str(db)]) == 0
-    assert main(["trace", str(db), "--html", str(html)]) == 0
+def _report(evidence_run, text: str) -> tuple[_Page, list[dict], Path]:
+    db, html, _ = evidence_run(text)
     with Store.open(db) as store:
         table = store.scalar("SELECT table_name FROM information_schema.columns "
                              "WHERE column_name = 'evidence'")
@@ -102,8 +74,9 @@ def _report(tmp_path: Path, text: str, items: Path) -> tuple[_Page, list[dict], 
     return page, evidence, html
 
 
-def test_the_answer_cites_its_row_and_links_to_the_chunk_text(tmp_path, items) -> None:
-    page, evidence, html = _report(tmp_path, FIND, items)
+def test_the_answer_cites_its_row_and_links_to_the_chunk_text(evidence_run, find_spec,
+                                                              items) -> None:
+    page, evidence, html = _report(evidence_run, find_spec)
     assert '["item 17 ok"]' in page.of("answer-answer")
     assert evidence == [{"id": 1, "source": str(items), "first_line": 11, "last_line": 20,
                          "line": 18}]
@@ -116,8 +89,8 @@ def test_the_answer_cites_its_row_and_links_to_the_chunk_text(tmp_path, items) -
     assert [u for u in page.urls if not u.startswith("#")] == []  # nothing from anywhere else
 
 
-def test_every_voting_row_is_on_the_page_and_links_to_its_own_chunk(tmp_path, items) -> None:
-    page, evidence, _ = _report(tmp_path, VOTE, items)
+def test_every_voting_row_is_on_the_page_and_links_to_its_own_chunk(evidence_run, items) -> None:
+    page, evidence, _ = _report(evidence_run, VOTE)
     assert len(evidence) > 1
     assert [r["row"] for r in page.rows] == [str(row["id"]) for row in evidence]
     for shown, row in zip(page.rows, evidence, strict=True):
@@ -130,7 +103,7 @@ def test_every_voting_row_is_on_the_page_and_links_to_its_own_chunk(tmp_path, it
         assert all(f"{first + k}{line}" in chunk for k, line in enumerate(lines))
 
 
-def test_a_step_without_evidence_shows_no_rows(tmp_path, items) -> None:
-    page, evidence, _ = _report(tmp_path, FIND.replace("item 17 ", "zebra"), items)
+def test_a_step_without_evidence_shows_no_rows(evidence_run, find_spec) -> None:
+    page, evidence, _ = _report(evidence_run, find_spec.replace("item 17 ", "zebra"))
     assert evidence == []
     assert page.rows == [] and "no evidence rows" in page.of("answer-answer")

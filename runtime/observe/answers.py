@@ -50,10 +50,10 @@ class Answer:
 def load_answers(store: Store, run: dict[str, Any]) -> list[Answer]:
     """The outputs of ``run`` (its ``runs`` row) with their cited rows and passages."""
     plan = _plan(run)
-    if not plan:
+    if not plan or "graph" not in plan:
         return []
-    nodes = {n["id"]: n for n in plan["graph"]["nodes"]}
-    graph = nx.DiGraph([(e["source"], e["target"]) for e in plan["graph"]["edges"]])
+    nodes = {n["id"]: n for n in plan["graph"].get("nodes", [])}
+    graph = nx.DiGraph([(e["source"], e["target"]) for e in plan["graph"].get("edges", [])])
     graph.add_nodes_from(nodes)
     passages: dict[tuple[str, int], Passage] = {}
     answers = []

@@ -1,6 +1,7 @@
 """Shared pytest configuration: ``--update-golden``, the ``golden`` fixture, local-model skips.
 
-The ``loopback`` fixture starts OpenAI-compatible chat servers on 127.0.0.1 for LM tests.
+The ``loopback`` fixture starts OpenAI-compatible chat servers on 127.0.0.1 for LM tests;
+``find_spec`` and ``vote_spec`` are small spec texts whose answers carry evidence rows.
 Tests marked ``local_model`` need llama-cpp-python and the pulled model; without them they are
 skipped here, in one place, with the reason and the command that fixes it.
 
@@ -26,6 +27,31 @@ from rlm_dsl.runtime.repl.isolation import isolation
 from rlm_dsl.runtime.store.store import Store
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
+
+FIND = '''
+recipe find "Find one item."
+input doc: text
+chunk doc -> parts by lines(10)
+map parts -> hit: str? with grounded=[hit] """
+  FIND "item 17 "
+  {{ chunk.text }}
+"""
+reduce hit -> answer: str by concat """
+  {{ items | tojson }}
+"""
+output answer
+'''
+
+VOTE = '''
+recipe v "Vote."
+input doc: text
+chunk doc -> parts by lines(4)
+map parts -> label: bad | ok """
+  {{ chunk.text }}
+"""
+reduce label -> winner by vote
+output winner
+'''
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -145,3 +171,16 @@ def store() -> Iterator[Store]:
     """An empty in-memory store (folders with their own ``store`` fixture override it)."""
     with Store.open(None) as opened:
         yield opened
+
+
+@pytest.fixture
+def find_spec() -> str:
+    """Spec text: a grounded map over 10-line chunks of ``doc``, concat-reduced; over 40 lines
+    ``item <n> …`` its answer is ``["item 17 ok"]``, citing line 18 (chunk 1, lines 11-20)."""
+    return FIND
+
+
+@pytest.fixture
+def vote_spec() -> str:
+    """Spec text: a bad|ok label per 4-line chunk of ``doc``, reduced by vote."""
+    return VOTE

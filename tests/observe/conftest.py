@@ -249,27 +249,6 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "run.duckdb"
 
 
-FIND = '''
-recipe find "Find one item."
-input doc: text
-chunk doc -> parts by lines(10)
-map parts -> hit: str? with grounded=[hit] """
-  FIND "item 17 "
-  {{ chunk.text }}
-"""
-reduce hit -> answer: str by concat """
-  {{ items | tojson }}
-"""
-output answer
-'''
-
-
-@pytest.fixture
-def find_spec() -> str:
-    """A map with a grounded field over 10-line chunks, concat-reduced: cites items:18."""
-    return FIND
-
-
 @pytest.fixture
 def items(tmp_path: Path) -> Path:
     """40 lines ``item <n> bad|ok`` (every 4th bad)."""

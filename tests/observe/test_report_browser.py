@@ -73,6 +73,17 @@ class _Dom(HTMLParser):
                 self.text[attributes["id"] or ""].append(data)
 
 
+def _loaded(url: str, profile: Path) -> tuple[_Dom, str]:
+    """The DOM after the page's script ran, which logged nothing and raised nothing."""
+    done = _browse(url, profile, "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
+    dom = _Dom()
+    dom.feed(done.stdout)
+    assert dom.body.get("data-ready") == "1" and "".join(dom.text["js-errors"]) == ""
+    return dom, done.stdout
+
+
 @pytest.fixture
 def report(synthetic_db, tmp_path) -> tuple[Path, Path]:
     path, _ = synthetic_db
@@ -138,12 +149,7 @@ def test_report_of_a_real_run_expands_a_depth_two_call(real_run, tmp_path) -> No
         calls = store.scalar("SELECT count(*) FILTER (WHERE NOT cached) FROM lm_calls")
     html = tmp_path / "real.html"
     assert main(["trace", str(real_run), "--html", str(html)]) == 0
-    done = _browse(f"{html.as_uri()}#expand=call-{call_id}", tmp_path / "p3", "--dump-dom")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
-    dom = _Dom()
-    dom.feed(done.stdout)
-    assert dom.body.get("data-ready") == "1" and "".join(dom.text["js-errors"]) == ""
+    dom, _ = _loaded(f"{html.as_uri()}#expand=call-{call_id}", tmp_path / "p3")
     assert dom.visible[f"call-{call_id}"]
     assert prompt.splitlines()[0] in "".join(dom.text[f"call-{call_id}"])
     assert int(dom.by_id["totals"]["data-calls"] or -1) == calls  # cache hits are not calls
@@ -152,12 +158,7 @@ def test_report_of_a_real_run_expands_a_depth_two_call(real_run, tmp_path) -> No
 def test_report_evidence_link_targets_exist_in_the_browser(evidence_run, find_spec,
                                                              tmp_path) -> None:
     _, html, items = evidence_run(find_spec)
-    done = _browse(f"{html.as_uri()}#text-parts-1", tmp_path / "p4", "--dump-dom")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert [line for line in done.stderr.splitlines() if ":CONSOLE" in line] == []
-    dom = _Dom()
-    dom.feed(done.stdout)
-    assert dom.body.get("data-ready") == "1" and "".join(dom.text["js-errors"]) == ""
-    link = re.search(r'<a href="#([^"]+)">([^<]+)</a>', done.stdout.split("Evidence text")[0])
+    dom, page = _loaded(f"{html.as_uri()}#text-parts-1", tmp_path / "p4")
+    link = re.search(r'<a href="#([^"]+)">([^<]+)</a>', page.split("Evidence text")[0])
     assert link is not None and link.group(2) == f"{items}:18"
     assert "item 17 ok" in "".join(dom.text[link.group(1)])

@@ -14,17 +14,6 @@ from pathlib import Path
 
 from rlm_dsl.runtime.store.store import Store
 
-VOTE = '''
-recipe v "Vote."
-input doc: text
-chunk doc -> parts by lines(4)
-map parts -> label: bad | ok """
-  {{ chunk.text }}
-"""
-reduce label -> winner by vote
-output winner
-'''
-
 
 class _Page(HTMLParser):
     """Ids with their text, evidence rows with their link, and every href/src on the page."""
@@ -89,8 +78,9 @@ def test_the_answer_cites_its_row_and_links_to_the_chunk_text(evidence_run, find
     assert [u for u in page.urls if not u.startswith("#")] == []  # nothing from anywhere else
 
 
-def test_every_voting_row_is_on_the_page_and_links_to_its_own_chunk(evidence_run, items) -> None:
-    page, evidence, _ = _report(evidence_run, VOTE)
+def test_every_voting_row_is_on_the_page_and_links_to_its_own_chunk(evidence_run, vote_spec,
+                                                                    items) -> None:
+    page, evidence, _ = _report(evidence_run, vote_spec)
     assert len(evidence) > 1
     assert [r["row"] for r in page.rows] == [str(row["id"]) for row in evidence]
     for shown, row in zip(page.rows, evidence, strict=True):

@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import json
 
-FIND = '''
-    recipe find "Find one item."
-    input doc: text
-    chunk doc -> parts by lines(10)
-    map parts -> hit: str? with grounded=[hit] """
-      FIND "item 17 "
-      {{ chunk.text }}
-    """
-    reduce hit -> answer: str by concat """
-      {{ items | tojson }}
-    """
-    output answer
-'''
-
 
 def test_map_rows_keep_source_and_lines_and_the_answer_cites_the_line(spec, run_spec, items,
-                                                                     tmp_path, query):
+                                                                     tmp_path, query,
+                                                                     find_spec):
     db = tmp_path / "run.duckdb"
-    result = run_spec(spec(FIND), inputs={"doc": str(items)}, db=str(db))
+    result = run_spec(spec(find_spec), inputs={"doc": str(items)}, db=str(db))
     assert result.outputs["answer"] == '["item 17 ok"]'
     # item 17 is line 18 of the file, in the second chunk (lines 11-20)
     assert query(db, "SELECT id, source, first_line, last_line, line FROM hit WHERE id < 3 "
@@ -32,8 +19,8 @@ def test_map_rows_keep_source_and_lines_and_the_answer_cites_the_line(spec, run_
         {"id": 1, "source": str(items), "first_line": 11, "last_line": 20, "line": 18}]}
 
 
-def test_rlm_run_prints_citations_and_json_includes_them(spec, cli, items):
-    path = spec(FIND)
+def test_rlm_run_prints_citations_and_json_includes_them(spec, cli, items, find_spec):
+    path = spec(find_spec)
     code, out, err = cli("run", path, "--lm", "test", "--input", f"doc={items}", "-q")
     assert code == 0
     assert out.splitlines() == ['["item 17 ok"]']  # stdout stays the value alone
@@ -42,27 +29,17 @@ def test_rlm_run_prints_citations_and_json_includes_them(spec, cli, items):
     assert json.loads(out)["evidence"]["answer"][0]["cite"] == f"{items}:18"
 
 
-def test_a_vote_cites_the_rows_that_voted_for_the_winner(spec, run_spec, items):
-    text = '''
-        recipe v "Vote."
-        input doc: text
-        chunk doc -> parts by lines(4)
-        map parts -> label: bad | ok """
-          {{ chunk.text }}
-        """
-        reduce label -> winner by vote
-        output winner
-    '''
+def test_a_vote_cites_the_rows_that_voted_for_the_winner(spec, run_spec, items, vote_spec):
     # each 4-line chunk starts with a bad item (every 4th), so every label is the first word
     # of the line that is a label: "bad"
-    result = run_spec(spec(text), inputs={"doc": str(items)})
+    result = run_spec(spec(vote_spec), inputs={"doc": str(items)})
     winner = result.outputs["winner"]
     cited = result.evidence["winner"]
     assert winner in ("bad", "ok") and cited
     assert [row["first_line"] for row in cited[:2]] == [1, 5]
 
 
-def test_an_empty_value_cites_nothing(spec, run_spec, items):
-    result = run_spec(spec(FIND.replace("item 17 ", "zebra")), inputs={"doc": str(items)})
+def test_an_empty_value_cites_nothing(spec, run_spec, items, find_spec):
+    result = run_spec(spec(find_spec.replace("item 17 ", "zebra")), inputs={"doc": str(items)})
     assert result.outputs["answer"] is None
     assert result.evidence == {"answer": []}

@@ -37,3 +37,9 @@ class LMError(RlmError):
     """The LM or another back end failed in a way the run cannot go on from: exit 4."""
 
     exit_code = 4
+
+
+class RowsFailed(LMError):
+    """The run finished, but LM calls failed terminally for some rows, so some output could not
+    be produced: exit 4. Finished work is kept; ``failures`` lists every row (retry them with
+    ``--retry-failed``)."""

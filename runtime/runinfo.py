@@ -55,6 +55,7 @@ class RunResult:
     run_id: str
     db: str | None
     warnings: list[str] = field(default_factory=list)
+    status: str = "done"  # done, partial, budget, failed, interrupted (runtime/outcome.py)
 
     def summary_line(self) -> str:
         return summary_line(self.summary)

@@ -114,10 +114,20 @@ class RunContext:
 
     def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
              attempts: int) -> None:
-        """Record a row that failed after its retries in the ``failures`` dead-letter table."""
+        """Record a row that failed after its retries in the ``failures`` dead-letter table.
+
+        A row that failed before (a ``--retry-failed`` run that failed again) supersedes its
+        open rows: they are marked resolved and the new row counts every attempt so far, so a
+        row is listed once however often it was retried."""
+        key = self.key(step)
+        with self.store.write() as con:
+            before = con.execute(
+                "UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NOT "
+                "DISTINCT FROM ? AND NOT resolved RETURNING attempts", [key, chunk_id]).fetchall()
         self.writer.add("failures", {
-            "run_id": self.ledger.run_id, "step": self.key(step), "chunk_id": chunk_id,
-            "error": error, "raw_response": raw, "attempts": attempts, "resolved": False,
+            "run_id": self.ledger.run_id, "step": key, "chunk_id": chunk_id,
+            "error": error, "raw_response": raw,
+            "attempts": attempts + sum(a or 0 for (a,) in before), "resolved": False,
             "at": datetime.now(UTC).isoformat(),
         })
 

@@ -118,7 +118,8 @@ def _reduce(ctx: Context, stmt: ast.ReduceStmt, common: dict[str, Any]) -> Step:
                **(_kwargs(call.kwargs) if call else {}), **_kwargs(stmt.options)}
     if stmt.field is not None:
         options["field"] = stmt.field.value
-    output = None if strategy == "sql" else _output(ctx, stmt)
+    # an untyped `reduce … by sql` keeps the query's own columns; a typed one is checked
+    output = None if strategy == "sql" and stmt.type is None else _output(ctx, stmt)
     return Step(kind="reduce", name=stmt.target.value, strategy=strategy,
                 args=tuple(a.value for a in call.args) if call else (), options=options,
                 prompt=_text(stmt.prompt), output=output, lm=_lm_name(stmt.lm), **common)

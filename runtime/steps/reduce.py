@@ -73,10 +73,17 @@ def write_value(ctx: RunContext, step: Step, value: Any) -> None:
 def run_sql(ctx: RunContext, step: Step) -> None:
     query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
     try:
-        ctx.store.create_table_as(ctx.table(step.table), query)
+        if step.output is None:  # untyped: the query's own columns
+            ctx.store.create_table_as(ctx.table(step.table), query)
+            return
+        cursor = ctx.store.con.execute(query)
+        columns, rows = [d[0] for d in cursor.description], cursor.fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"SQL error: {first}") from None
+    from rlm_dsl.runtime.steps.sql_value import typed_value
+
+    write_value(ctx, step, typed_value(step, columns, rows))
 
 
 def run_vote(ctx: RunContext, step: Step) -> None:

@@ -1,0 +1,140 @@
+"""The run contract: exit codes that tell the truth, one JSON object on every outcome, failure rows
+superseded by retries, resume hints that reproduce the command, interrupted runs marked."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from rlm_dsl.cli.envelope import KEYS
+
+ITEMS_SPEC = '''
+    recipe items "Count bad items."
+    input items: lines
+    chunk items -> pieces by lines(1)
+    map pieces -> n: int with retries=1 """
+      COUNT "bad"
+      {{ chunk.text }}
+    """
+    reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{ input }}"
+    output total
+'''
+
+
+def _one_object(out: str) -> dict:
+    """stdout holds exactly one JSON object with the documented keys."""
+    obj = json.loads(out)
+    assert tuple(obj) == KEYS
+    return obj
+
+
+def test_a_run_whose_every_lm_call_fails_exits_4_and_lists_every_row(tmp_path, spec, items, cli,
+                                                                      query):
+    path, db = spec(ITEMS_SPEC), tmp_path / "run.duckdb"
+    code, out, err = cli("run", path, "-i", f"items={items}", "--lm", "test:fail=1.0",
+                         "--db", db)
+    assert code == 4
+    assert json.loads(out) == [{"total": None, "rows": 0}]  # the outputs still print
+    assert "run incomplete: 100 row(s) failed after their retries; the outputs miss them" in err
+    assert f"step 'map-n' ({path}:4:1): 100 row(s): chunk 0, 1, 2" in err
+    assert (f"retry the failed rows with: rlm run {path} --input items={items} --lm "
+            f"test:fail=1.0 --db {db} --retry-failed") in err
+    assert query(db, "SELECT count(DISTINCT chunk_id) FROM failures WHERE NOT resolved") == [
+        (100,)]
+    assert query(db, "SELECT status FROM runs") == [("partial",)]
+
+
+def test_json_on_success_carries_status_run_id_and_db(tmp_path, spec, items, cli, query):
+    db = tmp_path / "run.duckdb"
+    code, out, _ = cli("run", spec(ITEMS_SPEC), "-i", f"items={items}", "--lm", "test",
+                       "--db", db, "--json")
+    obj = _one_object(out)
+    assert code == 0 and obj["status"] == "done" and obj["exit_code"] == 0
+    assert obj["error"] is None and obj["db"] == str(db)
+    assert [(obj["run_id"], "done")] == query(db, "SELECT run_id, status FROM runs")
+    assert obj["outputs"] == {"total": [{"total": 25, "rows": 100}]}
+    assert obj["summary"]["calls"] == 100
+
+
+def test_json_is_one_object_on_every_failure(tmp_path, spec, items, cli):
+    path, db = spec(ITEMS_SPEC), tmp_path / "run.duckdb"
+    usage = cli("run", path, "--max-calls", "lots", "--json")
+    spec_error = cli("run", spec("recipe broken\n", "bad.rlm"), "--json")
+    input_error = cli("run", path, "-i", f"items={tmp_path / 'nope.txt'}", "--lm", "test",
+                      "--json")
+    budget = cli("run", path, "-i", f"items={items}", "--lm", "test", "--db", db,
+                 "--max-calls", "10", "--json")
+    failed = cli("run", path, "-i", f"items={items}", "--lm", "test:fail=1.0", "--json")
+    seen = {}
+    for name, (code, out, _) in {"usage": usage, "spec": spec_error, "input": input_error,
+                                 "budget": budget, "rows": failed}.items():
+        obj = _one_object(out)
+        assert obj["exit_code"] == code and obj["error"]["exit_code"] == code
+        seen[name] = (code, obj["status"], obj["error"]["type"])
+    assert seen == {"usage": (1, "failed", "BadParameter"),
+                    "spec": (1, "failed", "CompileError"),
+                    "input": (2, "failed", "InputError"),
+                    "budget": (3, "budget", "BudgetExhausted"),
+                    "rows": (4, "partial", "RowsFailed")}
+    obj = json.loads(budget[1])
+    assert obj["run_id"] and obj["db"] == str(db) and obj["summary"]["calls"] == 10
+    assert obj["outputs"] == {"total": None}
+    assert "resume with: rlm run" in obj["error"]["message"]
+
+
+def test_retries_supersede_failure_rows(tmp_path, spec, items, cli, query):
+    path, db = spec(ITEMS_SPEC), tmp_path / "run.duckdb"
+    args = ("run", path, "-i", f"items={items}", "--lm", "test:fail=1.0", "--db", db)
+    assert cli(*args)[0] == 4
+    code, _, err = cli(*args, "--retry-failed")
+    assert code == 4 and "failures: 100 " in err
+    assert query(db, "SELECT count(*), min(attempts) FROM failures WHERE NOT resolved") == [
+        (100, 4)]  # one open row per missing row, counting both runs' attempts
+    code, out, err = cli("run", path, "-i", f"items={items}", "--lm", "test:fail=1.0",
+                         "--db", db, "--retry-failed", "--lm", "test", "--json")
+    assert code == 0 and "failures: 0" in err
+    assert json.loads(out)["outputs"]["total"] == [{"total": 25, "rows": 100}]
+
+
+def test_the_resume_hint_reproduces_every_flag_and_covers_the_missing_tokens(tmp_path, spec,
+                                                                             items, cli):
+    path, db = spec(ITEMS_SPEC), tmp_path / "run.duckdb"
+    code, _, err = cli("run", path, "-i", f"items={items}", "--lm", "test", "--db", db,
+                       "--no-opt", "-q", "--concurrency", "3", "--max-tokens", "3000")
+    assert code == 3
+    hint = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    argv = shlex.split(hint.removeprefix("resume with: "))
+    assert argv[:3] == ["rlm", "run", str(path)]
+    for flag in ("--no-opt", "--quiet", "--concurrency", "--lm", "--db", "--input"):
+        assert flag in argv
+    code, _, err = cli(*argv[1:])
+    assert code == 0, err
+
+
+def test_debug_is_accepted_after_the_command(spec, items, cli):
+    code, out, err = cli("run", spec(ITEMS_SPEC), "--debug", "-i", f"items={items}",
+                         "--lm", "test")
+    assert code == 0, err
+    assert '"total": 25' in out
+
+
+def test_a_db_in_a_missing_directory_is_created(tmp_path, spec, items, cli):
+    db = tmp_path / "runs" / "today" / "run.duckdb"
+    code, _, err = cli("run", spec(ITEMS_SPEC), "-i", f"items={items}", "--lm", "test",
+                       "--db", db)
+    assert code == 0, err
+    assert db.exists()
+
+
+def test_a_run_left_running_is_marked_interrupted_when_the_db_is_opened(tmp_path, spec, items,
+                                                                         cli, query):
+    import duckdb
+
+    path, db = spec(ITEMS_SPEC), tmp_path / "run.duckdb"
+    args = ("run", path, "-i", f"items={items}", "--lm", "test", "--db", db)
+    assert cli(*args)[0] == 0
+    with duckdb.connect(str(db)) as con:  # what a SIGKILL leaves behind
+        con.execute("UPDATE runs SET status = 'running', finished_at = NULL")
+    assert cli(*args)[0] == 0
+    assert query(db, "SELECT status FROM runs ORDER BY started_at") == [("interrupted",),
+                                                                        ("done",)]

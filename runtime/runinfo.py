@@ -250,6 +250,8 @@ def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str,
         "cost_usd": round(budget.usd, 6) if priced else None,
         "wall_s": round(time.perf_counter() - started, 3),
         "failures": int(row[0]) if row else 0, "warnings": warnings,
+        # each model's context window: a replay of this run splits prompts the same way
+        "models": {b.resolved.model_id: b.resolved.context_window for b in ctx.lms.values()},
     }
 
 

@@ -79,8 +79,9 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 
 
 # Built-in back ends whose module registers itself on import, loaded on first use: the
-# deterministic test LM is not imported by runs that never name it.
-_ON_DEMAND = {"test": "rlm_dsl.runtime.testing"}
+# deterministic test LM and the replay of a recorded run are not imported by runs that never
+# name them.
+_ON_DEMAND = {"test": "rlm_dsl.runtime.testing", "replay": "rlm_dsl.runtime.lm.replay"}
 
 
 def _backend_for(model_id: str) -> BackendFactory | None:

@@ -108,6 +108,9 @@ class StepModule(dspy.Module):
                     raise BudgetStop(budget) from None
                 if _context_overflow(exc):
                     raise TooLarge(str(exc)) from None
+                stop = _stops_run(exc)
+                if stop is not None:  # retrying cannot help (a replay with no recorded answer)
+                    raise stop from None
                 error, raw = _describe(exc), getattr(exc, "lm_response", None)
                 if attempt < first_attempt + self.retries:
                     time.sleep(_backoff(exc, attempt - first_attempt))
@@ -130,6 +133,16 @@ def _budget_error(exc: BaseException) -> BudgetExhausted | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, BudgetExhausted):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _stops_run(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain that marks itself ``stops_run`` (None when there is none)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "stops_run", False):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None

@@ -97,7 +97,8 @@ def test_budget_stops_at_cap_and_rerun_repeats_no_call(tmp_path, spec, items, cl
     code, _, err = cli(*args, "--max-calls", "5")
     assert code == 3
     assert f"step 'map-n' ({path}:4:1): 5 of {N} rows done, {N - 5} missing" in err
-    assert "--executor ray --ray-workers 2 --max-calls" in err  # the resume command
+    resume = next(line for line in err.splitlines() if line.startswith("resume with: "))
+    assert "--executor ray --ray-workers 2" in resume and "--max-calls " in resume
     assert query(db, "SELECT count(*) FROM n") == [(5,)]
     assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(5,)]
     code, _, err = cli(*args)

@@ -3,14 +3,16 @@
 Runtime stage: LM back ends (registered with ``register_backend("replay", …)`` on first use).
 Every run records its LM calls in ``lm_calls`` (rendered messages and response), so any run —
 free-form ``rlm`` steps with a real model included — can be replayed offline:
-``rlm run spec.rlm --lm replay:recorded.duckdb``. A request is answered by the recorded call
-whose rendered messages are exactly the same (the model id and settings are not part of the
-key: the replay stands in for them); when several recorded calls share the messages, the last
-answer recorded wins. A request no recorded call matches raises :class:`ReplayMiss`, naming the
-step and chunk and exiting 4. The replay reports the recorded model's context window (kept in
-the recorded run's summary, ``summary.models``), so prompts are split as they were; option
-``window=N`` overrides it. Token counts use the offline counter, not the recorded model's own
-tokenizer: a ``chunk … by tokens`` step may cut differently than the recording did.
+``rlm run spec.rlm --lm replay:recorded.duckdb``, or from an export of that ``lm_calls`` table
+as JSON lines (``replay:calls.jsonl``: small and diffable, how test recordings are kept). A
+request is answered by the recorded call whose rendered messages are exactly the same (the model
+id and settings are not part of the key: the replay stands in for them); when several recorded
+calls share the messages, the last answer recorded wins. A request no recorded call matches
+raises :class:`ReplayMiss`, naming the step and chunk; it stops the run (exit 4). The replay
+reports the recorded model's context window (kept in the recorded run's summary,
+``summary.models``; a JSON-lines export has none: 8,192 tokens, the local model's), so prompts
+are split as they were; option ``window=N`` overrides it. Token counts use the offline counter,
+not the recorded model's own tokenizer: a ``chunk … by tokens`` step may cut differently.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def read_recording(path: str) -> tuple[dict[str, str], str, int | None]:
     if not os.path.isfile(path):
         raise InputError(f"replay: {path}: no such file (record a run with --db first)")
     try:
-        con = duckdb.connect(path, read_only=True)
+        con = _open_recording(path)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"replay: cannot read {path} (it must not be this run's --db): "
@@ -93,6 +95,20 @@ def read_recording(path: str) -> tuple[dict[str, str], str, int | None]:
     model = Counter(m for _, _, m in rows).most_common(1)[0][0]
     windows = [json.loads(s).get("models", {}).get(model) for s in summaries]
     return answers, model, next((w for w in reversed(windows) if w), None)
+
+
+def _open_recording(path: str) -> duckdb.DuckDBPyConnection:
+    """A run's database read-only, or an ``lm_calls`` export (``.jsonl``) as a view."""
+    if not path.endswith((".jsonl", ".json")):
+        return duckdb.connect(path, read_only=True)
+    con = duckdb.connect()
+    literal = "'" + path.replace("'", "''") + "'"  # a view's SQL cannot take parameters
+    con.execute(f"CREATE VIEW lm_calls AS SELECT * FROM read_json({literal}, format = "
+                "'newline_delimited', columns = {call_id: 'VARCHAR', model: 'VARCHAR', "
+                "messages: 'JSON', response: 'VARCHAR', error: 'VARCHAR', started_at: "
+                "'TIMESTAMP'})")
+    con.execute("CREATE TABLE runs (started_at TIMESTAMP, summary JSON)")
+    return con
 
 
 def resolve_replay_lm(model_id: str, options: dict[str, Any]) -> ResolvedLM:

@@ -11,6 +11,7 @@ rows. A run that stops on a budget is ``budget`` (exit 3), one that stops on any
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -44,31 +45,35 @@ def status_of(error: BaseException | None) -> str:
     return "failed"
 
 
-def open_failures(store: Store, plan: Plan) -> dict[str, list[int | None]]:
+def open_failures(store: Store, plan: Plan) -> dict[str, list[tuple[int | None, str]]]:
     """Open ``failures`` rows of ``plan``'s steps (sub-recipe rows count for their map step):
-    top-level step id → the failed chunk ids (None for a step-level failure), in order."""
+    top-level step id → ``(chunk id or None for a step-level failure, error)``, in order."""
     ids = {step.id for step in plan.steps()}
-    found: dict[str, list[int | None]] = {}
-    rows = store.con.execute("SELECT DISTINCT step, chunk_id FROM failures WHERE NOT resolved "
-                             "ORDER BY step, chunk_id NULLS FIRST").fetchall()
-    for step, chunk_id in rows:
+    found: dict[str, list[tuple[int | None, str]]] = {}
+    rows = store.con.execute("SELECT step, chunk_id, any_value(error) FROM failures WHERE NOT "
+                             "resolved GROUP BY ALL ORDER BY step, chunk_id NULLS FIRST")
+    for step, chunk_id, error in rows.fetchall():
         top = step.split("__", 1)[0]
         if top in ids:
-            found.setdefault(top, []).append(chunk_id)
+            found.setdefault(top, []).append((chunk_id, error or ""))
     return found
 
 
-def rows_failed(plan: Plan, failed: dict[str, list[int | None]], db: str | None,
+def rows_failed(plan: Plan, failed: dict[str, list[tuple[int | None, str]]], db: str | None,
                 command: Callable[[dict[str, str]], str] | None) -> RowsFailed:
-    """The error of a run that finished with open failures: what is missing and how to retry."""
-    total = sum(len(chunks) for chunks in failed.values())
+    """The error of a run that finished with open failures: what is missing, the most common
+    cause per step, and how to retry."""
+    total = sum(len(rows) for rows in failed.values())
     lines = [f"run incomplete: {total} row(s) failed after their retries; "
              "the outputs miss them"]
-    for step_id, chunks in failed.items():
-        ids = [str(c) for c in chunks if c is not None]
+    for step_id, rows in failed.items():
+        ids = [str(c) for c, _ in rows if c is not None]
         shown = ", ".join(ids[:10]) + (f", … ({len(ids) - 10} more)" if len(ids) > 10 else "")
         what = f"{len(ids)} row(s): chunk {shown}" if ids else "the step failed"
+        cause, count = Counter(error.splitlines()[0] if error else "" for _, error in rows
+                               ).most_common(1)[0]
         lines.append(f"{where(plan.step(step_id))}: {what}")
+        lines.append(f"  {'cause' if count == len(rows) else 'most often'}: {cause}")
     if db:
         lines.append(f"finished results are kept in {db} (the failures table lists every row)")
         retry = command({"--retry-failed": ""}) if command else f"db={db!r}, retry_failed=True"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import networkx as nx
+
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.fingerprint import Fingerprint
@@ -106,16 +108,22 @@ def record(ctx: RunContext, step: Step, new: Fingerprint, status: str) -> None:
 
 
 def clear(ctx: RunContext, step: Step) -> None:
-    """Drop ``step``'s stored results (they belong to another fingerprint) and supersede its
-    open failures and those of its sub-recipe rows."""
-    if step.kind != "input" or not ctx.incremental:  # an incremental log appends to its table
-        table = ctx.table(step.table)
-        ctx.store.drop(table)
-        ctx.store.drop(f"{table}__decisions")
-    key = ctx.key(step)
+    """Drop the stored results of ``step`` and of every step below it (they belong to other
+    fingerprints: a run that stops before reaching them must not show them as outputs) and
+    supersede their open failures, sub-recipe rows included."""
+    below = [ctx.plan.step(i) for i in sorted(nx.descendants(ctx.plan.graph, step.id))]
+    for stale in [step, *below]:
+        if stale is not step or step.kind != "input" or not ctx.incremental:
+            table = ctx.table(stale.table)  # (an incremental log appends to its own table)
+            ctx.store.drop(table)
+            ctx.store.drop(f"{table}__decisions")
+    keys = [ctx.key(s) for s in [step, *below]]
     with ctx.store.write() as con:
-        con.execute("UPDATE failures SET resolved = true WHERE NOT resolved AND "
-                    "(step = ? OR starts_with(step, ?))", [key, f"{key}__"])
+        for key in keys:
+            con.execute("UPDATE failures SET resolved = true WHERE NOT resolved AND "
+                        "(step = ? OR starts_with(step, ?))", [key, f"{key}__"])
+            con.execute("DELETE FROM step_fingerprints WHERE step = ? OR starts_with(step, ?)",
+                        [key, f"{key}__"])
 
 
 def explain_lines(decisions: dict[str, Any]) -> list[str]:

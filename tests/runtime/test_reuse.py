@@ -105,3 +105,16 @@ def test_explain_prints_one_line_per_step(tmp_path, spec, items, cli):
     assert code == 0
     assert "map-hits           re-ran    param 'kw' changed" in err.splitlines()
     assert "map-oks            reused    unchanged" in err.splitlines()
+
+
+def test_a_run_stopped_before_a_changed_step_shows_no_stale_output(tmp_path, spec, write_items,
+                                                                   cli, query):
+    path, db = spec(TWO_MAPS), tmp_path / "run.duckdb"
+    items = write_items(100)
+    _run(cli, path, items, db)
+    write_items(120)
+    code, out, _ = cli("run", path, "-i", f"items={items}", "--lm", "test", "--db", db,
+                       "--max-calls", "10", "--json")
+    assert code == 3
+    assert json.loads(out)["outputs"] == {"total_hits": None, "total_oks": None}
+    assert query(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'oks'") == [(0,)]

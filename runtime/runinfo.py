@@ -3,9 +3,10 @@
 Executor stage helpers. :class:`RunOptions` is what ``rlm run`` and ``rlm_dsl.load(...).run``
 pass; :func:`check_inputs` and :func:`coerce_params` validate them against the plan (an
 undeclared input, an unknown or mistyped param → :class:`~rlm_dsl.errors.InputError`, exit 2);
-:func:`bind_lms` resolves every LM binding the plan's steps use — ``--lm`` overrides all of them,
-otherwise a binding's ``env(...)`` variable, then its literal, and the run's default LM is
-``$RLM_LM`` or ``local`` — and wraps each in the call gate; :func:`read_outputs` reads the output
+:func:`bind_lms` resolves every LM binding the plan's steps use — a step without ``using`` gets the
+run's default LM (``--lm``, else ``$RLM_LM``, else ``local``); a ``using NAME`` step gets its
+binding's ``env(...)`` variable, then its literal, unless ``--lm-all`` replaces every binding —
+and wraps each in the call gate; :func:`read_outputs` reads the output
 values back from the store and :func:`summarize` builds the one-line run summary.
 """
 
@@ -33,7 +34,8 @@ _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 class RunOptions:
     inputs: dict[str, list[str] | str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    lm: str | None = None
+    lm: str | None = None  # the default LM: for steps without ``using NAME``
+    lm_all: bool = False  # ``lm`` also replaces every ``using NAME`` binding (--lm-all)
     lm_options: dict[str, Any] = field(default_factory=dict)  # for ``lm`` (api_base, …)
     db: str | None = None
     concurrency: int = 8
@@ -153,11 +155,9 @@ def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
     by_model: dict[str, BoundLM] = {}
     for name in sorted(names, key=lambda n: n or ""):
         binding = bindings.get(name) if name else None
-        model = options.lm or _model_of(binding)
-        if options.lm:
-            lm_options = dict(options.lm_options)
-        else:
-            lm_options = dict(binding.options) if binding else {}
+        given = options.lm is not None and (binding is None or options.lm_all)
+        model = options.lm if given else _model_of(binding)
+        lm_options = dict(options.lm_options if given else binding.options if binding else {})
         key = f"{model}|{sorted(lm_options.items())}"
         if key not in by_model:
             by_model[key] = _bind(model, lm_options, options, ledger, warnings)

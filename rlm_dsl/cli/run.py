@@ -2,8 +2,9 @@
 
 CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--input name=path``
 (repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
-params from ``--param k=v``; ``--lm`` overrides every LM binding, with ``--api-base URL`` and
-``--api-key-env VAR`` as its options (an OpenAI-compatible server: ``--lm openai/<name>``);
+params from ``--param k=v``; ``--lm`` is the default LM (steps without ``using NAME``) and
+``--lm-all`` replaces every binding too, with ``--api-base URL`` and ``--api-key-env VAR`` as
+its options (an OpenAI-compatible server: ``--lm openai/<name>``);
 ``--pull`` fetches the pinned local model first when it is missing. ``--incremental`` (same
 ``--db``) reads only what log inputs gained and recomputes downstream through the LM cache.
 Outputs go to stdout (text, or one JSON object with ``--json``), then one summary line (calls,
@@ -54,7 +55,10 @@ def run(
     file: Annotated[Path, typer.Argument(help="The spec (.rlm) to run.")],
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="name=path.")] = None,
     params: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value.")] = None,
-    lm: Annotated[str | None, typer.Option("--lm", help="LM for every step.")] = None,
+    lm: Annotated[str | None, typer.Option(
+        "--lm", help="The default LM: for steps without 'using NAME'.")] = None,
+    lm_all: Annotated[str | None, typer.Option(
+        "--lm-all", help="An LM for every step, replacing every 'using NAME' binding.")] = None,
     db: Annotated[str | None, typer.Option("--db", help="DuckDB file (resume).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
     max_calls: Annotated[int | None, typer.Option("--max-calls", min=0)] = None,
@@ -92,9 +96,13 @@ def run(
     note = load_optimized(program, file, no_opt)
     if note:
         err.print(note, markup=False, highlight=False)
+    if lm and lm_all:
+        raise SpecError("--lm sets the default LM, --lm-all the LM of every step: pass one")
+    lm = lm or lm_all
     lm_options = _lm_options(lm, api_base, api_key_env, pull)
     options = RunOptions(
         inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm,
+        lm_all=lm_all is not None,
         lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
         retry_failed=retry_failed, incremental=incremental, executor=str(executor),

@@ -138,3 +138,36 @@ def test_a_run_left_running_is_marked_interrupted_when_the_db_is_opened(tmp_path
     assert cli(*args)[0] == 0
     assert query(db, "SELECT status FROM runs ORDER BY started_at") == [("interrupted",),
                                                                         ("done",)]
+
+
+BOUND = '''
+    recipe bound "One step bound to an LM, one on the default."
+    lm judge = "test:seed=3"
+    input items: lines
+    chunk items -> pieces by lines(1)
+    map pieces -> n: int """
+      COUNT "bad"
+      {{ chunk.text }}
+    """
+    map pieces -> m: int using judge """
+      COUNT "ok"
+      {{ chunk.text }}
+    """
+    output n, m
+'''
+
+
+def test_lm_is_the_default_lm_and_lm_all_replaces_the_bindings(tmp_path, spec, write_items,
+                                                                cli, query):
+    path, items = spec(BOUND), write_items(4)
+    models = "SELECT step, min(model), max(model) FROM lm_calls GROUP BY 1 ORDER BY 1"
+    assert cli("run", path, "-i", f"items={items}", "--lm", "test", "--db", tmp_path / "a")[0] == 0
+    assert query(tmp_path / "a", models) == [("map-m", "test:seed=3", "test:seed=3"),
+                                             ("map-n", "test", "test")]
+    code, _, err = cli("run", path, "-i", f"items={items}", "--lm-all", "test:seed=5",
+                       "--db", tmp_path / "b")
+    assert code == 0, err
+    assert query(tmp_path / "b", models) == [("map-m", "test:seed=5", "test:seed=5"),
+                                             ("map-n", "test:seed=5", "test:seed=5")]
+    code, _, err = cli("run", path, "-i", f"items={items}", "--lm", "test", "--lm-all", "test")
+    assert code == 1 and "pass one" in err

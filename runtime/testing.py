@@ -66,6 +66,7 @@ OPTIONS = {"window": int, "fail": float, "garbage": float, "seed": int, "delay":
 GARBAGE = "Sorry, I am not able to answer in that format."
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _OUTPUTS = re.compile(r"^\d+\. `(\w+)` \((.+?)\):", re.M)
+_OPTIONAL = re.compile(r"Union\[(.+), NoneType\]|Optional\[(.+)\]")
 _DIRECTIVE = re.compile(r'(COUNT|FIND|YES IF)\s+"([^"]*)"|\b(LABELS|NUMBERS|MERGE|SUM)\b')
 
 
@@ -254,6 +255,9 @@ def _json_lists(line: str) -> list[Any]:
 
 
 def _format(kind: str, value: Any) -> str:
+    optional = _OPTIONAL.fullmatch(kind)
+    if optional:  # int? and friends: answer as the inner type
+        kind = optional.group(1) or optional.group(2)
     if kind.startswith("list") or kind.startswith("dict"):
         return json.dumps(value if isinstance(value, list) else [value])
     if kind == "int":

@@ -153,6 +153,8 @@ def test_retry_attempt_is_part_of_the_cache_key(ledger):
     ("just text\nmore", "str", "just text"),
     ("Where is the human here?", "Literal['entity', 'human']", "human"),
     ("No label word", "Literal['entity', 'human']", "entity"),
+    ("no number here", "Union[int, NoneType]", "0"),  # an int? answer is still an int
+    ('COUNT "a"\na\nb\na', "Optional[int]", "2"),
 ])
 def test_test_lm_conventions(prompt, kind, answer):
     assert compute(prompt, kind) == answer

@@ -251,7 +251,8 @@ def _adapter() -> Any:
 
 
 def _done_steps(store: Store) -> set[str]:
-    rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
+    """Steps whose table holds a finished result for their current fingerprint."""
+    rows = store.con.execute("SELECT step FROM step_fingerprints WHERE status = 'done'")
     return {r[0] for r in rows.fetchall()}
 
 

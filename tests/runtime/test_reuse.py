@@ -118,3 +118,16 @@ def test_a_run_stopped_before_a_changed_step_shows_no_stale_output(tmp_path, spe
     assert code == 3
     assert json.loads(out)["outputs"] == {"total_hits": None, "total_oks": None}
     assert query(db, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'oks'") == [(0,)]
+
+
+def test_a_budget_stop_after_a_change_counts_what_is_missing_now(tmp_path, spec, write_items,
+                                                                 cli):
+    path, db = spec(TWO_MAPS), tmp_path / "run.duckdb"
+    items = write_items(100)
+    _run(cli, path, items, db)
+    path.write_text(path.read_text().replace('COUNT "ok"', 'COUNT "item"'))
+    code, _, err = cli("run", path, "-i", f"items={items}", "--lm", "test", "--db", db,
+                       "--max-calls", "40")
+    assert code == 3
+    assert f"step 'map-oks' ({path}:9:1): 40 of 100 rows done, 60 missing" in err
+    assert "--max-calls 73" in err  # 60 missing calls and a 20 % margin

@@ -60,6 +60,7 @@ from dspy.lm15 import (
 from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.calls import current_scope, request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
+from rlm_dsl.runtime.lm.test_repl import repl_action
 from rlm_dsl.runtime.tokens import estimate_tokens
 
 OPTIONS = {"window": int, "fail": float, "garbage": float, "seed": int, "delay": float}
@@ -132,7 +133,14 @@ class TestEngine:
 
 
 def answer(system: str, user: str) -> str:
-    """The adapter-formatted answer to one request (``[[ ## field ## ]]`` sections)."""
+    """The adapter-formatted answer to one request (``[[ ## field ## ]]`` sections); a raw
+    prompt (an ``rlm`` step's ``llm_query``) gets the bare answer, a REPL action runnable code
+    (:mod:`rlm_dsl.runtime.lm.test_repl`)."""
+    if not system.strip():
+        return compute(user, "str")
+    action = repl_action(system)
+    if action is not None:
+        return action
     prompt = _section(user, "prompt")
     parts = []
     outputs = system.partition("Your output fields are:")[2].partition("All interactions")[0]

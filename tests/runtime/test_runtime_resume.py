@@ -117,12 +117,12 @@ def test_rlm_step_is_dispatched_and_shares_the_budget(tmp_path, spec, items, cli
     ''')
     db = tmp_path / "run.duckdb"
     code, _, err = cli("run", path, "--input", f"items={items}", "--lm", "test", "--db", db,
-                       "--max-calls", "2")
+                       "--max-calls", "1")  # the action's llm_query is the second call
     assert code == 3
-    assert err.splitlines()[:2] == ["budget exhausted: --max-calls 2 reached",
+    assert err.splitlines()[:2] == ["budget exhausted: --max-calls 1 reached",
                                     f"step 'rlm-answer' ({path}:3:1): not run"]
     assert query(db, "SELECT DISTINCT step FROM lm_calls WHERE NOT cached") == [("rlm-answer",)]
-    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(2,)]
+    assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached") == [(1,)]
 
 
 def test_a_failed_step_is_resolved_when_a_later_run_finishes_it(tmp_path, spec, items, cli,

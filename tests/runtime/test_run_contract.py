@@ -171,3 +171,20 @@ def test_lm_is_the_default_lm_and_lm_all_replaces_the_bindings(tmp_path, spec, w
                                              ("map-n", "test:seed=5", "test:seed=5")]
     code, _, err = cli("run", path, "-i", f"items={items}", "--lm", "test", "--lm-all", "test")
     assert code == 1 and "pass one" in err
+
+
+def test_a_path_in_a_spec_is_relative_to_the_spec_from_any_working_directory(
+        tmp_path, cli, monkeypatch):
+    folder = tmp_path / "job"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "items.txt").write_text("item 0 bad\nitem 1 ok\n")
+    (folder / "count.rlm").write_text(
+        'recipe count "Count."\ninput items: lines with path="data/items.txt"\n'
+        'chunk items -> pieces by lines(1)\nmap pieces -> n: int """\n  COUNT "bad"\n'
+        '  {{ chunk.text }}\n"""\noutput n\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = cli("run", folder / "count.rlm", "--lm", "test")
+    assert code == 0, err
+    assert json.loads(out) == [1, 0]

@@ -169,7 +169,8 @@ def load_trace(store: Store, run_id: str | None = None) -> Trace:
         title += f" · {run['recipe']}"
     top = _nest(list(by_step.values()))
     root = Node("run", rid or "run", title, None, children=top,
-                detail={"status": run.get("status")})
+                detail={"status": run.get("status"),
+                        "elapsed_s": _elapsed(run.get("started_at"), run.get("finished_at"))})
     root.total()
     steps = [_step_summary(node, status) for node in top]
     return Trace(root, _jsonable(run), steps, _edges(run, [n.id for n in top]))

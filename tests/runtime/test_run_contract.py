@@ -188,3 +188,19 @@ def test_a_path_in_a_spec_is_relative_to_the_spec_from_any_working_directory(
     code, out, err = cli("run", folder / "count.rlm", "--lm", "test")
     assert code == 0, err
     assert json.loads(out) == [1, 0]
+
+
+def test_trace_shows_a_concurrent_steps_wall_time_beside_its_summed_latency(tmp_path, spec,
+                                                                             items, cli):
+    db = tmp_path / "run.duckdb"
+    assert cli("run", spec(ITEMS_SPEC), "-i", f"items={items}", "--lm", "test:delay=0.02",
+               "--concurrency", "8", "--db", db)[0] == 0
+    code, out, _ = cli("trace", db)
+    assert code == 0
+    line = next(x for x in out.splitlines() if "map-n" in x)
+    def seconds(text: str) -> float:
+        value, unit = text.split()[:2]
+        return float(value) / (1000 if unit == "ms" else 1)
+
+    wall, summed = seconds(line.split("wall ")[1]), seconds(line.split("LM ")[1])
+    assert summed >= 2.0 and wall < summed / 2  # 100 calls of 20 ms on 8 threads

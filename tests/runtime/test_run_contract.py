@@ -6,19 +6,9 @@ from __future__ import annotations
 import json
 import shlex
 
-from rlm_dsl.cli.envelope import KEYS
+from test_runtime_resume import ITEMS_SPEC  # the 100-item count recipe
 
-ITEMS_SPEC = '''
-    recipe items "Count bad items."
-    input items: lines
-    chunk items -> pieces by lines(1)
-    map pieces -> n: int with retries=1 """
-      COUNT "bad"
-      {{ chunk.text }}
-    """
-    reduce n -> total by sql "SELECT sum(n) AS total, count(*) AS rows FROM {{ input }}"
-    output total
-'''
+from rlm_dsl.cli.envelope import KEYS
 
 
 def _one_object(out: str) -> dict:

@@ -189,7 +189,7 @@ def _recipe_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> N
     for row in rows:
         inner = _Walker(sub, walker.store, params, walker.lm, walker.estimate,
                         prefix=f"{walker.prefix}{step.id}__{row['id']}__")
-        inner.row = row
+        inner.row, inner.lm_all = row, walker.lm_all
         for part in inner.walk({}):
             for name in ("calls", "calls_min", "calls_max", "prompt_tokens",
                          "completion_tokens", "tokens_min", "tokens_max"):

@@ -154,7 +154,7 @@ def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
     from rlm_dsl.runtime.estimate import estimate_plan
 
-    forecast = estimate_plan(plan, options.inputs, options.params, options.lm)
+    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all)
     if not quiet:
         forecast.render(err)
     return forecast

@@ -144,7 +144,7 @@ def test_plan_estimate_calls_the_runtime(capsys, spec, monkeypatch) -> None:
         def to_json(self) -> dict[str, int]:
             return {"calls": 42}
 
-    def estimate_plan(plan, *, inputs, params, lm):
+    def estimate_plan(plan, *, inputs, params, lm, lm_all=False):
         seen.update(recipe=plan.recipe, inputs=inputs, params=params, lm=lm)
         return Estimate()
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from rlm_dsl.runtime.store.store import Store
+
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
 
@@ -122,3 +124,10 @@ def loopback() -> Iterator[Callable[[Callable[[list[dict]], str]], LoopbackServe
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """An empty in-memory store (folders with their own ``store`` fixture override it)."""
+    with Store.open(None) as opened:
+        yield opened

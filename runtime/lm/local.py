@@ -55,7 +55,7 @@ def load_llama(path: Path, n_ctx: int, n_threads: int | None = None) -> tuple[An
 
 def _load(path: Path, n_ctx: int, n_threads: int | None) -> Any:
     try:
-        from llama_cpp import Llama
+        from llama_cpp import Llama  # here: an optional extra, slow to import
     except ImportError as exc:
         raise LMError(
             "the local model needs llama-cpp-python: pip install 'rlm-dsl[local]'"

@@ -26,16 +26,14 @@ from typing import Any
 import duckdb
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
-from rlm_dsl.errors import InputError, LMError
-from rlm_dsl.runtime.calls import current_scope, request_messages
+from rlm_dsl.errors import InputError, LMError, Unrecoverable
+from rlm_dsl.runtime.lm.gate import current_scope, request_messages
 from rlm_dsl.runtime.lm.resolve import DEFAULT_CONTEXT_WINDOW, ResolvedLM, register_backend
 
 
-class ReplayMiss(LMError):
+class ReplayMiss(Unrecoverable):
     """No recorded call has these messages: the replayed run differs from the recorded one.
-    Retrying cannot help, so the run stops at the first miss (``stops_run``)."""
-
-    stops_run = True
+    Retrying cannot help, so the run stops at the first miss."""
 
 
 def messages_key(messages: list[dict[str, str]]) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import dspy
 
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.tokens import TokenCounter, get_counter
+from rlm_dsl.runtime.lm.tokens import TokenCounter, get_counter
 
 # LiteLLM fetches its price table from GitHub when imported unless told not to; the run must
 # never touch the network by itself (DESIGN §3), and the bundled table is what we price with.
@@ -81,7 +81,7 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 # Built-in back ends whose module registers itself on import, loaded on first use: the
 # deterministic test LM and the replay of a recorded run are not imported by runs that never
 # name them.
-_ON_DEMAND = {"test": "rlm_dsl.runtime.testing", "replay": "rlm_dsl.runtime.lm.replay"}
+_ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing", "replay": "rlm_dsl.runtime.lm.replay"}
 
 
 def _backend_for(model_id: str) -> BackendFactory | None:
@@ -117,7 +117,7 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
             f"unknown option(s) {', '.join(map(repr, unknown))} for model '{model_id}'; "
             f"known: {', '.join(sorted(LITELLM_OPTIONS))}"
         )
-    from dspy.clients._litellm import get_litellm
+    from dspy.clients._litellm import get_litellm  # here: LiteLLM takes seconds to import
 
     litellm = get_litellm(feature="rlm-dsl model resolution")
     api_base = options.get("api_base")
@@ -207,6 +207,7 @@ class LiteLLMChatEngine:
     """
 
     def __init__(self, **client_options: Any) -> None:
+        # here, not at the top: LiteLLM takes seconds to import and local/test LMs never need it
         from dspy.clients.engines.litellm_engine import LiteLLMEngine
 
         self._inner = LiteLLMEngine(model_type="chat", **client_options)

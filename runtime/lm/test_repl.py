@@ -1,6 +1,6 @@
 """The test LM inside an ``rlm`` step: REPL actions that really run, so ``--lm test`` tries one.
 
-Runtime test support (used by :func:`rlm_dsl.runtime.testing.answer`). Asked for a REPL action
+Runtime test support (used by :func:`rlm_dsl.runtime.lm.testing.answer`). Asked for a REPL action
 (output fields ``reasoning`` and ``code``), the test LM writes code that reads every row of
 ``context``, hands ``task`` plus those lines to ``llm_query`` — where the test LM's own
 conventions (``COUNT "kw"``, ``FIND "kw"``, …) compute the answer from the task's directive —

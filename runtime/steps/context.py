@@ -2,7 +2,7 @@
 
 Executor stage. :class:`RunContext` is built once per run by the executor and handed to the step
 handlers in this package. It owns the gated ``dspy.LM`` per LM binding (see
-:mod:`rlm_dsl.runtime.calls`), renders Jinja2 prompts (undefined variables are errors — the
+:mod:`rlm_dsl.runtime.lm.gate`), renders Jinja2 prompts (undefined variables are errors — the
 compiler already checked them), records dead-letter rows in ``failures`` and reports progress.
 """
 
@@ -19,11 +19,13 @@ import dspy
 import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import RunLedger
+from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store import queries
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 
@@ -78,10 +80,7 @@ class RunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
-        )
-        self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+        self._env = environment()
 
     def lm_for(self, step: Step) -> BoundLM:
         return self.lms.get(step.lm) or self.lms[None]
@@ -120,14 +119,10 @@ class RunContext:
         open rows: they are marked resolved and the new row counts every attempt so far, so a
         row is listed once however often it was retried."""
         key = self.key(step)
-        with self.store.write() as con:
-            before = con.execute(
-                "UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NOT "
-                "DISTINCT FROM ? AND NOT resolved RETURNING attempts", [key, chunk_id]).fetchall()
+        before = queries.supersede_failure(self.store, key, chunk_id)
         self.writer.add("failures", {
             "run_id": self.ledger.run_id, "step": key, "chunk_id": chunk_id,
-            "error": error, "raw_response": raw,
-            "attempts": attempts + sum(a or 0 for (a,) in before), "resolved": False,
+            "error": error, "raw_response": raw, "attempts": attempts + before, "resolved": False,
             "at": datetime.now(UTC).isoformat(),
         })
 

@@ -26,12 +26,14 @@ import jinja2
 import jinja2.meta
 
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.templates import environment
+from rlm_dsl.runtime.ingest.inputs import resolve_files
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.run import step_module
 
 LM_STEP_KINDS = ("filter", "map", "reduce", "rlm")
 FULL_HASH_BYTES = 1 << 20
 SAMPLE_BYTES = 64 << 10
-_ENV = jinja2.Environment()
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,6 @@ def fingerprint(ctx: RunContext, step: Step, modules: dict[str, Any],
 
 def _module_state(ctx: RunContext, step: Step, modules: dict[str, Any]) -> Any:
     """The state (instructions, demos) of the DSPy module that will answer ``step``."""
-    from rlm_dsl.runtime.steps.dispatch import step_module
-
     module = modules.get(ctx.modules_prefix + step.id) or step_module(step, ctx.plan.description)
     return module.dump_state()
 
@@ -96,7 +96,7 @@ def _params_read(ctx: RunContext, step: Step) -> list[str]:
     names: set[str] = set()
     for text in texts:
         try:
-            names |= jinja2.meta.find_undeclared_variables(_ENV.parse(text))
+            names |= jinja2.meta.find_undeclared_variables(environment().parse(text))
         except jinja2.TemplateSyntaxError:
             names |= set(ctx.params)  # not a template the compiler checked: assume all
     return sorted(names & set(ctx.params))
@@ -128,8 +128,6 @@ def _input_identity(ctx: RunContext, step: Step) -> Any:
         return [ctx.row.get("id"), ctx.row.get("source"), ctx.row.get("text")]
     if step.strategy == "stdin":
         return uuid.uuid4().hex  # unknowable before reading: always read again
-    from rlm_dsl.runtime.inputs import resolve_files
-
     paths = ctx.inputs.get(step.name) or step.options.get("path")
     if not paths:
         return None  # the load reports the missing path

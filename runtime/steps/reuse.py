@@ -14,7 +14,6 @@ for ``--incremental`` inputs. ``rlm run --explain`` prints the decisions; the su
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,8 @@ import networkx as nx
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.fingerprint import Fingerprint
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store import queries
+from rlm_dsl.runtime.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,8 @@ class Decision:
 
 def load_stored(store: Store) -> dict[str, Stored]:
     """Every step key's stored fingerprint."""
-    rows = store.con.execute("SELECT step, fingerprint, parts, status FROM step_fingerprints")
-    return {step: Stored(Fingerprint(digest, json.loads(parts)), status)
-            for step, digest, parts, status in rows.fetchall()}
+    return {step: Stored(Fingerprint(digest, parts), status)
+            for step, digest, parts, status in queries.stored_fingerprints(store)}
 
 
 def decide(ctx: RunContext, step: Step, new: Fingerprint, stored: Stored | None,
@@ -99,12 +98,8 @@ def _changes(old: Fingerprint, new: Fingerprint) -> str:
 
 def record(ctx: RunContext, step: Step, new: Fingerprint, status: str) -> None:
     """Store ``step``'s fingerprint and status (written at once: a kill must not lose it)."""
-    key = ctx.key(step)
-    with ctx.store.transaction() as con:
-        con.execute("DELETE FROM step_fingerprints WHERE step = ?", [key])
-        con.execute("INSERT INTO step_fingerprints VALUES (?, ?, ?, ?, ?, ?)",
-                    [key, new.digest, json.dumps(new.parts), status, ctx.ledger.run_id,
-                     datetime.now(UTC).isoformat()])
+    queries.record_fingerprint(ctx.store, ctx.key(step), new.digest, new.parts, status,
+                               ctx.ledger.run_id, datetime.now(UTC).isoformat())
 
 
 def clear(ctx: RunContext, step: Step) -> None:
@@ -117,13 +112,7 @@ def clear(ctx: RunContext, step: Step) -> None:
             table = ctx.table(stale.table)  # (an incremental log appends to its own table)
             ctx.store.drop(table)
             ctx.store.drop(f"{table}__decisions")
-    keys = [ctx.key(s) for s in [step, *below]]
-    with ctx.store.write() as con:
-        for key in keys:
-            con.execute("UPDATE failures SET resolved = true WHERE NOT resolved AND "
-                        "(step = ? OR starts_with(step, ?))", [key, f"{key}__"])
-            con.execute("DELETE FROM step_fingerprints WHERE step = ? OR starts_with(step, ?)",
-                        [key, f"{key}__"])
+    queries.forget_steps(ctx.store, [ctx.key(s) for s in [step, *below]])
 
 
 def explain_lines(decisions: dict[str, Any]) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 from dspy.lm15 import Message, Response, TextPart, Usage
 
 import rlm_dsl
-from rlm_dsl.runtime.calls import request_messages
+from rlm_dsl.runtime.lm.gate import request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
-from rlm_dsl.runtime.testing import answer
+from rlm_dsl.runtime.lm.testing import answer
 
 DOCS = Path(__file__).parents[2] / "docs" / "architecture.md"
 

@@ -50,5 +50,5 @@ def test_a_sql_value_that_does_not_fit_its_declared_type_is_an_error(spec, write
     ''')
     code, _, err = cli("run", path, "-i", f"items={items}", "--lm", "test")
     assert code == 1
-    assert err.strip() == (f"step 'reduce-n' ({path}:3:1): reduce by sql declares int but the "
-                           "query returned 2 columns (a, b)")
+    assert err.strip() == (f"step 'reduce-n' ({path}:3:1) failed: reduce by sql declares int "
+                           "but the query returned 2 columns (a, b)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from test_runtime_resume import ITEMS_SPEC  # the 100-item count recipe
+from test_resume import ITEMS_SPEC  # the 100-item count recipe
 
 from rlm_dsl.cli.envelope import KEYS
 

@@ -194,3 +194,19 @@ def test_trace_shows_a_concurrent_steps_wall_time_beside_its_summed_latency(tmp_
 
     wall, summed = seconds(line.split("wall ")[1]), seconds(line.split("LM ")[1])
     assert summed >= 2.0 and wall < summed / 2  # 100 calls of 20 ms on 8 threads
+
+
+def test_trace_groups_the_calls_of_a_split_row_by_split_level(tmp_path, spec, items, cli):
+    db = tmp_path / "run.duckdb"
+    path = spec('recipe s "Split."\ninput doc: text\nchunk doc -> parts by lines(40)\n'
+                'map parts -> n: int """\n  COUNT "bad"\n  {{ chunk.text }}\n"""\noutput n\n')
+    code, out, err = cli("run", path, "-i", f"doc={items}", "--lm", "test:window=230",
+                         "--db", db)
+    assert code == 0 and json.loads(out) == [10, 10, 5], err  # the halves add up
+    code, out, _ = cli("trace", db, "--json")
+    tree = json.loads(out)["tree"]
+    chunks = next(n for n in tree["children"] if n["id"] == "map-n")["children"]
+    shape = [[(level["label"], len(level["children"])) for level in chunk["children"]]
+             for chunk in chunks]
+    assert shape == [[("split 2 (4 piece calls)", 4)], [("split 2 (4 piece calls)", 4)],
+                     [("split 1 (2 piece calls)", 2)]]

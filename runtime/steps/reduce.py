@@ -49,6 +49,8 @@ def _pick(value: Any, field: str) -> Any:
 def _values(ctx: RunContext, step: Step) -> list[Any]:
     source = ctx.table(step.source or "")
     producer = next((s for s in ctx.plan.steps() if s.table == step.source), None)
+    while producer is not None and producer.kind == "filter":  # a filter keeps its source's value
+        producer = next((s for s in ctx.plan.steps() if s.table == producer.source), None)
     columns = [name for name, _ in ctx.store.columns(source)]
     if producer is not None and producer.output is not None and producer.output.name in columns:
         column = producer.output.name

@@ -38,6 +38,7 @@ from rlm_dsl.runtime.ingest.params import check_inputs, coerce_params
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.budget import Budget
 from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
+from rlm_dsl.runtime.logs.parse import duckdb_encoding
 from rlm_dsl.runtime.repl.isolation import require_strong
 from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
@@ -71,6 +72,8 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             ) -> RunResult:
     """Run ``plan`` with ``options``; ``modules`` (step id → DSPy module) override the defaults."""
     check_inputs(plan, options.inputs)
+    if options.encoding is not None:
+        duckdb_encoding(options.encoding)  # an unknown name stops the run before it starts
     require_strong(any(s.kind == "rlm" for s in plan.steps()), options.allow_weak_sandbox)
     params = coerce_params(plan, options.params)
     started = time.perf_counter()
@@ -88,7 +91,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
                          params=params, adapter=RobustAdapter(), concurrency=options.concurrency,
                          retry_failed=options.retry_failed, incremental=options.incremental,
                          progress=options.progress,
-                         inputs=dict(options.inputs))
+                         inputs=dict(options.inputs), encoding=options.encoding)
         _start_run(ctx, options)
         error: BaseException | None = None
         walk: _Walk | None = None

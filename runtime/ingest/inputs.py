@@ -36,7 +36,7 @@ import duckdb
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs import load_log
-from rlm_dsl.runtime.logs.parse import newline_width
+from rlm_dsl.runtime.logs.parse import duckdb_encoding, newline_width
 from rlm_dsl.runtime.store.store import Store, quote_ident, quote_literal
 
 PEEK_BYTES = 1 << 16
@@ -46,26 +46,27 @@ RESERVED = ("id", "source", "line_no")
 # made the insert leave 1 GB of rows for the next checkpoint (2 s more on a 1 GB input).
 _LINE_READER = (
     f"read_csv(?, columns={{'text': 'VARCHAR'}}, delim=chr(0), quote='', escape='', header=false, "
-    f"auto_detect=false, max_line_size={MAX_LINE_BYTES})"
+    f"auto_detect=false, max_line_size={MAX_LINE_BYTES}, encoding=?)"
 )
 
 
 def load_input(store: Store, step: Step, paths: list[str] | str | None,
-               warnings: list[str] | None = None) -> str:
+               warnings: list[str] | None = None, encoding: str | None = None) -> str:
     """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name.
 
     What was read but not as declared (a log file that is not UTF-8, read as Latin-1) is added
-    to ``warnings``, which the run prints.
+    to ``warnings``, which the run prints. ``encoding`` (``--encoding``: utf-8, utf-16,
+    latin-1) decodes ``text``, ``lines``, ``stdin`` and ``log`` inputs; other kinds ignore it.
     """
     kind = step.strategy or "text"
+    chosen = duckdb_encoding(encoding) if encoding is not None else "utf-8"
     if kind == "stdin":
-        with _spooled_stdin() as spooled:
-            _load_lines(store, step.table, [spooled], display={spooled: "<stdin>"})
+        with _spooled_stdin(chosen) as spooled:
+            _load_lines(store, step.table, [spooled], chosen, display={spooled: "<stdin>"})
         return step.table
     patterns = _patterns(step, paths)
-    files = resolve_files(
-        store, patterns, directories=kind in ("files", "log"), text=kind not in ("parquet", "log")
-    )
+    utf8 = kind not in ("parquet", "log") and (kind not in LINE_KINDS or chosen == "utf-8")
+    files = resolve_files(store, patterns, directories=kind in ("files", "log"), text=utf8)
     loader = _LOADERS.get(kind)
     if kind == "log":
         store.drop(step.table)  # a fresh table: load_log appends to an existing one
@@ -75,9 +76,12 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None,
             files,
             format=step.options.get("format"),
             dedup=bool(step.options.get("dedup", False)),
+            encoding=encoding,
         )
         if warnings is not None:
             warnings.extend(f"warning: {f.source}: {f.note}" for f in report.files if f.note)
+    elif kind in LINE_KINDS:
+        _load_lines(store, step.table, files, chosen)
     elif loader is None:
         raise InputError(f"input '{step.name}': unknown input kind '{kind}'")
     else:
@@ -190,7 +194,8 @@ def _check_file(path: str) -> None:
 
 
 def _load_lines(
-    store: Store, table: str, files: list[str], display: dict[str, str] | None = None
+    store: Store, table: str, files: list[str], encoding: str,
+    display: dict[str, str] | None = None,
 ) -> None:
     """One ``read_csv`` per file, appended in order: ids stay dense across files."""
     display = display or {}
@@ -201,10 +206,12 @@ def _load_lines(
             f"byte_offset BIGINT, text {store.text_type})"
         )
         for path in files:
-            _append_lines(con, name, path, display.get(path, path))
+            _append_lines(con, name, path, display.get(path, path), encoding)
 
 
-def _append_lines(con: duckdb.DuckDBPyConnection, name: str, path: str, source: str) -> None:
+def _append_lines(
+    con: duckdb.DuckDBPyConnection, name: str, path: str, source: str, encoding: str
+) -> None:
     width = newline_width(path)
     base = int(con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
     sql = f"""
@@ -215,7 +222,7 @@ def _append_lines(con: duckdb.DuckDBPyConnection, name: str, path: str, source: 
                coalesce(text, '') AS text
         FROM {_LINE_READER} WITH ORDINALITY"""
     with duckdb_errors(source, one_file=True):
-        con.execute(sql, [base, source, width, width, path])
+        con.execute(sql, [base, source, width, width, path, encoding])
 
 
 @contextmanager
@@ -242,7 +249,7 @@ def duckdb_errors(source: str, one_file: bool = False) -> Iterator[None]:
 
 
 @contextmanager
-def _spooled_stdin() -> Iterator[str]:
+def _spooled_stdin(encoding: str) -> Iterator[str]:
     """Copy standard input to a temporary file block by block; yields its path."""
     folder = tempfile.mkdtemp(prefix="rlm-stdin-")
     path = os.path.join(folder, "stdin.txt")
@@ -251,7 +258,8 @@ def _spooled_stdin() -> Iterator[str]:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         if os.path.getsize(path) == 0:
             raise InputError("<stdin>: empty input (no bytes to read)")
-        _check_file_as(path, "<stdin>")
+        if encoding == "utf-8":
+            _check_file_as(path, "<stdin>")
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -374,9 +382,8 @@ def _load_files(store: Store, step: Step, files: list[str]) -> None:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}", [files, files])
 
 
+LINE_KINDS = ("text", "lines")
 _LOADERS = {
-    "text": lambda store, step, files: _load_lines(store, step.table, files),
-    "lines": lambda store, step, files: _load_lines(store, step.table, files),
     "jsonl": _load_records,
     "csv": _load_records,
     "parquet": _load_records,

@@ -70,6 +70,7 @@ class RunContext:
     incremental: bool = False  # see rlm_dsl.runtime.steps.incremental
     progress: Progress | None = None
     inputs: dict[str, Any] = field(default_factory=dict)  # input name → paths (command line)
+    encoding: str | None = None  # of text, lines and log inputs (--encoding; None: UTF-8)
     prefix: str = ""  # table prefix of a `use`d sub-recipe run
     modules_prefix: str = ""  # key prefix of a sub-recipe's step modules (``<alias>/``)
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rlm_dsl.compile import compile_file
-from rlm_dsl.errors import InputError
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.logs import LogIngestError
@@ -265,3 +265,21 @@ def test_truncated_gzip_log_input_gets_the_log_stage_message(store: Store, tmp_p
         f"log input 'x': 1 of 1 file(s) had errors ({readable} rows from the readable files were "
         f"ingested):\n  {broken}: truncated gzip stream; ingested the {readable} readable record(s)"
     )
+
+
+@pytest.mark.parametrize("kind", ["text", "lines"])
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_chosen_encoding_decodes_line_inputs(
+    store: Store, write: Write, kind: str, encoding: str
+) -> None:
+    path = write("old.txt", "ok\ncaf\u00e9\n".encode(encoding))
+    load_input(store, input_step(kind), path, encoding=encoding)
+    assert [row[4] for row in provenance(store)] == ["ok", "caf\u00e9"]
+
+
+def test_an_unknown_encoding_is_a_usage_error(store: Store, write: Write) -> None:
+    path = write("a.txt", b"ok\n")
+    with pytest.raises(SpecError) as caught:
+        load_input(store, input_step("text"), path, encoding="klingon")
+    assert str(caught.value) == ("unknown encoding 'klingon' (DuckDB's readers take utf-8, "
+                                 "utf-16 or latin-1)")

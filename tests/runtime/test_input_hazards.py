@@ -68,4 +68,16 @@ def test_a_log_that_is_not_utf8_is_read_with_a_warning(cli, spec, tmp_path):
     recipe = spec(SPEC.format(kind="log"))
     code, _, err = cli("run", recipe, "--lm", "test", "-q", "-i", f"data={log}")
     assert code == 0
-    assert f"warning: {log}: not UTF-8; read as Latin-1" in err
+    assert f"warning: {log}: not UTF-8 (line 1); read as Latin-1 (pass --encoding latin-1" in err
+
+
+@pytest.mark.parametrize("kind", ["log", "text"])
+def test_encoding_chooses_how_an_input_is_decoded(cli, spec, tmp_path, kind):
+    path = tmp_path / "app.log"
+    path.write_bytes("2024-01-01 10:00:00 INFO caf\u00e9 opened\n".encode("latin-1"))
+    recipe = spec(SPEC.format(kind=kind))
+    code, out, err = cli("run", recipe, "--lm", "test", "-q", "-i", f"data={path}",
+                         "--encoding", "latin-1")
+    assert code == 0
+    assert "warning" not in err
+    assert "caf\u00e9 opened" in out

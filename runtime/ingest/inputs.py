@@ -20,6 +20,7 @@ API::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -240,7 +241,8 @@ def duckdb_errors(source: str, one_file: bool = False) -> Iterator[None]:
         where = named.group(1) if named else source
         line = re.search(r"Line: (\d+)", text)
         where = f"{where}:{line.group(1)}" if line else where
-        if "unicode" in text.lower() or "utf-8" in text.lower():
+        low = text.lower()
+        if ("unicode" in low or "utf-8" in low) and "error when sniffing" not in low:
             raise InputError(f"{where}: not UTF-8 text") from None
         if "max_line_size" in text or "maximum line size" in text.lower():
             raise InputError(f"{where}: line longer than {MAX_LINE_BYTES} bytes") from None
@@ -280,7 +282,7 @@ def _load_records(store: Store, step: Step, files: list[str]) -> None:
     if kind == "csv":
         for path in files:
             _check_csv_shape(path, step.options.get("delimiter"))
-    with _record_errors(kind, files), duckdb_errors(shown):
+    with _record_errors(kind, files, step.options), duckdb_errors(shown):
         described = store.con.execute(f"DESCRIBE SELECT * FROM {reader}", [files]).fetchall()
     own = [row[0] for row in described if row[0] not in ("filename", "file_row_number")]
     select = ", ".join(_own_column(col) for col in own)
@@ -294,23 +296,27 @@ def _load_records(store: Store, step: Step, files: list[str]) -> None:
                filename AS source,
                {row} - min({row}) OVER (PARTITION BY filename) + 1 AS line_no, {select}
         FROM {reader}{ordinality} ORDER BY id"""
-    with _record_errors(kind, files), duckdb_errors(shown), store.write() as con:
+    with _record_errors(kind, files, step.options), duckdb_errors(shown), store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}", [files, files])
 
 
 @contextmanager
-def _record_errors(kind: str, files: list[str]) -> Iterator[None]:
-    """For ``jsonl``: a reader error becomes the first line that is not one JSON value.
+def _record_errors(kind: str, files: list[str], options: dict[str, object]) -> Iterator[None]:
+    """A reader error becomes the first bad line: for ``jsonl`` the first that is not one JSON
+    value, for ``csv`` the first ragged row anywhere in the file.
 
     DuckDB names the line where its parser gave up, which is the next line when an object is
-    left open; Python's own parser, run only after a failure, names the line itself.
+    left open, and a ragged row inside its sniffer's sample fails the sniff with no line at all;
+    Python's own parsers, run over whole files only after a failure, name the line itself.
     """
     try:
         yield
     except InputError:
-        if kind == "jsonl":
-            for path in files:
+        for path in files:
+            if kind == "jsonl":
                 _first_bad_json_line(path)
+            elif kind == "csv":
+                _check_csv_shape(path, options.get("delimiter"), whole=True)
         raise
 
 
@@ -326,31 +332,40 @@ def _first_bad_json_line(path: str) -> None:
                                  f"(column {error.colno})") from None
 
 
-def _check_csv_shape(path: str, delimiter: object) -> None:
+def _check_csv_shape(path: str, delimiter: object, whole: bool = False) -> None:
     """A ragged CSV (rows with more or fewer fields than the first) is an input error.
 
-    DuckDB's sniffer would otherwise guess a one-column or headerless table without a word.
-    Only the first 64 KiB are looked at; DuckDB reports later rows it cannot fit.
+    DuckDB's sniffer would otherwise guess a one-column or headerless table without a word, so
+    the first 64 KiB are looked at before every read; the ``whole`` file, streamed row by row,
+    only once DuckDB's reader has failed (a ragged row further on fails it).
     """
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         head = handle.read(PEEK_BYTES)
-    rows = head.splitlines(keepends=True)
-    if len(head) == PEEK_BYTES and rows:
-        rows.pop()  # cut by the peek
-    if isinstance(delimiter, str):
-        dialect_delimiter = delimiter
-    else:
-        try:
-            dialect_delimiter = csv.Sniffer().sniff("".join(rows[:50]), ",;\t|").delimiter
-        except csv.Error:
-            dialect_delimiter = ","
-    reader = csv.reader(rows, delimiter=dialect_delimiter)
-    widths = [(reader.line_num, len(fields)) for fields in reader if fields]
-    for number, width in widths[1:]:
-        if width != widths[0][1]:
-            raise InputError(f"{path}:{number}: {width} field(s) where line {widths[0][0]} has "
-                             f"{widths[0][1]} (a ragged CSV: fix the row, or quote a "
-                             f"{dialect_delimiter!r} inside a field)")
+        rows = head.splitlines(keepends=True)
+        if len(head) == PEEK_BYTES and rows:
+            rows.pop()  # cut by the peek
+        if isinstance(delimiter, str):
+            dialect_delimiter = delimiter
+        else:
+            try:
+                dialect_delimiter = csv.Sniffer().sniff("".join(rows[:50]), ",;\t|").delimiter
+            except csv.Error:
+                dialect_delimiter = ","
+        if whole:
+            handle.seek(0)
+        reader = csv.reader(handle if whole else rows, delimiter=dialect_delimiter)
+        first: tuple[int, int] | None = None
+        with contextlib.suppress(csv.Error):  # e.g. a huge field: DuckDB's own message stands
+            for fields in reader:
+                if not fields:
+                    continue
+                if first is None:
+                    first = (reader.line_num, len(fields))
+                elif len(fields) != first[1]:
+                    raise InputError(
+                        f"{path}:{reader.line_num}: {len(fields)} field(s) where line {first[0]} "
+                        f"has {first[1]} (a ragged CSV: fix the row, or quote a "
+                        f"{dialect_delimiter!r} inside a field)")
 
 
 def _own_column(name: str) -> str:

@@ -9,12 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from rlm_dsl.compile import compile_file
 from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.ingest.inputs import load_input
+from rlm_dsl.runtime.ingest.inputs import duckdb_errors, load_input
 from rlm_dsl.runtime.logs import LogIngestError
 from rlm_dsl.runtime.store.store import Store
 from tests.ingest.conftest import input_step
@@ -283,3 +284,13 @@ def test_an_unknown_encoding_is_a_usage_error(store: Store, write: Write) -> Non
         load_input(store, input_step("text"), path, encoding="klingon")
     assert str(caught.value) == ("unknown encoding 'klingon' (DuckDB's readers take utf-8, "
                                  "utf-16 or latin-1)")
+
+
+def test_a_failed_csv_sniff_is_not_called_an_encoding_error() -> None:
+    """DuckDB's sniffer failure lists ``Encoding: utf-8`` among what it tried."""
+    sniff = duckdb.InvalidInputException(
+        'Error when sniffing file "a.csv".\nIt was not possible to automatically detect the CSV '
+        "parsing dialect\nEncoding: utf-8")
+    with pytest.raises(InputError) as caught, duckdb_errors("a.csv"):
+        raise sniff
+    assert str(caught.value) == 'a.csv: cannot read: Error when sniffing file "a.csv".'

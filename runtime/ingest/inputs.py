@@ -383,7 +383,8 @@ def _record_reader(kind: str, options: dict[str, object]) -> str:
         extra += f", delim={quote_literal(str(options['delimiter']))}"
     if options.get("header") is not None:
         extra += f", header={'true' if options['header'] else 'false'}"
-    return f"read_csv(?, filename=true, union_by_name=true{extra})"
+    # strict: a row with more or fewer fields fails the read (then named by _record_errors)
+    return f"read_csv(?, filename=true, union_by_name=true, strict_mode=true{extra})"
 
 
 def _load_files(store: Store, step: Step, files: list[str]) -> None:

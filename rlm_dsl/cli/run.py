@@ -165,7 +165,8 @@ def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
     from rlm_dsl.runtime.estimator import estimate_plan
 
-    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all)
+    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all,
+                             encoding=options.encoding)
     if not quiet:
         forecast.render(err)
     return forecast

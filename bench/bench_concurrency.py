@@ -4,7 +4,7 @@ Run ``python bench/bench_concurrency.py [--quick]``. The bench starts its own HT
 127.0.0.1 in its own process (so its work does not share our GIL) that speaks
 ``POST /v1/chat/completions``, sleeps 100 ms per request (like a remote model) and answers with
 the deterministic test LM's text for the prompt it received. For each case (chunks by
-concurrency) the same run measures, in turn:
+concurrency) the same run measures, in turn, each in a fresh process after a warm-up pass:
 
 * *raw HTTP*: the same requests with ``http.client`` from N threads, one keep-alive connection
   each, no LM library at all — the floor of this machine;
@@ -28,6 +28,8 @@ import json
 import multiprocessing
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -107,10 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet."""
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen() backlog: the default 5 resets bursts of new connections
+
+
 def _serve(ports: multiprocessing.Queue, lifetime_s: float) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
+    server = _Server(("127.0.0.1", 0), _Handler)
     ports.put(server.server_address[1])
     threading.Timer(lifetime_s, server.shutdown).start()  # bounded even if the bench dies
     server.serve_forever()
@@ -211,24 +216,43 @@ MEASURES = {
 
 
 def run_case(root: str, chunks: int, concurrency: int) -> dict:
-    lines = [f"item {i} {'mark' if i % 5 == 0 else 'plain'}" for i in range(chunks)]
+    """Every measure of one case, each in a fresh process (LiteLLM's background threads and
+    import state would otherwise carry from one measure into the next)."""
     ideal = chunks / concurrency * DELAY_S
     row: dict = {"chunks": chunks, "concurrency": concurrency, "ideal_s": round(ideal, 3)}
-    for name, measure in MEASURES.items():
-        wall = measure(root, lines, concurrency)
-        peak = _stats(root)["peak"]
+    for name in MEASURES:
+        command = [sys.executable, __file__, "--one", name, str(chunks), str(concurrency), root]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+        wall, cpu_ms = json.loads(done.stdout.strip().splitlines()[-1])
         row[name] = {"wall_s": round(wall, 3), "x_ideal": round(wall / ideal, 3),
-                     "peak_in_flight": peak}
+                     "cpu_ms_per_call": round(cpu_ms, 2), "peak_in_flight": _stats(root)["peak"]}
     return row
+
+
+def measure_one(name: str, chunks: int, concurrency: int, root: str) -> None:
+    """One measure in this process: prints ``[wall seconds, CPU ms per call]``."""
+    os.environ["RLM_BENCH_KEY"] = "loopback"
+    lines = [f"item {i} {'mark' if i % 5 == 0 else 'plain'}" for i in range(chunks)]
+    MEASURES[name](root, lines[:concurrency], concurrency)  # warm imports, connections, caches
+    cpu = time.process_time()
+    wall = MEASURES[name](root, lines, concurrency)
+    print(json.dumps([wall, (time.process_time() - cpu) / chunks * 1e3]))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the target case")
+    parser.add_argument("--one", nargs=4, metavar=("MEASURE", "CHUNKS", "CONC", "ROOT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        name, chunks, concurrency, root = args.one
+        measure_one(name, int(chunks), int(concurrency), root)
+        return 0
     cases = QUICK_CASES if args.quick else CASES
-    process, root = _start_server(lifetime_s=900)
-    os.environ["RLM_BENCH_KEY"] = "loopback"
+    process, root = _start_server(lifetime_s=1800)
     load = os.getloadavg()
     rows = [run_case(root, chunks, concurrency) for chunks, concurrency in cases]
     served = _stats(root, "/quit")["served"]
@@ -236,12 +260,14 @@ def main() -> int:
     target = next(r for r in rows if (r["chunks"], r["concurrency"]) == TARGET_CASE)
     achieved = target["rlm map, async engine"]["x_ideal"]
     verdict = "PASS" if achieved <= TARGET_RATIO else "FAIL"
-    print(f"{'chunks':>6} {'conc':>5} {'ideal s':>8} " + " ".join(
-        f"{name[:26]:>28}" for name in MEASURES))
+    print(f"{'chunks':>6} {'conc':>5} {'ideal s':>8}  {'measure':<32} {'wall s':>7} "
+          f"{'x ideal':>8} {'CPU ms/call':>12}")
     for row in rows:
-        cells = " ".join(f"{row[n]['wall_s']:>8.2f} s = {row[n]['x_ideal']:>5.2f} x ideal"
-                         for n in MEASURES)
-        print(f"{row['chunks']:>6} {row['concurrency']:>5} {row['ideal_s']:>8.2f} {cells}")
+        for name in MEASURES:
+            cell = row[name]
+            print(f"{row['chunks']:>6} {row['concurrency']:>5} {row['ideal_s']:>8.2f}  "
+                  f"{name:<32} {cell['wall_s']:>7.2f} {cell['x_ideal']:>8.2f} "
+                  f"{cell['cpu_ms_per_call']:>12.2f}")
     print(f"target: rlm map (async engine), {TARGET_CASE[0]} chunks at concurrency "
           f"{TARGET_CASE[1]} <= {TARGET_RATIO} x ideal: {achieved:.2f} x: {verdict}")
     report = {"delay_s": DELAY_S, "cases": rows, "target": {

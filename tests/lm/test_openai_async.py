@@ -197,14 +197,27 @@ def test_http_errors_become_the_same_lm_errors_as_through_litellm(serve, reply, 
         assert errors[0].retry_after == errors[1].retry_after == 2.0
 
 
-def test_timeouts_and_unreachable_servers_are_transport_errors(serve):
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_both_clients_give_the_same_answers_and_errors(serve, client):
+    server = serve(lambda body, n: ok("fine") if n == 0 else failure(429, headers={
+        "Retry-After": "3"}))
+    engine = OpenAICompatEngine(base_url=server.url, wire_model="m", api_key="k", client=client)
+    assert engine.complete(_request()).text == "fine"
+    with pytest.raises(RateLimitError) as caught:
+        engine.complete(_request())
+    assert caught.value.retry_after == 3.0
+    engine.close()
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_timeouts_and_unreachable_servers_are_transport_errors(serve, client):
     server = serve(lambda body, n: ok("late", wait=2.0))
-    fast, _ = _engines(server.url, timeout=0.2)
+    late = OpenAICompatEngine(base_url=server.url, wire_model="m", timeout=0.2, client=client)
     started = time.perf_counter()
-    with pytest.raises(TimeoutError, match="did not answer in time"):
-        fast.complete(_request())
+    with pytest.raises(TimeoutError, match=r"did not answer in 0.2 s"):
+        late.complete(_request())
     assert time.perf_counter() - started < 1.5
-    gone = OpenAICompatEngine(base_url="http://127.0.0.1:9/v1", wire_model="m", api_key="k")
+    gone = OpenAICompatEngine(base_url="http://127.0.0.1:9/v1", wire_model="m", client=client)
     with pytest.raises(TransportError, match=r"cannot reach http://127.0.0.1:9/v1"):
         gone.complete(_request())
 

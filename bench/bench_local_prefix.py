@@ -87,7 +87,7 @@ def run(engine: LlamaEngine, calls: list[tuple[str, str]], empty_cache: bool,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100, help="chunks per step")
-    parser.add_argument("--max-tokens", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=24)
     args = parser.parse_args()
     resolved = resolve_lm("local", {"n_ctx": 2048})
     kept = resolved.engine

@@ -1,4 +1,4 @@
-"""The executor: walks a Plan in topological order over one DuckDB store and runs every step.
+"""The executor: walks a Plan over one DuckDB store, independent steps at once, and runs each.
 
 Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
 wraps each in the call gate (:mod:`rlm_dsl.runtime.calls`), then dispatches every step by kind —
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import dspy
@@ -24,6 +25,7 @@ from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
 from rlm_dsl.runtime.budget import Budget
 from rlm_dsl.runtime.calls import RunLedger, new_run_id
+from rlm_dsl.runtime.overlap import generations, run_together
 from rlm_dsl.runtime.runinfo import (
     LM_KINDS,
     RunOptions,
@@ -111,34 +113,39 @@ def _close_lms(lms: dict[str | None, BoundLM]) -> None:
 
 
 def walk_plan(walk: _Walk, plan: Plan) -> None:
-    """Run every step of ``plan`` in deterministic topological order."""
-    for step in plan.steps():
-        key = walk.ctx.key(step)
-        if _skippable(walk, plan, step, key):
-            continue
-        if walk.ctx.incremental:
-            clear_results(walk.ctx, step)
-        walk.ctx.tick(step, 0, None)
-        _step_budget(walk.ctx, step, key)
-        began = datetime.now(UTC)
-        try:
-            rows = run_step(walk.ctx, step, walk.modules, walk_plan_factory(walk))
-        except BudgetStop:
-            _status(walk.ctx, key, "partial", None, began)
-            raise
-        except ItemFailed as exc:
-            walk.ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
-            _status(walk.ctx, key, "failed", None, began)
-            walk.ran.add(step.id)
-            continue
-        except InputError:
-            raise  # names the file and line already
-        except (RowError, TooLarge, Exception) as exc:
-            raise _step_error(step, exc) from None
+    """Run every step of ``plan``: generation after generation, the steps of one generation at
+    once (:mod:`~rlm_dsl.runtime.overlap`)."""
+    for generation in generations(plan):
+        run_together([partial(_walk_step, walk, plan, step) for step in generation])
+
+
+def _walk_step(walk: _Walk, plan: Plan, step: Step) -> None:
+    key = walk.ctx.key(step)
+    if _skippable(walk, plan, step, key):
+        return
+    if walk.ctx.incremental:
+        clear_results(walk.ctx, step)
+    walk.ctx.tick(step, 0, None)
+    _step_budget(walk.ctx, step, key)
+    began = datetime.now(UTC)
+    try:
+        rows = run_step(walk.ctx, step, walk.modules, walk_plan_factory(walk))
+    except BudgetStop:
+        _status(walk.ctx, key, "partial", None, began)
+        raise
+    except ItemFailed as exc:
+        walk.ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
+        _status(walk.ctx, key, "failed", None, began)
         walk.ran.add(step.id)
-        _status(walk.ctx, key, "done", rows, began)
-        if key in walk.failed_before:
-            _resolve_step_failures(walk.ctx, step)
+        return
+    except InputError:
+        raise  # names the file and line already
+    except (RowError, TooLarge, Exception) as exc:
+        raise _step_error(step, exc) from None
+    walk.ran.add(step.id)
+    _status(walk.ctx, key, "done", rows, began)
+    if key in walk.failed_before:
+        _resolve_step_failures(walk.ctx, step)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.testing import answer
+from rlm_dsl.runtime.lm.testing import answer
 
 RESULTS = Path(__file__).parent / "results" / "bench_concurrency.json"
 DELAY_S = 0.1

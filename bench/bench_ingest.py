@@ -57,7 +57,7 @@ def worker(kind: str, path: str, db: str) -> None:
     """Run one measurement in this process and print its JSON result."""
     from rlm_dsl.runtime.logs import load_log
     from rlm_dsl.runtime.logs.parse import read_lines_sql
-    from rlm_dsl.runtime.store import Store
+    from rlm_dsl.runtime.store.store import Store
 
     store = Store.open(db)
     store.con.execute("SET enable_progress_bar = false")

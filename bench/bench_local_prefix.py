@@ -30,9 +30,9 @@ import dspy
 import llama_cpp
 
 from rlm_dsl.compiler.types import Prim
-from rlm_dsl.runtime.calls import call_scope
 from rlm_dsl.runtime.lm import resolve_lm
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.local import LlamaEngine, PrefixStates
 from rlm_dsl.runtime.signatures import make_signature
 

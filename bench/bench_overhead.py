@@ -35,8 +35,8 @@ import dspy
 from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
-from rlm_dsl.runtime.signatures import make_signature
-from rlm_dsl.runtime.testing import resolve_test_lm
+from rlm_dsl.runtime.lm.signatures import make_signature
+from rlm_dsl.runtime.lm.testing import resolve_test_lm
 
 RESULTS = Path(__file__).parent / "results" / "bench_overhead.json"
 CALLS = 2000

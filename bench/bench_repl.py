@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, isolation
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 RESULTS = Path(__file__).parent / "results" / "repl.json"
 RUNS = 20

@@ -5,8 +5,9 @@ seconds), then measures, each in its own subprocess (peak RSS from ``os.wait4``,
 ``getrusage(RUSAGE_CHILDREN)`` record):
 
 1. ``duckdb-raw``: DuckDB's own one-column ``read_csv`` of the file into a table — the base;
-2. ``rlm load``: :func:`rlm_dsl.runtime.inputs.load_input` (``text`` input: source, line numbers,
-   byte offsets), then ``rlm chunk``: :func:`rlm_dsl.runtime.chunkers.chunk` by ``lines(400)``,
+2. ``rlm load``: :func:`rlm_dsl.runtime.ingest.inputs.load_input` (``text`` input: source, line
+   numbers, byte offsets), then ``rlm chunk``: :func:`rlm_dsl.runtime.ingest.chunkers.chunk` by
+   ``lines(400)``,
    timed separately in the same process; ``rlm total`` is the two together.
 
 Both use a fresh database file with the same DuckDB ``memory_limit`` (``--mode memory`` uses
@@ -80,10 +81,10 @@ def child(kind: str, path: str, db: str | None, memory_limit: str, threads: int 
 
 
 def _child_rlm(path: str, db: str | None, memory_limit: str, threads: int | None) -> dict:
-    from rlm_dsl.runtime.chunkers import chunk
-    from rlm_dsl.runtime.inputs import load_input
-    from rlm_dsl.runtime.store import Store
-    from rlm_dsl.runtime.tokens import get_counter
+    from rlm_dsl.runtime.ingest.chunkers import chunk
+    from rlm_dsl.runtime.ingest.inputs import load_input
+    from rlm_dsl.runtime.lm.tokens import get_counter
+    from rlm_dsl.runtime.store.store import Store
 
     load, windows = _steps()
     counter = get_counter(None)

@@ -60,7 +60,7 @@ _KIND_CHECKS = {
 }
 
 COUNT = Rule("int", 1)
-# a step's own budget, next to the run's (runtime/budget.py)
+# a step's own budget, next to the run's (runtime/lm/budget.py)
 BUDGET = {"max_calls": COUNT, "max_total_tokens": COUNT, "max_usd": Rule("float", 0),
           "max_calls_per_depth": COUNT}
 LM_STEP = {"retries": Rule("int", 0, 10), "temperature": Rule("float", 0, 2), **BUDGET}
@@ -135,12 +135,6 @@ DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("reduce", "tree"): {"fanin": 8},
     ("rlm", "rlm"): {"max_iterations": 20, "max_llm_calls": 50, "depth": 1},
 }
-
-LM_STRATEGIES = frozenset(
-    [("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
-     ("reduce", "fold"), ("rlm", "rlm")]
-)
-
 
 def strategies(kind: str) -> list[str]:
     """Every strategy name ``kind`` (chunk, reduce) accepts."""

@@ -84,7 +84,7 @@ class Step:
 
 @dataclass(slots=True)
 class Plan:
-    """A compiled recipe. Build it with :meth:`add_step`; read it with :meth:`steps`."""
+    """A compiled recipe (built by :mod:`rlm_dsl.compiler.lower`); read it with :meth:`steps`."""
 
     recipe: str
     description: str
@@ -94,15 +94,6 @@ class Plan:
     outputs: tuple[str, ...] = ()  # value names, in declaration order
     uses: dict[str, Plan] = field(default_factory=dict)  # alias -> compiled sub-recipe
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
-
-    def add_step(self, step: Step, after: tuple[str, ...] = ()) -> Step:
-        """Add ``step`` with edges from each step id in ``after``."""
-        if step.id in self.graph:
-            raise ValueError(f"duplicate step id {step.id!r}")
-        self.graph.add_node(step.id, step=step)
-        for parent in after:
-            self.graph.add_edge(parent, step.id)
-        return step
 
     def step(self, step_id: str) -> Step:
         return self.graph.nodes[step_id]["step"]

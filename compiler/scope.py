@@ -259,8 +259,3 @@ class _TypeResolver:
         hint = did_you_mean(name.value, [*PRIMITIVES, *self.scope.type_decls])
         self.diags.append(Diagnostic(name.span, f"unknown type '{name.value}'", hint))
         return None
-
-
-def resolve_type(scope: Scope, expr: ast.TypeExpr, diags: list[Diagnostic]) -> Type | None:
-    """Resolve one type expression against the declared types of ``scope``."""
-    return _TypeResolver(scope, diags).resolve(expr)

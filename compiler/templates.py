@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
 
 from rlm_dsl.compiler.ast import Prompt
 from rlm_dsl.compiler.diagnostics import Diagnostic, did_you_mean
@@ -33,8 +34,17 @@ ELSEWHERE = {
 
 @cache
 def environment() -> Environment:
-    """The Jinja2 environment prompts are checked with (the runtime renders with the same)."""
-    return Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    """The one Jinja2 environment of prompts and SQL texts: the compiler checks templates with
+    it and every runtime renderer (steps, chunk queries, the estimator) renders with it.
+
+    Sandboxed (a template reaches no Python internals); undefined names are errors; nothing is
+    escaped; ``tojson`` keeps key order and writes what JSON lacks (dates) as text. Settings that
+    limit rendering belong here, so that checks and runs agree.
+    """
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                               keep_trailing_newline=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+    return env
 
 
 def check_template(

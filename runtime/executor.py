@@ -1,13 +1,16 @@
-"""The executor: walks a Plan over one DuckDB store, independent steps at once, and runs each.
+"""The executor: walks a Plan over one DuckDB store, the independent steps of it at once.
 
 Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
-wraps each in the call gate (:mod:`rlm_dsl.runtime.calls`), then dispatches every step by kind —
-input, chunk, filter, map, reduce, rlm, and maps over ``use``d recipes (run as sub-plans, see
-:mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in an earlier run of the same ``--db`` are
-skipped unless something upstream ran again; an interrupted map resumes from its missing rows and
-every finished LM call is answered from ``lm_calls``. A budget refusal stops the run cleanly:
-results written so far stay, and :class:`~rlm_dsl.errors.BudgetExhausted` says what is missing
-and how to resume. Unexpected failures name the step and chunk:
+wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then runs every step — generation
+after topological generation, the steps of one generation side by side
+(:mod:`rlm_dsl.runtime.steps.overlap`) — through its entry in the handler table
+(:mod:`rlm_dsl.runtime.handlers`) — input, chunk, filter, map, reduce, rlm, and maps over
+``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in
+an earlier run of the same ``--db`` are skipped unless something upstream ran again; an
+interrupted map resumes from its missing rows and every finished LM call is answered from
+``lm_calls``. A budget refusal stops the run cleanly: results written so far stay, and
+:class:`~rlm_dsl.errors.BudgetExhausted` says what is missing and how to resume. Unexpected
+failures raise :class:`~rlm_dsl.errors.StepFailed` naming the step and chunk:
 ``step 'map-incidents' (triage.rlm:9:1) failed on chunk 12: …``.
 """
 
@@ -22,26 +25,28 @@ from typing import Any
 import dspy
 
 from rlm_dsl.compiler.plan import Plan, Step
-from rlm_dsl.errors import BudgetExhausted, InputError, LMError, RlmError, SpecError
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.calls import RunLedger, new_run_id
-from rlm_dsl.runtime.overlap import generations, run_together
-from rlm_dsl.runtime.runinfo import (
-    LM_KINDS,
-    RunOptions,
-    RunResult,
-    bind_lms,
-    check_inputs,
-    coerce_params,
-    read_outputs,
-    summarize,
+from rlm_dsl.errors import (
+    BudgetExhausted,
+    InputError,
+    LMError,
+    RlmError,
+    SpecError,
+    StepFailed,
 )
+from rlm_dsl.runtime.handlers import LM_KINDS, run_step
+from rlm_dsl.runtime.ingest.params import check_inputs, coerce_params
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
+from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
-from rlm_dsl.runtime.steps.dispatch import run_step
 from rlm_dsl.runtime.steps.incremental import clear_results
+from rlm_dsl.runtime.steps.outputs import read_outputs
+from rlm_dsl.runtime.steps.overlap import generations, run_together
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store import queries
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 __all__ = ["RunOptions", "RunResult", "execute"]
 
@@ -73,15 +78,15 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         if hasattr(options.progress, "bind"):  # live spend against the caps (RunProgress)
             options.progress.bind(budget)
         ctx = RunContext(plan=plan, store=store, writer=writer, ledger=ledger, lms=lms,
-                         params=params, adapter=_adapter(), concurrency=options.concurrency,
+                         params=params, adapter=RobustAdapter(), concurrency=options.concurrency,
                          retry_failed=options.retry_failed, incremental=options.incremental,
                          progress=options.progress,
                          inputs=dict(options.inputs))
         _start_run(ctx, options)
         status = "failed"
         try:
-            walk = _Walk(ctx, modules or {}, done_before=_done_steps(store),
-                         failed_before=_failed_steps(store))
+            walk = _Walk(ctx, modules or {}, done_before=queries.done_steps(store),
+                         failed_before=queries.steps_with_step_failures(store))
             # lm_calls is the run's history: DSPy's own would keep the last 10,000 prompts and
             # answers of every LM in memory (400 MB at 40 KB chunks) and shift a 10,000-entry
             # list on every call once full
@@ -114,7 +119,7 @@ def _close_lms(lms: dict[str | None, BoundLM]) -> None:
 
 def walk_plan(walk: _Walk, plan: Plan) -> None:
     """Run every step of ``plan``: generation after generation, the steps of one generation at
-    once (:mod:`~rlm_dsl.runtime.overlap`)."""
+    once (:mod:`~rlm_dsl.runtime.steps.overlap`)."""
     for generation in generations(plan):
         run_together([partial(_walk_step, walk, plan, step) for step in generation])
 
@@ -145,7 +150,7 @@ def _walk_step(walk: _Walk, plan: Plan, step: Step) -> None:
     walk.ran.add(step.id)
     _status(walk.ctx, key, "done", rows, began)
     if key in walk.failed_before:
-        _resolve_step_failures(walk.ctx, step)
+        queries.resolve_step_failures(walk.ctx.store, key)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:
@@ -166,7 +171,7 @@ def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
         return False
     if any(parent.id in walk.ran for parent in plan.parents(step.id)):
         return False
-    return not (walk.ctx.retry_failed and _has_failures(walk.ctx, step))
+    return not (walk.ctx.retry_failed and queries.has_open_failures(walk.ctx.store, key))
 
 
 def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
@@ -182,53 +187,20 @@ def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
         ctx.warnings.append(warning)
 
 
-def _resolve_step_failures(ctx: RunContext, step: Step) -> None:
-    """A step that finished clears its own step-level failure rows (row failures stay)."""
-    with ctx.store.write() as con:
-        con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NULL "
-                    "AND NOT resolved", [ctx.key(step)])
-
-
-def _has_failures(ctx: RunContext, step: Step) -> bool:
-    row = ctx.store.con.execute(
-        "SELECT count(*) FROM failures WHERE step = ? AND NOT resolved", [ctx.key(step)]
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def _step_error(step: Step, exc: BaseException) -> RlmError:
-    chunk = f" on chunk {exc.chunk_id}" if isinstance(exc, RowError) else ""
+    """``exc`` as a :class:`StepFailed` of ``step`` (an error naming its step already stays)."""
+    chunk_id = exc.chunk_id if isinstance(exc, RowError) else None
     inner = exc.error if isinstance(exc, RowError) else exc
     if isinstance(inner, RlmError):
-        if str(inner).startswith("step '"):
+        if inner.step_id is not None:
             return inner
-        base = next((c for c in (InputError, LMError, SpecError) if isinstance(inner, c)),
-                    RlmError)
-        located = base(f"{where(step)} failed{chunk}: {inner}")
-        located.exit_code = inner.exit_code
-        return located
+        family = next((c for c in (InputError, LMError, SpecError) if isinstance(inner, c)),
+                      RlmError)
+        return StepFailed.of(step, chunk_id, inner, family)
     kind = SpecError if type(inner).__module__.startswith("jinja2") else LMError
-    detail = str(inner).strip().splitlines()
-    return kind(f"{where(step)} failed{chunk}: {type(inner).__name__}: "
-                f"{detail[0] if detail else ''}".rstrip(": "))
-
-
-def _adapter() -> Any:
-    from rlm_dsl.runtime.lm.adapter import RobustAdapter
-
-    return RobustAdapter()
-
-
-def _done_steps(store: Store) -> set[str]:
-    rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
-    return {r[0] for r in rows.fetchall()}
-
-
-def _failed_steps(store: Store) -> set[str]:
-    """Steps whose step-level failure (from an earlier run) is not resolved yet."""
-    rows = store.con.execute(
-        "SELECT DISTINCT step FROM failures WHERE chunk_id IS NULL AND NOT resolved")
-    return {r[0] for r in rows.fetchall()}
+    first = str(inner).strip().splitlines()
+    detail = f"{type(inner).__name__}: {first[0] if first else ''}".rstrip(": ")
+    return StepFailed.of(step, chunk_id, inner, kind, detail)
 
 
 def _status(ctx: RunContext, key: str, status: str, rows: int | None, began: datetime) -> None:
@@ -251,11 +223,8 @@ def _finish_run(ctx: RunContext, status: str, summary: dict[str, Any]) -> None:
     """Close the ``runs`` row; its ``summary`` also keeps the compiled plan (``plan``, the
     :meth:`Plan.to_json` form) so ``rlm trace`` draws the real step graph."""
     stored = {**summary, "plan": ctx.plan.to_json()}
-    with ctx.store.write() as con:
-        con.execute(
-            "UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE run_id = ?",
-            [status, datetime.now(UTC).isoformat(), to_json(stored), ctx.ledger.run_id],
-        )
+    queries.finish_run(ctx.store, ctx.ledger.run_id, status, datetime.now(UTC).isoformat(),
+                       to_json(stored))
 
 
 def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> BudgetExhausted:
@@ -285,7 +254,7 @@ def _exhausted(ctx: RunContext, error: BudgetExhausted, options: RunOptions) -> 
 
 def _missing(ctx: RunContext) -> tuple[list[str], int]:
     """What the stopped run did not finish, and a rough count of the LM calls it still needs."""
-    done = _done_steps(ctx.store)
+    done = queries.done_steps(ctx.store)
     out, needed = [], 0
     for step in ctx.plan.steps():
         if step.id in done:

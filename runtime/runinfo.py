@@ -1,12 +1,11 @@
-"""A run's edges: options in (inputs, params, LM, budget), LMs bound, outputs and summary out.
+"""A run's edges: options in (inputs, params, LM, budget), LMs bound, summary out.
 
 Executor stage helpers. :class:`RunOptions` is what ``rlm run`` and ``rlm_dsl.load(...).run``
-pass; :func:`check_inputs` and :func:`coerce_params` validate them against the plan (an
-undeclared input, an unknown or mistyped param → :class:`~rlm_dsl.errors.InputError`, exit 2);
+pass (:mod:`rlm_dsl.runtime.ingest.params` checks its inputs and params against the plan);
 :func:`bind_lms` resolves every LM binding the plan's steps use — ``--lm`` overrides all of them,
 otherwise a binding's ``env(...)`` variable, then its literal, and the run's default LM is
-``$RLM_LM`` or ``local`` — and wraps each in the call gate; :func:`read_outputs` reads the output
-values back from the store and :func:`summarize` builds the one-line run summary.
+``$RLM_LM`` or ``local`` — and wraps each in the call gate; :func:`summarize` builds the run
+summary and :func:`summary_line` its one line.
 """
 
 from __future__ import annotations
@@ -18,15 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_dsl.compiler.plan import Plan, Step
-from rlm_dsl.compiler.types import Enum, ListOf, Optional, Prim, Type
-from rlm_dsl.errors import InputError, SpecError
-from rlm_dsl.runtime.calls import Gate, GatedEngine, RunLedger
+from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.handlers import LM_KINDS
+from rlm_dsl.runtime.lm import ray_engine
+from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
 from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
-
-LM_KINDS = {("filter", "lm"), ("map", "predict"), ("reduce", "concat"), ("reduce", "tree"),
-            ("reduce", "fold"), ("rlm", "rlm")}
-_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+from rlm_dsl.runtime.store import queries
 
 
 @dataclass
@@ -60,77 +57,6 @@ class RunResult:
         return summary_line(self.summary)
 
 
-def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
-    declared = [s.name for s in plan.steps() if s.kind == "input"]
-    for name in inputs:
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise InputError(f"--input {name}: the recipe '{plan.recipe}' declares no input "
-                             f"'{name}' (inputs: {known})")
-
-
-def coerce_params(plan: Plan, given: dict[str, Any]) -> dict[str, Any]:
-    """Param values by name, typed; text from the command line is parsed per the param type."""
-    declared = {p.name: p for p in plan.params}
-    for name in given:
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise InputError(f"--param {name}: the recipe '{plan.recipe}' declares no param "
-                             f"'{name}' (params: {known})")
-    values = {}
-    for name, param in declared.items():
-        if name in given:
-            values[name] = _coerce(name, param.type, given[name])
-        elif param.required:
-            raise InputError(f"--param {name}: required ({param.type}) but not given")
-        else:
-            values[name] = param.default
-    return values
-
-
-def _coerce(name: str, t: Type, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    match t:
-        case Optional(item):
-            return _coerce(name, item, value)
-        case Prim("str"):
-            return value
-        case Prim("int") | Prim("float"):
-            try:
-                return int(value) if t == Prim("int") else float(value)
-            except ValueError:
-                pass
-        case Prim("bool"):
-            if value.lower() in _TRUE | _FALSE:
-                return value.lower() in _TRUE
-        case Enum(values) if value in values:
-            return value
-        case ListOf():
-            import json
-
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, list):
-                return parsed
-    raise InputError(f"--param {name}={value}: expected {_describe(t)}")
-
-
-def _describe(t: Type) -> str:
-    match t:
-        case Prim("int"):
-            return "an integer (int)"
-        case Prim("float"):
-            return "a number (float)"
-        case Prim("bool"):
-            return "true or false (bool)"
-        case Enum(values):
-            return "one of " + ", ".join(values)
-    return f"a value of type {t}"
-
-
 def lm_steps(plan: Plan) -> list[Step]:
     found = [s for s in plan.steps() if (s.kind, s.strategy) in LM_KINDS and not s.recipe]
     for sub in plan.uses.values():
@@ -152,7 +78,7 @@ def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
     by_model: dict[str, BoundLM] = {}
     for name in sorted(names, key=lambda n: n or ""):
         binding = bindings.get(name) if name else None
-        model = options.lm or _model_of(binding)
+        model = options.lm or model_of(binding)
         if options.lm:
             lm_options = dict(options.lm_options)
         else:
@@ -171,7 +97,8 @@ def _all_bindings(plan: Plan) -> list[Any]:
     return found
 
 
-def _model_of(binding: Any) -> str:
+def model_of(binding: Any) -> str:
+    """The model an LM binding names: its ``env(...)`` variable, its literal, the default."""
     if binding is None:
         return default_model_id()
     if binding.env and os.environ.get(binding.env, "").strip():
@@ -185,10 +112,9 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
     resolved = resolve_lm(model, lm_options)
     engine, most = resolved.engine, resolved.max_concurrency
     if options.executor == "ray":
-        from rlm_dsl.runtime.lm.ray_engine import RayEngine
-
-        engine = RayEngine(model, lm_options, workers=options.ray_workers,
-                           per_worker=resolved.max_concurrency, concurrency=options.concurrency)
+        engine = ray_engine.RayEngine(model, lm_options, workers=options.ray_workers,
+                                      per_worker=resolved.max_concurrency,
+                                      concurrency=options.concurrency)
         most = engine.slots
     elif options.executor != "local":
         raise SpecError(f"unknown executor '{options.executor}': use 'local' or 'ray'")
@@ -205,36 +131,14 @@ def _bind(model: str, lm_options: dict[str, Any], options: RunOptions, ledger: R
                    engine=gated)
 
 
-def read_outputs(ctx: RunContext) -> dict[str, Any]:
-    """Each output value of the plan, read from the store (missing → None)."""
-    return {name: read_value(ctx, ctx.plan.producer(name)) for name in ctx.plan.outputs}
-
-
-def read_value(ctx: RunContext, step: Step) -> Any:
-    table = ctx.table(step.table)
-    if not ctx.store.table_exists(table):
-        return None
-    rows = ctx.store.rows(table, order_by="id" if _has_id(ctx, table) else None)
-    if step.output is not None and step.kind in ("reduce", "rlm"):
-        return rows[0][step.output.name] if rows else None
-    if step.output is not None and step.kind == "map":
-        return [row[step.output.name] for row in rows]
-    return rows
-
-
-def _has_id(ctx: RunContext, table: str) -> bool:
-    return any(name == "id" for name, _ in ctx.store.columns(table))
-
-
 def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str, Any]:
     budget, ledger = ctx.ledger.budget, ctx.ledger
-    row = ctx.store.con.execute("SELECT count(*) FROM failures WHERE NOT resolved").fetchone()
     priced = all(b.resolved.price is not None for b in ctx.lms.values())
     return {
         "calls": budget.calls, "cache_hits": ledger.cache_hits, "tokens": budget.tokens,
         "cost_usd": round(budget.usd, 6) if priced else None,
         "wall_s": round(time.perf_counter() - started, 3),
-        "failures": int(row[0]) if row else 0, "warnings": warnings,
+        "failures": queries.open_failure_count(ctx.store), "warnings": warnings,
     }
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from rlm_dsl.runtime.store.store import Store
+
 GOLDEN_DIR = Path(__file__).parent / "golden"
 
 
@@ -124,6 +126,13 @@ def loopback() -> Iterator[Callable[[Callable[[list[dict]], str]], LoopbackServe
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """An empty in-memory store (folders with their own ``store`` fixture override it)."""
+    with Store.open(None) as opened:
+        yield opened
 
 
 # One scripted reply: (status, JSON body, extra headers, seconds to wait first).

@@ -22,7 +22,7 @@ from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.logs import LoadReport, LogIngestError, load_log
 from rlm_dsl.runtime.logs.formats import sql_str
 from rlm_dsl.runtime.logs.load import expand_paths
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """``rlm optimize FILE --trainset T``: tune a recipe's step prompts with a DSPy optimizer.
 
-CLI stage over :mod:`rlm_dsl.runtime.optimize`. Reads and checks the trainset (and devset) —
+CLI stage over :mod:`rlm_dsl.runtime.optimize.optimizer`. Reads and checks the trainset (and
+devset) —
 a bad line is an :class:`~rlm_dsl.errors.InputError` naming ``file:line``, exit 2 — scores the
 devset (the trainset when no devset is given), runs ``bootstrap`` (BootstrapFewShot: demos for
 every inner step), ``mipro`` (MIPROv2: instructions and demos) or ``gepa`` (GEPA: reflective
@@ -23,10 +24,10 @@ import typer
 from rlm_dsl.api import RecipeModule, load
 from rlm_dsl.cli.app import app, out
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime import optimize as tuning
 from rlm_dsl.runtime.lm.resolve import default_model_id
-from rlm_dsl.runtime.metrics import resolve_metric
-from rlm_dsl.runtime.optimize import (
+from rlm_dsl.runtime.optimize import optimizer as tuning
+from rlm_dsl.runtime.optimize.metrics import resolve_metric
+from rlm_dsl.runtime.optimize.optimizer import (
     OPTIMIZERS,
     Outcome,
     RunSettings,
@@ -35,7 +36,7 @@ from rlm_dsl.runtime.optimize import (
     reflection_lm,
     save_optimized,
 )
-from rlm_dsl.runtime.trainset import load_trainset
+from rlm_dsl.runtime.optimize.trainset import load_trainset
 
 
 @app.command()

@@ -1,7 +1,7 @@
 """``rlm plan FILE``: compile a spec and show its plan as text, JSON, DOT or Mermaid.
 
 With ``--estimate`` the plan is also forecast (LM calls, tokens, cost) over the given
-``--input name=path`` / ``--param k=v`` values by ``rlm_dsl.runtime.estimate.estimate_plan``,
+``--input name=path`` / ``--param k=v`` values by ``rlm_dsl.runtime.estimator.estimate_plan``,
 imported only then so that plain ``rlm plan`` never loads the runtime.
 """
 
@@ -43,11 +43,11 @@ def _render(plan: Plan, fmt: str) -> str:
 
 def _estimate(plan: Plan, inputs: dict[str, str], params: dict[str, str], lm: str | None) -> Any:
     try:
-        from rlm_dsl.runtime.estimate import estimate_plan
+        from rlm_dsl.runtime.estimator import estimate_plan
     except ModuleNotFoundError as exc:
-        if exc.name not in ("rlm_dsl.runtime.estimate", "rlm_dsl.runtime"):
+        if exc.name not in ("rlm_dsl.runtime.estimator", "rlm_dsl.runtime"):
             raise
-        raise SpecError("--estimate is not available: rlm_dsl.runtime.estimate is missing "
+        raise SpecError("--estimate is not available: rlm_dsl.runtime.estimator is missing "
                         "from this installation") from None
     return estimate_plan(plan, inputs=inputs, params=params, lm=lm)
 

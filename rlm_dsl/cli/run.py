@@ -8,11 +8,11 @@ params from ``--param k=v``; ``--lm`` overrides every LM binding, with ``--api-b
 ``--db``) reads only what log inputs gained and recomputes downstream through the LM cache.
 Outputs go to stdout (text, or one JSON object with ``--json``), then one summary line (calls,
 cache hits, tokens, cost, wall time, failures) to stderr. Live progress
-(:class:`~rlm_dsl.runtime.progress.RunProgress`: a bar per step with done / total, rate and
+(:class:`~rlm_dsl.runtime.observe.progress.RunProgress`: a bar per step with done / total, rate and
 ETA, and the spend against the budget) is shown only when stderr is a terminal and ``--quiet``
 is off. ``--executor ray`` (``--ray-workers N``) has Ray workers answer the LM calls while this
 process keeps the plan, budget, cache and results (:mod:`rlm_dsl.runtime.lm.ray_engine`).
-``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimate.estimate_plan`)
+``--estimate`` forecasts the run first (:func:`~rlm_dsl.runtime.estimator.estimate_plan`)
 and ends with an "estimate vs actual" line. A budget refusal exits 3 with the exact command to
 resume.
 """
@@ -33,10 +33,10 @@ import typer
 from rlm_dsl.api import load
 from rlm_dsl.cli.app import app, err, out
 from rlm_dsl.cli.plan import parse_pairs
-from rlm_dsl.errors import SpecError
+from rlm_dsl.errors import SpecError, StepFailed
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.optimize import load_optimized
-from rlm_dsl.runtime.progress import RunProgress
+from rlm_dsl.runtime.observe.progress import RunProgress
+from rlm_dsl.runtime.optimize.optimizer import load_optimized
 from rlm_dsl.runtime.runinfo import summary_line
 
 
@@ -100,7 +100,12 @@ def run(
     forecast = _forecast(plan, options, quiet) if estimate else None
     with _progress(not quiet and err.is_terminal) as progress:
         options.progress = progress
-        result = execute(plan, options, program.step_modules)
+        try:
+            result = execute(plan, options, program.step_modules)
+        except StepFailed as failure:
+            if as_json:  # the failure as an object on stdout; the message still goes to stderr
+                sys.stdout.write(json.dumps({"error": failure.to_dict()}, default=str) + "\n")
+            raise
     _print_outputs(result.outputs, result.summary, as_json)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)
@@ -122,7 +127,7 @@ def _connect(executor: str, ray_workers: int | None) -> None:
 
 def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
-    from rlm_dsl.runtime.estimate import estimate_plan
+    from rlm_dsl.runtime.estimator import estimate_plan
 
     forecast = estimate_plan(plan, options.inputs, options.params, options.lm)
     if not quiet:

@@ -1,10 +1,10 @@
 """``rlm trace run.duckdb``: show a finished (or interrupted) run as one recursion tree.
 
-CLI stage over :mod:`rlm_dsl.runtime.trace`: a Rich tree of steps → chunks → LM calls → REPL
+CLI stage over :mod:`rlm_dsl.runtime.observe.trace`: a Rich tree of steps → chunks → LM calls → REPL
 iterations → sub-calls with calls, tokens, cost, latency, cache hits and failures per node;
 ``--step``, ``--failed`` and ``--depth`` narrow it, ``--json`` prints the tree as JSON and
 ``--html report.html`` writes the self-contained HTML report
-(:mod:`rlm_dsl.runtime.report_html`), whose plan graph is the run's step order unless
+(:mod:`rlm_dsl.runtime.observe.report_html`), whose plan graph is the run's step order unless
 ``--recipe FILE`` gives the spec to draw the real graph from.
 """
 
@@ -19,7 +19,8 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from rlm_dsl.cli.app import app, out
-from rlm_dsl.runtime.trace import Node, Trace, open_trace
+from rlm_dsl.runtime.observe.nodes import Node
+from rlm_dsl.runtime.observe.trace import Trace, open_trace
 
 PREVIEW = 100
 
@@ -44,7 +45,7 @@ def trace(
         full.edges = [(a, b) for a, b in compile_file(recipe).graph.edges]
     shown = full.filter(step=step, failed=failed, depth=depth)
     if html is not None:
-        from rlm_dsl.runtime.report_html import write_report
+        from rlm_dsl.runtime.observe.report_html import write_report
 
         write_report(shown, html)
         out.print(f"wrote {html}", markup=False, highlight=False)

@@ -3,14 +3,12 @@
 :class:`RobustAdapter` formats prompts exactly like DSPy's ``ChatAdapter`` and parses in three
 steps over the *same* response text, with no extra LM call: the strict ``[[ ## field ## ]]``
 parse, then ``JSONAdapter``'s parse (a JSON object anywhere, repaired), then the lenient parser
-of :mod:`rlm_dsl.runtime.lm.lenient`. :func:`predict_with_retry` re-asks once with the parse
-error and the previous answer appended to the prompt; what still fails raises
-:class:`OutputParseError`, which carries the raw response for the ``failures`` table.
+of :mod:`rlm_dsl.runtime.lm.lenient`. What still fails raises DSPy's ``AdapterParseError``
+naming each parser's reason; a step's retries (:mod:`rlm_dsl.runtime.steps.predict`) re-ask.
 """
 
 from __future__ import annotations
 
-import contextvars
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -19,20 +17,7 @@ import dspy
 from dspy.adapters.utils import apply_output_field_defaults
 from dspy.utils.exceptions import AdapterParseError
 
-from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.lm.lenient import lenient_fields
-
-_FEEDBACK: contextvars.ContextVar[str | None] = contextvars.ContextVar("rlm_parse_feedback",
-                                                                      default=None)
-
-
-class OutputParseError(LMError):
-    """The model's answer could not be read as the step's typed output, even after a retry."""
-
-    def __init__(self, message: str, raw_response: str, attempts: int) -> None:
-        super().__init__(message)
-        self.raw_response = raw_response
-        self.attempts = attempts
 
 
 class RobustAdapter(dspy.ChatAdapter):
@@ -40,7 +25,7 @@ class RobustAdapter(dspy.ChatAdapter):
 
     def __init__(self, **kwargs: Any) -> None:
         # The fallbacks below re-read the same text; DSPy's JSON fallback would spend a second
-        # call. Re-asking is predict_with_retry's job, with the error fed back.
+        # call. Re-asking is the step's job (its retries).
         kwargs.setdefault("use_json_adapter_fallback", False)
         super().__init__(**kwargs)
         self._memo: weakref.WeakKeyDictionary[type, dict[str, str]] = (
@@ -110,15 +95,6 @@ class RobustAdapter(dspy.ChatAdapter):
             ) from lenient_error
         return apply_output_field_defaults(signature, fields)
 
-    def format(self, signature: type[dspy.Signature], demos: list[dict[str, Any]],
-               inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = super().format(signature, demos, inputs)
-        feedback = _FEEDBACK.get()
-        if feedback:
-            last = messages[-1]
-            messages[-1] = {**last, "content": f"{last['content']}\n\n{feedback}"}
-        return messages
-
 
 def _reason(error: Exception) -> str:
     parsed = getattr(error, "parsed_result", None)
@@ -127,33 +103,3 @@ def _reason(error: Exception) -> str:
         return f"no value for field(s) {', '.join(missing)}"
     text = str(error).split("\n\n")[0].strip()
     return text.split("LM Response:")[0].strip() or type(error).__name__
-
-
-def predict_with_retry(predict: Callable[..., dspy.Prediction], retries: int = 1,
-                       **inputs: Any) -> dspy.Prediction:
-    """Call ``predict(**inputs)``; on a parse failure re-ask with the error, ``retries`` times."""
-    error: AdapterParseError | None = None
-    for _attempt in range(retries + 1):
-        token = _FEEDBACK.set(_feedback_text(error) if error else None)
-        try:
-            return predict(**inputs)
-        except AdapterParseError as exc:
-            error = exc
-        finally:
-            _FEEDBACK.reset(token)
-    assert error is not None
-    raise OutputParseError(
-        f"could not parse the model's answer after {retries + 1} attempt(s): {_reason(error)}",
-        raw_response=error.lm_response, attempts=retries + 1,
-    ) from error
-
-
-def _feedback_text(error: AdapterParseError) -> str:
-    names = ", ".join(f"`[[ ## {name} ## ]]`" for name in error.signature.output_fields)
-    return (
-        "Your previous answer could not be parsed.\n"
-        f"Previous answer:\n{error.lm_response.strip()[:2000]}\n"
-        f"Problem: {_reason(error)}\n"
-        f"Answer again, giving each field {names} on its own header line, followed by its value, "
-        "then `[[ ## completed ## ]]`."
-    )

@@ -90,7 +90,7 @@ class Pool:
 
     async def _aiohttp(self, method: str, url: str, headers: list[tuple[str, str]],
                        body: bytes) -> HttpResponse:
-        import aiohttp
+        import aiohttp  # imported when a pool first sends: a slow import most runs never need
 
         if self._session is None:
             LOOP.pools.add(self)
@@ -112,7 +112,7 @@ class Pool:
 
     async def _httpx(self, method: str, url: str, headers: list[tuple[str, str]],
                      body: bytes) -> HttpResponse:
-        import httpx
+        import httpx  # imported when a pool first sends: only https:// servers use it
 
         if self._session is None:
             LOOP.pools.add(self)

@@ -27,7 +27,7 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import ContextLengthError, Message, Request, Response, TextPart, Usage
 
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.calls import current_scope
+from rlm_dsl.runtime.lm.gate import current_scope
 from rlm_dsl.runtime.lm.models import ensure_local_model
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 
@@ -64,7 +64,7 @@ def load_llama(path: Path, n_ctx: int, n_threads: int | None = None) -> tuple[An
 
 def _load(path: Path, n_ctx: int, n_threads: int | None) -> Any:
     try:
-        from llama_cpp import Llama
+        from llama_cpp import Llama  # here: an optional extra, slow to import
     except ImportError as exc:
         raise LMError(
             "the local model needs llama-cpp-python: pip install 'rlm-dsl[local]'"
@@ -158,7 +158,7 @@ class PrefixStates:
         self.current = key
 
     def _save(self, key: Any) -> None:
-        import llama_cpp
+        import llama_cpp  # the optional `local` extra; loaded already when a model is
 
         llama = self.llama
         size = llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, 0)
@@ -173,7 +173,7 @@ class PrefixStates:
             self.saved.popitem(last=False)
 
     def _load(self, tokens: Any, data: Any) -> None:
-        import llama_cpp
+        import llama_cpp  # the optional `local` extra; loaded already when a model is
 
         llama = self.llama
         llama._ctx.kv_cache_seq_rm(0, -1, -1)

@@ -210,7 +210,7 @@ def _from_hub(spec: ModelSpec, scratch: Path) -> Path:
         socket.create_connection(("huggingface.co", 443), timeout=5).close()
     except OSError as exc:
         raise LMError(f"huggingface.co is unreachable ({exc.strerror or exc})") from exc
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # here: only `rlm models pull` needs it (slow)
 
     try:
         return Path(hf_hub_download(spec.hf_repo, spec.hf_file, local_dir=scratch, etag_timeout=10))

@@ -19,7 +19,7 @@ from typing import Any
 
 from dspy._vendor.lm15.providers.base import HttpResponse
 from dspy.clients.engines.base import validate_request
-from dspy.lm15 import ConfigurationError, Request, Response, response_to_events
+from dspy.lm15 import ConfigurationError, OpenAIChatLM, Request, Response, response_to_events
 
 from rlm_dsl.runtime.lm.http_pool import LOOP, Pool
 
@@ -53,8 +53,6 @@ class OpenAICompatEngine:
 
     def __init__(self, *, base_url: str, wire_model: str, api_key: str | None = None,
                  timeout: float | None = None, client: str | None = None) -> None:
-        from dspy.lm15 import OpenAIChatLM
-
         self.base_url = base_url.rstrip("/")
         self.wire_model = wire_model
         # lm15 insists on a key; a local server often wants none, so none is sent then

@@ -31,14 +31,15 @@ from typing import Any
 from dspy.lm15 import Request, Response, TransportError, response_to_events
 
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import call_scope, current_scope
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
+from rlm_dsl.runtime.lm.resolve import resolve_lm
 
 NEEDS_RAY = "--executor ray needs Ray: pip install 'rlm-dsl[ray]'"
 
 
 def _ray() -> Any:
     try:
-        import ray
+        import ray  # here: an optional extra, seconds to import
     except ImportError:
         raise SpecError(NEEDS_RAY) from None
     return ray
@@ -181,8 +182,6 @@ class ModelWorker:
 
 def resolve_engine(model_id: str, options: dict[str, Any]) -> Any:
     """The inner engine for ``model_id`` in this process."""
-    from rlm_dsl.runtime.lm.resolve import resolve_lm
-
     return resolve_lm(model_id, options).engine
 
 

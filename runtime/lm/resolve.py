@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 import dspy
 
 from rlm_dsl.errors import LMError
-from rlm_dsl.runtime.tokens import TokenCounter, get_counter
+from rlm_dsl.runtime.lm.openai_async import ENGINES, OpenAICompatEngine, compatible_base
+from rlm_dsl.runtime.lm.tokens import TokenCounter, get_counter
 
 # LiteLLM fetches its price table from GitHub when imported unless told not to; the run must
 # never touch the network by itself (DESIGN §3), and the bundled table is what we price with.
@@ -82,7 +83,7 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 
 # Built-in back ends whose module registers itself on import, loaded on first use: the
 # deterministic test LM is not imported by runs that never name it.
-_ON_DEMAND = {"test": "rlm_dsl.runtime.testing"}
+_ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing"}
 
 
 def _backend_for(model_id: str) -> BackendFactory | None:
@@ -118,7 +119,7 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
             f"unknown option(s) {', '.join(map(repr, unknown))} for model '{model_id}'; "
             f"known: {', '.join(sorted(LITELLM_OPTIONS))}"
         )
-    from dspy.clients._litellm import get_litellm
+    from dspy.clients._litellm import get_litellm  # here: LiteLLM takes seconds to import
 
     litellm = get_litellm(feature="rlm-dsl model resolution")
     api_base = options.get("api_base")
@@ -157,8 +158,6 @@ def _check_provider(litellm: Any, model_id: str, api_base: Any) -> tuple[Any, ..
 def _engine(model_id: str, options: Mapping[str, Any], route: tuple[Any, ...],
             client: dict[str, Any]) -> Any:
     """The async engine for an OpenAI-compatible server, else LiteLLM's (``engine`` option)."""
-    from rlm_dsl.runtime.lm.openai_async import ENGINES, OpenAICompatEngine, compatible_base
-
     choice = options.get("engine", "async")
     if choice not in ENGINES:
         raise LMError(f"model '{model_id}': engine must be one of {', '.join(ENGINES)}, "
@@ -227,6 +226,7 @@ class LiteLLMChatEngine:
     """
 
     def __init__(self, **client_options: Any) -> None:
+        # here, not at the top: LiteLLM takes seconds to import and local/test LMs never need it
         from dspy.clients.engines.litellm_engine import LiteLLMEngine
 
         self._inner = LiteLLMEngine(model_type="chat", **client_options)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from rlm_dsl.runtime.store.store import quote_literal as sql_str  # the log modules' short name
+
 # Timestamp and level fragments shared by several formats (RE2 syntax).
 _ISO_TS = r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
 _BSD_TS = r"[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d"
 _LEVEL = r"TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL"
 _ANY_LEVEL = r"(?i:trace|debug|dbg|info|notice|warn|warning|error|err|crit|critical|fatal|severe)"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
-
-
-def sql_str(text: str) -> str:
-    """Quote ``text`` as a SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def level_sql(expr: str) -> str:

@@ -1,6 +1,7 @@
 """Log ingest: load log files into a parsed DuckDB table, in full or only their new lines.
 
-This is the *driver* stage of log ingest, called by ``runtime/inputs.py`` for ``input x: log``
+This is the *driver* stage of log ingest, called by ``runtime/ingest/inputs.py`` for ``input x:
+log``
 and by ``rlm ingest``. It expands paths (files, directories, globs), picks a format per file
 (auto-detected or the ``format=`` override), runs one streaming parse per file inside DuckDB
 (:mod:`rlm_dsl.runtime.logs.parse`), folds multi-line records, and optionally collapses
@@ -39,7 +40,7 @@ from rlm_dsl.runtime.logs.parse import (
 from rlm_dsl.runtime.logs.templates import dedup_table
 
 if TYPE_CHECKING:
-    from rlm_dsl.runtime.store import Store
+    from rlm_dsl.runtime.store.store import Store
 
 from rlm_dsl.errors import InputError
 

@@ -67,7 +67,8 @@ def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
     """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema).
 
     ``text_type`` is the type of the two long columns, ``message`` and ``text``
-    (:attr:`rlm_dsl.runtime.store.Store.text_type`: ZSTD-compressed where the database has it).
+    (:attr:`rlm_dsl.runtime.store.store.Store.text_type`: ZSTD-compressed where the database has
+    it).
     """
     cols = ", ".join(f"{name} {text_type if name in _LONG else kind}" for name, kind in LOG_COLUMNS)
     return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'

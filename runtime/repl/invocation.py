@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from rlm_dsl.runtime.store import SYSTEM_TABLES
+from rlm_dsl.runtime.store.store import SYSTEM_TABLES
 
 ERROR_PREFIXES = ("[Error]", "[Type Error]", "[ERROR]")
 

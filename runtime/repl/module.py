@@ -28,8 +28,9 @@ from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.compiler.types import Prim
-from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError
-from rlm_dsl.runtime.calls import call_scope, current_scope
+from rlm_dsl.errors import BudgetExhausted, RlmError, SpecError, caused_by
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
+from rlm_dsl.runtime.lm.signatures import annotation, camel, to_plain
 from rlm_dsl.runtime.repl.invocation import CallBudget, Invocation, StepSpent
 from rlm_dsl.runtime.repl.prompts import (
     TOOL_DOCS,
@@ -39,7 +40,6 @@ from rlm_dsl.runtime.repl.prompts import (
 )
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
 from rlm_dsl.runtime.repl.tools import TableSource, TextSource, readonly_sql
-from rlm_dsl.runtime.signatures import annotation, camel, to_plain
 
 UNREADABLE_ACTION = (
     "[Error] your reply could not be read. Answer with a `[[ ## reasoning ## ]]` section, then a "
@@ -133,14 +133,14 @@ class RlmStep(dspy.RLM):
         try:
             prediction = self._invoke(invocation, task, root_lm)
         except CodeInterpreterError as exc:
-            raise ReplError(f"step {self.step.id!r}: the REPL failed: {exc}") from None
+            raise ReplError.for_step(self.step.id, f"the REPL failed: {exc}") from None
         except Exception as exc:
             spent = _budget_cause(exc)
             if spent is not None:
                 raise spent from None
-            if _caused_by(exc, ContextWindowExceededError):
-                raise ReplError(
-                    f"step {self.step.id!r}: the REPL history outgrew the root LM's context window "
+            if caused_by(exc, ContextWindowExceededError):
+                raise ReplError.for_step(
+                    self.step.id, "the REPL history outgrew the root LM's context window "
                     f"after {invocation.iteration} iteration(s); give the model a larger window "
                     "(n_ctx) or lower max_iterations") from None
             raise
@@ -226,8 +226,8 @@ class RlmStep(dspy.RLM):
             except AdapterParseError as exc:
                 invocation.record_iteration({"reasoning": "iterations used up: extract",
                                              "code": "", "output": f"[Error] {exc}"})
-                raise ReplError(f"step {self.step.id!r}: the model never called SUBMIT and its "
-                                "final answer could not be parsed") from None
+                raise ReplError.for_step(self.step.id, "the model never called SUBMIT and its "
+                                         "final answer could not be parsed") from None
         values = {name: to_plain(getattr(prediction, name)) for name in output_field_names}
         invocation.record_iteration({"reasoning": "iterations used up: extract", "code": "",
                                      "output": f"EXTRACT: {values}"})
@@ -343,17 +343,7 @@ def _as_rows(sub_context: Any) -> list[str]:
 
 def _budget_cause(exc: BaseException) -> BudgetExhausted | None:
     """The run-budget refusal behind ``exc`` (DSPy wraps engine errors), if that is what it is."""
-    found = _caused_by(exc, BudgetExhausted)
-    return found if isinstance(found, BudgetExhausted) else None
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    return caused_by(exc, BudgetExhausted)
 
 
 def _lm_text(response: Any) -> str:

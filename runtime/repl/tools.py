@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from rlm_dsl.runtime.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import Store, quote_ident
 
 ALLOWED_TABLE_FUNCTIONS = frozenset(
     {"range", "generate_series", "unnest", "pragma_table_info", "duckdb_tables",
@@ -133,7 +133,19 @@ def _cte_names(tree: Any) -> set[str]:
     }
 
 
-class TableSource:
+class _Source:
+    """A ``context`` the sandbox calls as ``source(op, *args)``: ``info``, ``rows``, ``lines``
+    or ``search``, each a method of the subclass."""
+
+    OPS = ("info", "rows", "lines", "search")
+
+    def __call__(self, op: str, *args: Any) -> Any:
+        if op not in self.OPS:
+            raise ValueError(f"unknown context operation {op!r}")
+        return getattr(self, op)(*args)
+
+
+class TableSource(_Source):
     """``context`` over a store table: rows in ``id`` order, ``text`` per row."""
 
     def __init__(self, store: Store, table: str) -> None:
@@ -148,13 +160,6 @@ class TableSource:
                                 for c in columns if c != "id")
             self._text = f"CAST(to_json(struct_pack({payload})) AS VARCHAR)"
         self._info: dict[str, Any] | None = None
-
-    def __call__(self, op: str, *args: Any) -> Any:
-        handler = {"info": self.info, "rows": self.rows, "lines": self.lines,
-                   "search": self.search}.get(op)
-        if handler is None:
-            raise ValueError(f"unknown context operation {op!r}")
-        return handler(*args)
 
     def info(self) -> dict[str, Any]:
         if self._info is None:
@@ -195,18 +200,11 @@ class TableSource:
         return quote_ident(self.table)
 
 
-class TextSource:
+class TextSource(_Source):
     """``context`` over literal text held by the host (a child RLM's ``sub_context``)."""
 
     def __init__(self, rows: list[str], name: str = "sub_context") -> None:
         self._rows, self.name = rows, name
-
-    def __call__(self, op: str, *args: Any) -> Any:
-        handler = {"info": self.info, "rows": self.rows, "lines": self.lines,
-                   "search": self.search}.get(op)
-        if handler is None:
-            raise ValueError(f"unknown context operation {op!r}")
-        return handler(*args)
 
     def info(self) -> dict[str, Any]:
         return {"table": self.name, "columns": ["id", "text"], "n_rows": len(self._rows),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -185,7 +186,6 @@ def make_hook(scratch: str, read_roots: tuple[str, ...]):
 
 def harden(config: dict) -> dict:
     """Preload, scrub, limit, drop privileges, hook. Returns what was achieved, for the host."""
-    import importlib
 
     for name in PRELOAD:
         importlib.import_module(name)

@@ -2,7 +2,7 @@
 
 Executor stage. :class:`RunContext` is built once per run by the executor and handed to the step
 handlers in this package. It owns the gated ``dspy.LM`` per LM binding (see
-:mod:`rlm_dsl.runtime.calls`), renders Jinja2 prompts (undefined variables are errors — the
+:mod:`rlm_dsl.runtime.lm.gate`), renders Jinja2 prompts (undefined variables are errors — the
 compiler already checked them), records dead-letter rows in ``failures`` and reports progress.
 """
 
@@ -19,11 +19,12 @@ import dspy
 import jinja2
 
 from rlm_dsl.compiler.plan import Plan, Step
+from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import RunLedger
+from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
-from rlm_dsl.runtime.store import Store
-from rlm_dsl.runtime.writer import Writer
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 Progress = Callable[[str, int, int | None], None]  # (step id, advance, total or None)
 
@@ -78,10 +79,7 @@ class RunContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
-        self._env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False
-        )
-        self._env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
+        self._env = environment()
 
     def lm_for(self, step: Step) -> BoundLM:
         return self.lms.get(step.lm) or self.lms[None]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 
 from rlm_dsl.compiler.plan import Step
+from rlm_dsl.runtime.ingest.inputs import resolve_files
+from rlm_dsl.runtime.logs import append_new
 from rlm_dsl.runtime.steps.context import RunContext
 
 
@@ -24,9 +26,6 @@ def append_log(ctx: RunContext, step: Step) -> int | None:
     paths = ctx.inputs.get(step.name) or step.options.get("path")
     if not paths or step.options.get("dedup") or not ctx.store.table_exists(step.table):
         return None
-    from rlm_dsl.runtime.inputs import resolve_files
-    from rlm_dsl.runtime.logs import append_new
-
     patterns = [os.path.expanduser(str(p)) for p in ([paths] if isinstance(paths, str) else paths)]
     files = resolve_files(ctx.store, patterns, directories=True, text=False)
     append_new(ctx.store, step.table, files, format=step.options.get("format"))

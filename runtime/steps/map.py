@@ -6,7 +6,7 @@ in a thread pool (contextvars copied, so every call knows its step and chunk), a
 typed result as it completes. A prompt that would not fit the LM's context window — counted with
 the LM's own counter, leaving room for the adapter text and the answer — is split in halves by
 lines (a single line by characters) and solved recursively by the same step, the pieces combined
-by type (:func:`~rlm_dsl.runtime.signatures.combine`), down to ``max_depth`` levels. Rows already
+by type (:func:`~rlm_dsl.runtime.lm.signatures.combine`), down to ``max_depth`` levels. Rows already
 in the result table are skipped (resume); rows in ``failures`` are retried only with
 ``--retry-failed``. :func:`run_filter_lm` is the same walk with a ``bool`` answer per row.
 """
@@ -22,8 +22,8 @@ import dspy
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Prim, Type
-from rlm_dsl.runtime.calls import call_scope
-from rlm_dsl.runtime.signatures import combine, duckdb_type
+from rlm_dsl.runtime.lm.gate import call_scope
+from rlm_dsl.runtime.lm.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.predict import (
     BudgetStop,
@@ -32,7 +32,8 @@ from rlm_dsl.runtime.steps.predict import (
     StepModule,
     TooLarge,
 )
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store import queries
+from rlm_dsl.runtime.store.store import quote_ident
 
 MAX_DEPTH = 12
 
@@ -81,10 +82,7 @@ def ensure_table(ctx: RunContext, table: str, column: str, t: Type) -> None:
 
 def pending_rows(ctx: RunContext, step: Step, done_table: str) -> tuple[list[dict], dict[int, int]]:
     """Source rows still to do, and the failed ones being retried (chunk id → attempts so far)."""
-    failed = dict(ctx.store.con.execute(
-        "SELECT chunk_id, sum(attempts) FROM failures WHERE step = ? AND NOT resolved "
-        "AND chunk_id IS NOT NULL GROUP BY 1", [ctx.key(step)],
-    ).fetchall())
+    failed = queries.failed_rows(ctx.store, ctx.key(step))
     source = quote_ident(ctx.table(step.source or ""))
     cursor = ctx.store.con.execute(
         f"SELECT * FROM {source} WHERE id NOT IN (SELECT id FROM {quote_ident(done_table)}) "
@@ -126,9 +124,7 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
         written = run_parallel(ctx, [(one, row) for row in rows])
     ctx.writer.flush()
     if resolved:
-        with ctx.store.write() as con:
-            con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IN "
-                        f"({', '.join(str(i) for i in resolved)})", [ctx.key(step)])
+        queries.resolve_row_failures(ctx.store, ctx.key(step), resolved)
     return written
 
 

@@ -1,7 +1,8 @@
 """One LM-backed step as a ``dspy.Module``: render → fit check → predict with retries → value.
 
 Step-module stage. :class:`StepModule` holds the step's predictor (``dspy.Predict`` or
-``dspy.ChainOfThought`` over the signature from :func:`~rlm_dsl.runtime.signatures.make_signature`),
+``dspy.ChainOfThought`` over the signature from
+:func:`~rlm_dsl.runtime.lm.signatures.make_signature`),
 so DSPy optimizers see and tune one named predictor per step. :meth:`StepModule.call` sends one
 rendered prompt with the step's retries: transient LM errors and unparseable answers are retried
 (each attempt is its own cache key, so a retry is a fresh call), a budget refusal stops the run
@@ -24,9 +25,9 @@ from dspy.utils.exceptions import (
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
-from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.calls import call_scope, current_scope
-from rlm_dsl.runtime.signatures import make_signature, to_plain
+from rlm_dsl.errors import BudgetExhausted, caused_by
+from rlm_dsl.runtime.lm.gate import call_scope, current_scope
+from rlm_dsl.runtime.lm.signatures import make_signature, to_plain
 from rlm_dsl.runtime.steps.context import BoundLM
 
 MAX_BACKOFF_S = 8.0
@@ -103,7 +104,7 @@ class StepModule(dspy.Module):
                     # ~15 µs a call; the predictor inside still runs DSPy's own callbacks
                     return to_plain(self._predict(prompt)[self.value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
-                budget = _budget_error(exc)
+                budget = caused_by(exc, BudgetExhausted)
                 if budget is not None:
                     raise BudgetStop(budget) from None
                 if _context_overflow(exc):
@@ -124,15 +125,6 @@ def _using(lm: dspy.LM, adapter: Any) -> Any:
     if dspy.settings.lm is lm and dspy.settings.adapter is adapter:
         return nullcontext()
     return dspy.context(lm=lm, adapter=adapter)
-
-
-def _budget_error(exc: BaseException) -> BudgetExhausted | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, BudgetExhausted):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _context_overflow(exc: BaseException) -> bool:

@@ -16,11 +16,12 @@ from typing import Any
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import RlmError
-from rlm_dsl.runtime.calls import call_scope
-from rlm_dsl.runtime.runinfo import coerce_params, read_value
+from rlm_dsl.runtime.ingest.params import coerce_params
+from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.map import ensure_table, pending_rows
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.steps.outputs import read_value
+from rlm_dsl.runtime.store.store import quote_ident
 
 LINE_INPUTS = ("text", "lines", "stdin", "log")
 

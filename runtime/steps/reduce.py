@@ -21,12 +21,12 @@ import duckdb
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import ListOf, Optional, Prim, Type
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.calls import call_scope
-from rlm_dsl.runtime.signatures import vote
+from rlm_dsl.runtime.lm.gate import call_scope
+from rlm_dsl.runtime.lm.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
-from rlm_dsl.runtime.store import quote_ident
+from rlm_dsl.runtime.store.store import quote_ident
 
 
 def source_items(ctx: RunContext, step: Step) -> list[Any]:

@@ -148,9 +148,9 @@ def test_plan_estimate_calls_the_runtime(capsys, spec, monkeypatch) -> None:
         seen.update(recipe=plan.recipe, inputs=inputs, params=params, lm=lm)
         return Estimate()
 
-    fake = types.ModuleType("rlm_dsl.runtime.estimate")
+    fake = types.ModuleType("rlm_dsl.runtime.estimator")
     fake.estimate_plan = estimate_plan  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "rlm_dsl.runtime.estimate", fake)
+    monkeypatch.setitem(sys.modules, "rlm_dsl.runtime.estimator", fake)
     path = spec("good.rlm", GOOD)
     argv = ["plan", path, "--estimate", "--input", "doc=a=b.txt", "-p", "k=v", "--lm", "test"]
     code, out, _ = run(capsys, *argv)
@@ -164,7 +164,7 @@ def test_plan_estimate_calls_the_runtime(capsys, spec, monkeypatch) -> None:
 
 
 def test_plan_estimate_without_runtime_module(capsys, spec, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "rlm_dsl.runtime.estimate", None)
+    monkeypatch.setitem(sys.modules, "rlm_dsl.runtime.estimator", None)
     code, _, err = run(capsys, "plan", spec("good.rlm", GOOD), "--estimate")
     assert code == 1
     assert "--estimate is not available" in err

@@ -16,7 +16,7 @@ from dspy.lm15 import Config, ContextLengthError, Message, Request
 
 from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.lm import resolve_lm
-from rlm_dsl.runtime.lm.adapter import RobustAdapter, predict_with_retry
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
@@ -69,8 +69,7 @@ def test_predict_through_dspy_gets_a_parsed_answer():
     assert (resolved.context_window, resolved.max_concurrency, resolved.price) == (8192, 1, (0, 0))
     lm = resolved.make_lm()
     with dspy.context(lm=lm, adapter=RobustAdapter()):
-        result = predict_with_retry(dspy.Predict("question -> answer: int"),
-                                    question="What is 17 + 25?")
+        result = dspy.Predict("question -> answer: int")(question="What is 17 + 25?")
     assert result.answer == 42
     usage = lm.history[-1]["usage"]
     assert usage["prompt_tokens"] > 50 and usage["completion_tokens"] > 0
@@ -129,7 +128,7 @@ Nov 24 10:00:06 web02 cron[1403]: (root) CMD (/usr/local/bin/rotate-logs)
 def test_real_model_names_the_distinctive_error():
     lm = resolve_lm("local").make_lm()
     with dspy.context(lm=lm, adapter=RobustAdapter()):
-        result = predict_with_retry(
-            dspy.Predict("log, question -> error_message: str"), log=SAMPLE_LOG,
+        result = dspy.Predict("log, question -> error_message: str")(
+            log=SAMPLE_LOG,
             question="One line of this log reports an error. What is that error message?")
     assert "No space left on device" in result.error_message

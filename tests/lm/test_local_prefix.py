@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from dspy.lm15 import Config, Message, Request
 
-from rlm_dsl.runtime.calls import call_scope
 from rlm_dsl.runtime.lm import resolve_lm
+from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.local import LlamaEngine
 
 SYSTEMS = {

@@ -15,7 +15,7 @@ import pydantic
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from rlm_dsl.runtime.lm.adapter import OutputParseError, RobustAdapter, predict_with_retry
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.lenient import coerce, normalize_choice
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
 
@@ -118,29 +118,6 @@ def test_hopeless_answers_raise_with_the_raw_text(recorded, signature, text):
         _predict(recorded(text), signature, question="q")
     assert info.value.lm_response == text
     assert "lenient:" in str(info.value)
-
-
-def test_retry_feeds_the_parse_error_back(recorded):
-    engine = recorded("I think it is medium-ish?", "[[ ## answer ## ]]\n7\n[[ ## completed ## ]]")
-    lm = ResolvedLM("recorded", engine, 4096).make_lm()
-    with dspy.context(lm=lm, adapter=RobustAdapter()):
-        result = predict_with_retry(dspy.Predict("question -> answer: int"), question="how many?")
-    assert result.answer == 7
-    retry_prompt = engine.requests[1].messages[-1].text
-    previous = "could not be parsed.\nPrevious answer:\nI think it is medium-ish?"
-    assert previous in retry_prompt
-    assert "expected one number, found 0" in retry_prompt
-
-
-def test_what_still_fails_carries_the_raw_response(recorded):
-    engine = recorded("no idea", "still no idea, sorry")
-    lm = ResolvedLM("recorded", engine, 4096).make_lm()
-    with dspy.context(lm=lm, adapter=RobustAdapter()), pytest.raises(OutputParseError) as info:
-        predict_with_retry(dspy.Predict("question -> answer: int"), question="how many?")
-    error = info.value
-    assert (error.raw_response, error.attempts, error.exit_code) == ("still no idea, sorry", 2, 4)
-    assert str(error).startswith("could not parse the model's answer after 2 attempt(s): ")
-    assert "lenient: expected one number, found 0 in 'still no idea, sorry'" in str(error)
 
 
 class Mixed(dspy.Signature):

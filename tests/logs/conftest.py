@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 
 @pytest.fixture

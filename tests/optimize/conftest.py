@@ -28,10 +28,10 @@ import pytest
 from dspy.lm15 import Message, Request, Response, TextPart, Usage
 
 from rlm_dsl.cli.main import main
-from rlm_dsl.runtime.calls import request_messages
+from rlm_dsl.runtime.lm.gate import request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
-from rlm_dsl.runtime.testing import _section
-from rlm_dsl.runtime.tokens import estimate_tokens
+from rlm_dsl.runtime.lm.testing import _section
+from rlm_dsl.runtime.lm.tokens import estimate_tokens
 
 _OUTPUTS = re.compile(r"^\d+\. `(\w+)` \((.+?)\)", re.M)
 _SHOUTING = re.compile(r"\b[A-Z]{3,}(?: [A-Z]{3,})+\b")

@@ -10,7 +10,7 @@ import pytest
 from conftest import MENTOR, RLM_RECIPE
 
 import rlm_dsl
-from rlm_dsl.runtime.optimize import load_optimized, opt_path
+from rlm_dsl.runtime.optimize.optimizer import load_optimized, opt_path
 
 
 def test_step_predictors_are_named_by_step_id_and_state_round_trips(shout):

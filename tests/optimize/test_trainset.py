@@ -11,8 +11,8 @@ import pytest
 
 import rlm_dsl
 from rlm_dsl.errors import SpecError
-from rlm_dsl.runtime.metrics import contains, exact, f1, numeric, resolve_metric
-from rlm_dsl.runtime.trainset import load_trainset
+from rlm_dsl.runtime.optimize.metrics import contains, exact, f1, numeric, resolve_metric
+from rlm_dsl.runtime.optimize.trainset import load_trainset
 
 GOOD = json.dumps({"inputs": {"lines": {"text": "a b\n"}}, "expected": {"answer": "A B"}})
 

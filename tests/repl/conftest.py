@@ -14,7 +14,7 @@ from dspy.lm15 import Message, Response, TextPart, Usage
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.compiler.types import Field, Prim, Type
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 ACTION_MARK = "You answer a task over an input"
 

@@ -11,7 +11,7 @@ from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.executor import execute
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 from rlm_dsl.runtime.runinfo import RunOptions
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 from .conftest import ACTION_MARK, FnEngine, action, history_steps
 

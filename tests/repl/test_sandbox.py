@@ -21,7 +21,7 @@ from dspy.primitives.code_interpreter import (
 
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits, isolation
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
-from rlm_dsl.runtime.store import Store
+from rlm_dsl.runtime.store.store import Store
 
 SECRET = "s3cr3t-host-token"
 

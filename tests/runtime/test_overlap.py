@@ -6,7 +6,7 @@ import textwrap
 
 from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.overlap import generations
+from rlm_dsl.runtime.steps.overlap import generations
 from tests.conftest import answering, failure
 
 TWO_BRANCHES = '''

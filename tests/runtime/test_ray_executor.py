@@ -17,11 +17,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from test_runtime_resume import ITEMS_SPEC  # noqa: E402  (tests/runtime is on sys.path)
+from test_resume import ITEMS_SPEC  # noqa: E402  (tests/runtime is on sys.path)
 
 import rlm_dsl  # noqa: E402
-from rlm_dsl.runtime.calls import call_scope  # noqa: E402
 from rlm_dsl.runtime.lm import ray_engine  # noqa: E402
+from rlm_dsl.runtime.lm.gate import call_scope  # noqa: E402
 
 N = 24
 SPEC = ITEMS_SPEC  # the resume tests' spec: COUNT "bad" per line, summed in SQL

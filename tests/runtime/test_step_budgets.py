@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_runtime_resume import ITEMS_SPEC  # tests/runtime is on sys.path
+from test_resume import ITEMS_SPEC  # tests/runtime is on sys.path
 
 from rlm_dsl.errors import BudgetExhausted
-from rlm_dsl.runtime.budget import Budget
-from rlm_dsl.runtime.calls import reserve_all
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import reserve_all
 
 
 def capped(spec, options: str) -> Path:
@@ -99,7 +99,7 @@ def test_calls_per_depth_caps_each_recursion_level(tmp_path, spec, cli, query):
 
 def test_a_run_closes_its_lm_back_ends_even_when_a_cap_stops_it(spec, items, run_spec,
                                                                 monkeypatch):
-    from rlm_dsl.runtime import testing
+    from rlm_dsl.runtime.lm import testing
 
     closed: list[str] = []
     monkeypatch.setattr(testing.TestEngine, "close", lambda self: closed.append("test"))

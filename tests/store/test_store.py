@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from rlm_dsl.errors import InputError
-from rlm_dsl.runtime.store import SYSTEM_TABLES, Store
+from rlm_dsl.runtime.store.store import SYSTEM_TABLES, Store
 
 EXPECTED = {
     "runs": "run_id recipe started_at finished_at status params inputs summary",

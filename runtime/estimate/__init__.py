@@ -1,0 +1,1 @@
+"""Estimation stage (``rlm plan --estimate``): the report, per-step costs, placeholders."""

@@ -1,0 +1,1 @@
+"""Ingest stage: inputs read into the store, chunked into rows that fit an LM's window."""

@@ -1,0 +1,294 @@
+"""The LM call gate: every LM call of a run passes through one :class:`GatedEngine`.
+
+Runtime stage between the step modules and the LM back ends. Each model gets one ``dspy.LM``
+whose engine is ``GatedEngine(inner, gate)``; before a request reaches ``inner`` the gate answers
+it from the run's cache (finished ``lm_calls`` rows of the same ``--db``, keyed by model, rendered
+messages, settings and retry attempt), checks the :class:`~rlm_dsl.runtime.lm.budget.Budget`, waits
+for a per-LM concurrency slot and the rate limits (requests/min, tokens/min), then records the
+call — step, chunk id, depth, parent, tokens, cost, latency, error — as it completes. Where a
+call belongs comes from :func:`call_scope`, a contextvar the executor sets around each chunk and
+copies into worker threads (``contextvars.copy_context``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
+
+from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.store import queries
+from rlm_dsl.runtime.store.writer import Writer
+
+
+class Scope(NamedTuple):
+    """Where an LM call belongs: step id, chunk id, recursion depth, parent call, retry attempt.
+
+    A named tuple: one is made for every chunk and retry, and ``_replace`` is the cheapest copy.
+    """
+
+    step: str | None = None
+    chunk_id: int | None = None
+    depth: int = 0
+    parent_id: str | None = None
+    attempt: int = 0
+
+
+_ROOT = Scope()
+_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("rlm_call", default=None)
+
+
+def current_scope() -> Scope:
+    return _SCOPE.get() or _ROOT
+
+
+class call_scope:  # lower case: used like a function, ``with call_scope(step=…):``
+    """Set fields of the current :class:`Scope` (``step=``, ``chunk_id=``, ``depth=`` …).
+
+    A small class rather than a generator context manager: it is entered around every call.
+    """
+
+    __slots__ = ("changes", "token")
+
+    def __init__(self, **changes: Any) -> None:
+        self.changes = changes
+
+    def __enter__(self) -> Scope:
+        scope = current_scope()._replace(**self.changes)
+        self.token = _SCOPE.set(scope)
+        return scope
+
+    def __exit__(self, *exc: object) -> None:
+        _SCOPE.reset(self.token)
+
+
+@dataclass
+class RunLedger:
+    """What every gate of one run shares: store writer, cache, budget and run totals."""
+
+    writer: Writer
+    run_id: str
+    budget: Budget = field(default_factory=Budget)
+    cache: dict[str, str] = field(default_factory=dict)
+    cache_hits: int = 0
+    step_budgets: dict[str, Budget] = field(default_factory=dict)  # step key → its own caps
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ids: Iterator[int] = field(default_factory=itertools.count, repr=False)
+
+    @classmethod
+    def open(cls, writer: Writer, run_id: str, budget: Budget) -> RunLedger:
+        """A ledger whose cache holds every finished, error-free call already in the store."""
+        return cls(writer=writer, run_id=run_id, budget=budget,
+                   cache=queries.cached_responses(writer.store))
+
+    def budgets_for(self, step: str | None) -> tuple[Budget, ...]:
+        """The run's budget, and the step's own when it has one."""
+        own = self.step_budgets.get(step) if step is not None else None
+        return (self.budget,) if own is None else (self.budget, own)
+
+    def new_call_id(self) -> str:
+        return f"{self.run_id[:8]}-{next(self._ids)}"
+
+    def hit(self) -> None:
+        with self._lock:
+            self.cache_hits += 1
+
+
+@dataclass
+class Gate:
+    """Per-model call policy: ledger, token counter, price, concurrency and rate limits."""
+
+    model: str
+    ledger: RunLedger
+    count_tokens: Callable[[str], int]
+    price: tuple[float, float] | None = None
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    _slots: threading.BoundedSemaphore = field(init=False, repr=False)
+    _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+    _rate_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.price is None:
+            return None
+        return prompt_tokens * self.price[0] + completion_tokens * self.price[1]
+
+    def wait_for_rate(self, tokens: int) -> None:
+        """Sleep until one more request of ``tokens`` tokens fits the per-minute limits."""
+        if self.rpm is None and self.tpm is None:
+            return
+        while True:
+            with self._rate_lock:
+                now = time.monotonic()
+                while self._window and now - self._window[0][0] >= 60.0:
+                    self._window.popleft()
+                used = sum(t for _, t in self._window)
+                if (self.rpm is None or len(self._window) < self.rpm) and (
+                    self.tpm is None or not self._window or used + tokens <= self.tpm
+                ):
+                    self._window.append((now, tokens))
+                    return
+                wait = 60.0 - (now - self._window[0][0])
+            time.sleep(min(max(wait, 0.01), 1.0))
+
+
+def request_messages(request: Request) -> list[dict[str, str]]:
+    """The request as OpenAI-style ``[{role, content}]`` (system first), for keys and records."""
+    messages = []
+    if request.system is not None:
+        system = (
+            request.system
+            if isinstance(request.system, str)
+            else "".join(getattr(p, "text", "") or "" for p in request.system)
+        )
+        messages.append({"role": "system", "content": system})
+    messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+    return messages
+
+
+def cache_key(model: str, messages: list[dict[str, str]], request: Request, attempt: int) -> str:
+    parts = [f"{model}\0{request.config!r}\0{attempt}".encode()]
+    for message in messages:  # length-prefixed, so no two message lists hash alike
+        for part in (message["role"], message["content"]):
+            data = part.encode()
+            parts.append(len(data).to_bytes(8, "big"))
+            parts.append(data)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def response_text(response: Response) -> str:
+    return "".join(getattr(p, "text", "") or "" for p in response.message.parts)
+
+
+class GatedEngine:
+    """A DSPy engine that gates, caches and records every request to ``inner``."""
+
+    def __init__(self, inner: Any, gate: Gate) -> None:
+        self.inner = inner
+        self.gate = gate
+
+    def complete(self, request: Request) -> Response:
+        gate, ledger = self.gate, self.gate.ledger
+        scope = current_scope()
+        messages = request_messages(request)
+        key = cache_key(gate.model, messages, request, scope.attempt)
+        cached = ledger.cache.get(key)
+        if cached is not None:
+            ledger.hit()
+            response = _text_response(gate.model, cached)
+            self._record(scope, key, messages, response, datetime.now(UTC), time.perf_counter(),
+                         text=cached, cached=True)
+            return response
+        budgets = ledger.budgets_for(scope.step)
+        estimate = _estimate(gate, budgets, messages)
+        reserve_all(budgets, estimate, gate.price is not None, scope.depth)
+        gate.wait_for_rate(estimate)
+        started, t0 = datetime.now(UTC), time.perf_counter()
+        with gate._slots:
+            try:
+                response = self.inner.complete(request)
+            except Exception as exc:
+                self._record(scope, key, messages, None, started, t0, error=exc)
+                raise
+        text = response_text(response)
+        self._record(scope, key, messages, response, started, t0, text=text)
+        ledger.cache[key] = text
+        return response
+
+    def stream(self, request: Request) -> Any:
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
+    def _record(
+        self,
+        scope: Scope,
+        key: str,
+        messages: list[dict[str, str]],
+        response: Response | None,
+        started: datetime,
+        t0: float,
+        text: str | None = None,
+        error: BaseException | None = None,
+        cached: bool = False,
+    ) -> None:
+        gate, ledger = self.gate, self.gate.ledger
+        usage = response.usage if response is not None else None
+        prompt_tokens = (usage.input_tokens if usage else 0) or 0
+        completion_tokens = (usage.output_tokens if usage else 0) or 0
+        cost = gate.cost(prompt_tokens, completion_tokens)
+        if not cached:
+            for budget in ledger.budgets_for(scope.step):
+                budget.settle(prompt_tokens + completion_tokens, cost)
+        ledger.writer.add(
+            "lm_calls",
+            {
+                "call_id": ledger.new_call_id(),
+                "run_id": ledger.run_id,
+                "step": scope.step,
+                "chunk_id": scope.chunk_id,
+                "depth": scope.depth,
+                "parent_id": scope.parent_id,
+                "model": gate.model,
+                "cache_key": key,
+                "messages": messages,
+                "response": text,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost_usd": cost,
+                "latency_s": round(time.perf_counter() - t0, 6),
+                "cached": cached,
+                "error": None if error is None else f"{type(error).__name__}: {error}",
+                "started_at": started.isoformat(),
+            },
+        )
+
+
+def reserve_all(budgets: tuple[Budget, ...], tokens: int, priced: bool, depth: int) -> None:
+    """Claim the call in every budget, or in none (the refusal is raised)."""
+    for i, budget in enumerate(budgets):
+        try:
+            budget.reserve(tokens, priced, depth)
+        except BudgetExhausted:
+            for claimed in budgets[:i]:
+                claimed.release(depth)
+            raise
+
+
+def _estimate(gate: Gate, budgets: tuple[Budget, ...], messages: list[dict[str, str]]) -> int:
+    """Prompt tokens, counted only when a token cap or limit needs them (counting costs time)."""
+    if gate.tpm is None and all(b.max_tokens is None for b in budgets):
+        return 0
+    return sum(gate.count_tokens(m["content"]) for m in messages)
+
+
+def _text_response(model: str, text: str) -> Response:
+    return Response(
+        id=None,
+        model=model,
+        message=Message.assistant([TextPart(text)]),
+        finish_reason="stop",
+        usage=Usage(input_tokens=0, output_tokens=0, total_tokens=0),
+    )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,1 @@
+"""Optimization stage (``rlm optimize``): trainsets, metrics and the DSPy optimizer loop."""

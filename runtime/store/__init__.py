@@ -1,0 +1,1 @@
+"""Store stage: the run's DuckDB database, its buffered writer, its system-table queries."""

@@ -1,0 +1,115 @@
+"""Every query on the store's system tables, by name: ``runs``, ``step_status``, ``lm_calls``,
+``failures`` and ``rlm_iterations``.
+
+Store stage. The tables are created by :class:`~rlm_dsl.runtime.store.store.Store` (their columns
+are :data:`~rlm_dsl.runtime.store.store.SYSTEM_TABLES`); rows are appended through the buffered
+:class:`~rlm_dsl.runtime.store.writer.Writer`. Reads and updates live here and nowhere else, so a
+change to a system table's shape touches this module: the executor asks which steps finished and
+which failed, a map which rows are being retried, the call gate for its cache, the summary for the
+open failures and ``rlm trace`` for one run's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rlm_dsl.runtime.store.store import Store
+
+
+def done_steps(store: Store) -> set[str]:
+    """Step keys that finished in some run of this store."""
+    rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
+    return {r[0] for r in rows.fetchall()}
+
+
+def steps_with_step_failures(store: Store) -> set[str]:
+    """Steps whose step-level failure (``chunk_id`` NULL) is not resolved yet."""
+    rows = store.con.execute(
+        "SELECT DISTINCT step FROM failures WHERE chunk_id IS NULL AND NOT resolved")
+    return {r[0] for r in rows.fetchall()}
+
+
+def has_open_failures(store: Store, step: str) -> bool:
+    """Whether ``step`` has any unresolved failure (of the step or of a row)."""
+    return bool(store.scalar("SELECT count(*) FROM failures WHERE step = ? AND NOT resolved",
+                             [step]))
+
+
+def open_failure_count(store: Store) -> int:
+    """Unresolved failures of every step (the run summary's ``failures``)."""
+    return int(store.scalar("SELECT count(*) FROM failures WHERE NOT resolved") or 0)
+
+
+def failed_rows(store: Store, step: str) -> dict[int, int]:
+    """Rows of ``step`` with unresolved failures: chunk id → attempts so far."""
+    return dict(store.con.execute(
+        "SELECT chunk_id, sum(attempts) FROM failures WHERE step = ? AND NOT resolved "
+        "AND chunk_id IS NOT NULL GROUP BY 1", [step],
+    ).fetchall())
+
+
+def resolve_step_failures(store: Store, step: str) -> None:
+    """Mark ``step``'s own step-level failures resolved (its row failures stay)."""
+    with store.write() as con:
+        con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NULL "
+                    "AND NOT resolved", [step])
+
+
+def resolve_row_failures(store: Store, step: str, chunk_ids: list[int]) -> None:
+    """Mark the failures of ``step``'s rows ``chunk_ids`` resolved (they were answered now)."""
+    with store.write() as con:
+        con.execute("UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IN "
+                    f"({', '.join(str(int(i)) for i in chunk_ids)})", [step])
+
+
+def finish_run(store: Store, run_id: str, status: str, finished_at: str, summary: str) -> None:
+    """Close the ``runs`` row of ``run_id`` with its status and JSON ``summary``."""
+    with store.write() as con:
+        con.execute("UPDATE runs SET status = ?, finished_at = ?, summary = ? WHERE run_id = ?",
+                    [status, finished_at, summary, run_id])
+
+
+def cached_responses(store: Store) -> dict[str, str]:
+    """Cache key → response of every finished, error-free LM call in the store."""
+    return dict(store.con.execute(
+        "SELECT cache_key, response FROM lm_calls WHERE error IS NULL AND response IS NOT NULL"
+    ).fetchall())
+
+
+def has_lm_calls(store: Store) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM lm_calls"))
+
+
+def run_row(store: Store, run_id: str | None) -> dict[str, Any] | None:
+    """The ``runs`` row of ``run_id`` (or a prefix of it; default: the latest run), its JSON
+    columns parsed; None when there is none."""
+    sql = "SELECT * FROM runs"
+    params: list[Any] = []
+    if run_id is not None:
+        sql += " WHERE run_id = ? OR starts_with(run_id, ?)"
+        params = [run_id, run_id]
+    cursor = store.con.execute(sql + " ORDER BY started_at DESC NULLS LAST LIMIT 1", params)
+    names = [d[0] for d in cursor.description]
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    out = dict(zip(names, row, strict=True))
+    for key in ("params", "inputs", "summary"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+TRACE_ORDER = {"lm_calls": "started_at, call_id", "failures": '"at"',
+               "rlm_iterations": '"at", iteration', "step_status": "started_at"}
+
+
+def run_rows(store: Store, table: str, run_id: str | None) -> list[dict[str, Any]]:
+    """The rows of system table ``table`` written by ``run_id`` (every run's when None), in the
+    order they were written."""
+    where, params = ("WHERE run_id = ?", [run_id]) if run_id else ("", [])
+    cursor = store.con.execute(f"SELECT * FROM {table} {where} ORDER BY {TRACE_ORDER[table]}",
+                               params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -1,0 +1,121 @@
+"""The call gate and its budgets: caps, concurrency, the store cache, retries in the cache key,
+rate-limit windows."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from dspy.lm15 import Message, Request, Response, TextPart, Usage
+
+from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.runtime.lm.budget import Budget
+from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger, call_scope
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
+
+
+def test_budget_caps_calls_and_tokens():
+    budget = Budget(max_calls=2, max_tokens=100)
+    budget.reserve(10, priced=False)
+    budget.settle(60, None)
+    with pytest.raises(BudgetExhausted, match="--max-tokens 100 reached"):
+        budget.reserve(50, priced=False)
+    budget = Budget(max_calls=1, max_usd=0.01)
+    budget.reserve(0, priced=True)
+    with pytest.raises(BudgetExhausted, match="--max-calls 1 reached"):
+        budget.reserve(0, priced=True)
+    assert str(budget.exhausted) == "budget exhausted: --max-calls 1 reached"
+
+
+class _Inner:
+    """An engine that sleeps a little and tracks how many calls run at once."""
+
+    def __init__(self) -> None:
+        self.active = self.peak = self.calls = 0
+        self.lock = threading.Lock()
+
+    def complete(self, request: Request) -> Response:
+        with self.lock:
+            self.active += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.active)
+        time.sleep(0.02)
+        with self.lock:
+            self.active -= 1
+        return Response(id=None, model="fake", message=Message.assistant([TextPart("ok")]),
+                        finish_reason="stop", usage=Usage(input_tokens=7, output_tokens=1,
+                                                          total_tokens=8))
+
+
+@pytest.fixture
+def ledger():
+    store = Store.open(None)
+    writer = Writer(store)
+    yield RunLedger.open(writer, "run-1", Budget())
+    writer.close()
+    store.close()
+
+
+def test_gate_limits_concurrency_caches_and_records(ledger):
+    inner = _Inner()
+    gate = Gate("fake", ledger, count_tokens=len, price=(0.001, 0.002), concurrency=2)
+    engine = GatedEngine(inner, gate)
+    requests = [Request(model="fake", messages=(Message.user(f"q{i % 4}"),)) for i in range(8)]
+
+    def ask(i: int) -> None:
+        with call_scope(step="map-x", chunk_id=i):
+            engine.complete(requests[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert inner.peak == 2 and inner.calls == 4
+    for i in range(4, 8):  # the same four prompts again: answered from the cache
+        ask(i)
+    assert inner.calls == 4 and ledger.cache_hits == 4
+    ledger.writer.flush()
+    rows = ledger.writer.store.con.execute(
+        "SELECT chunk_id, cached, prompt_tokens, cost_usd FROM lm_calls ORDER BY chunk_id"
+    ).fetchall()
+    assert [(r[0], r[1]) for r in rows] == [(i, i >= 4) for i in range(8)]
+    assert rows[0][2:] == (7, pytest.approx(0.009))
+    assert ledger.budget.calls == 4 and ledger.budget.usd == pytest.approx(0.036)
+
+
+def test_gate_refuses_before_calling_when_budget_is_spent(ledger):
+    inner = _Inner()
+    ledger.budget.max_calls = 1
+    engine = GatedEngine(inner, Gate("fake", ledger, count_tokens=len))
+    engine.complete(Request(model="fake", messages=(Message.user("one"),)))
+    with pytest.raises(BudgetExhausted):
+        engine.complete(Request(model="fake", messages=(Message.user("two"),)))
+    assert inner.calls == 1
+
+
+def test_retry_attempt_is_part_of_the_cache_key(ledger):
+    inner = _Inner()
+    engine = GatedEngine(inner, Gate("fake", ledger, count_tokens=len))
+    request = Request(model="fake", messages=(Message.user("same"),))
+    engine.complete(request)
+    with call_scope(attempt=1):
+        engine.complete(request)
+    assert inner.calls == 2
+
+
+def test_rate_limits_wait_for_the_minute_window(ledger, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("rlm_dsl.runtime.lm.gate.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("rlm_dsl.runtime.lm.gate.time.sleep",
+                        lambda s: clock.__setitem__(0, clock[0] + s))
+    gate = Gate("fake", ledger, count_tokens=len, rpm=2, tpm=1000)
+    for _ in range(2):
+        gate.wait_for_rate(10)
+    assert clock[0] == 100.0
+    gate.wait_for_rate(10)  # a third request in the same minute waits for the window
+    assert clock[0] >= 160.0
+    gate.wait_for_rate(990)  # fits the token budget once the older requests left the window
+    assert clock[0] >= 160.0

@@ -1,0 +1,97 @@
+"""The write-behind writer and the worker pool: rows reach the store without a flush when a batch
+is due (written by the adding thread), batches keep their order, and a failing job stops the pool
+with the budget stop preferred."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.runtime.steps.map import run_parallel
+from rlm_dsl.runtime.steps.predict import BudgetStop
+from rlm_dsl.runtime.store import writer as writer_module
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
+
+
+@pytest.fixture
+def store():
+    store = Store.open(None)
+    store.con.execute("CREATE TABLE t (id BIGINT, v VARCHAR)")
+    yield store
+    store.close()
+
+
+def test_due_batch_is_written_by_the_adding_thread(store, monkeypatch):
+    monkeypatch.setattr(writer_module, "FLUSH_EVERY_S", 0.0)  # every add finds a batch due
+    writer = Writer(store)
+    writer._stop.set()  # no background writes: only the adding thread can have written
+    writer._thread.join()
+    for i in range(3):
+        writer.add("t", {"id": i, "v": f"row {i}"})
+        assert store.con.execute("SELECT max(id) FROM t").fetchone() == (i,)
+    writer.close()
+
+
+def test_flush_writes_in_order_from_many_threads(store):
+    writer = Writer(store)
+
+    def add(start: int) -> None:
+        for i in range(start, start + 200):
+            writer.add("t", {"id": i, "v": str(i)})
+
+    threads = [threading.Thread(target=add, args=(k * 200,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writer.flush()
+    assert store.con.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone() == (800, 800)
+    for k in range(4):  # one thread's rows keep their order
+        ids = [r[0] for r in store.con.execute(
+            f"SELECT id FROM t WHERE id >= {k * 200} AND id < {(k + 1) * 200}").fetchall()]
+        assert ids == sorted(ids)
+    writer.close()
+
+
+def test_store_errors_surface_on_the_next_add_or_flush(store):
+    writer = Writer(store)
+    writer.add("missing_table", {"id": 1})
+    with pytest.raises(Exception, match="missing_table"):
+        writer.flush()
+    with pytest.raises(Exception, match="missing_table"):
+        writer.add("t", {"id": 2})
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_worker_pool_runs_every_job_in_the_callers_context(concurrency):
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("caller")
+    seen: list[tuple[int, str]] = []
+    jobs = [(lambda i: seen.append((i, marker.get())), i) for i in range(50)]
+    assert run_parallel(SimpleNamespace(concurrency=concurrency), jobs) == 50
+    assert sorted(seen) == [(i, "caller") for i in range(50)]
+
+
+def test_worker_pool_stops_on_error_and_prefers_the_budget_stop():
+    started: list[int] = []
+    gate = threading.Barrier(2)
+
+    def job(i: int) -> None:
+        started.append(i)
+        if i == 0:
+            gate.wait()
+            raise ValueError("boom")
+        if i == 1:
+            gate.wait()
+            raise BudgetStop(BudgetExhausted("budget exhausted: --max-calls 1 reached"))
+
+    jobs = [(job, i) for i in range(100)]
+    with pytest.raises(BudgetStop):
+        run_parallel(SimpleNamespace(concurrency=2), jobs)
+    assert len(started) < 100  # no job starts after the first error

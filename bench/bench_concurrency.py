@@ -270,14 +270,20 @@ def main() -> int:
                   f"{cell['cpu_ms_per_call']:>12.2f}")
     print(f"target: rlm map (async engine), {TARGET_CASE[0]} chunks at concurrency "
           f"{TARGET_CASE[1]} <= {TARGET_RATIO} x ideal: {achieved:.2f} x: {verdict}")
-    report = {"delay_s": DELAY_S, "cases": rows, "target": {
+    save(RESULTS, {"delay_s": DELAY_S, "cases": rows, "target": {
         "case": TARGET_CASE, "ratio": TARGET_RATIO, "achieved": achieved, "verdict": verdict},
-        "requests_served": served, "load_before": [round(x, 2) for x in load],
-        "load_after": [round(x, 2) for x in os.getloadavg()],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        "requests_served": served}, load)
     return 0 if verdict == "PASS" else 1
+
+
+def save(path: Path, report: dict, load: tuple[float, ...]) -> None:
+    """Write ``report`` as JSON with the load average before (``load``) and after the run, and
+    the machine."""
+    report = {**report, "load_before": [round(x, 2) for x in load],
+              "load_after": [round(x, 2) for x in os.getloadavg()],
+              "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

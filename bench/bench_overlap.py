@@ -18,9 +18,7 @@ branch. Prints a table and saves ``bench/results/bench_overlap.json``; exit stat
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -107,13 +105,9 @@ def main() -> int:
         print(f"{r['variant']:<24} {r['best_s']:>7.2f} {r['x_one_branch']:>13.2f}  {r['all_s']}")
     print(f"target: two branches on two LMs <= {TARGET} x one branch: {achieved:.2f} x: "
           f"{verdict}")
-    report = {"chunks": CHUNKS, "concurrency": CONCURRENCY, "delay_s": DELAY_S, "rows": rows,
-              "target": TARGET, "achieved": achieved, "verdict": verdict,
-              "load_before": [round(x, 2) for x in load],
-              "load_after": [round(x, 2) for x in os.getloadavg()],
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    loopback.save(RESULTS, {"chunks": CHUNKS, "concurrency": CONCURRENCY, "delay_s": DELAY_S,
+                            "rows": rows, "target": TARGET, "achieved": achieved,
+                            "verdict": verdict}, load)
     return 0 if verdict == "PASS" else 1
 
 

@@ -206,7 +206,7 @@ def failure(status: int, code: str | None = None, headers: dict | None = None) -
 
 def answering(body: dict, number: int) -> Reply:
     """The deterministic test LM's answer to the prompt, as a remote model would give it."""
-    from rlm_dsl.runtime.testing import answer
+    from rlm_dsl.runtime.lm.testing import answer
 
     messages = body["messages"]
     system = next((m["content"] for m in messages if m["role"] == "system"), "")

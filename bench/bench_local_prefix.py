@@ -34,7 +34,7 @@ from rlm_dsl.runtime.lm import resolve_lm
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.local import LlamaEngine, PrefixStates
-from rlm_dsl.runtime.signatures import make_signature
+from rlm_dsl.runtime.lm.signatures import make_signature
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_prefix.json"
 STEPS = {  # step → (instructions, prompt template)

@@ -121,7 +121,8 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
     """Run every step of ``plan``: generation after generation, the steps of one generation at
     once (:mod:`~rlm_dsl.runtime.steps.overlap`)."""
     for generation in generations(plan):
-        run_together([partial(_walk_step, walk, plan, step) for step in generation])
+        run_together([partial(_walk_step, walk, plan, step) for step in generation],
+                     walk.ctx.stopping)
 
 
 def _walk_step(walk: _Walk, plan: Plan, step: Step) -> None:

@@ -29,9 +29,11 @@ def generations(plan: Plan) -> list[list[Step]]:
             for generation in nx.topological_generations(plan.graph)]
 
 
-def run_together(jobs: list[Callable[[], None]]) -> None:
+def run_together(jobs: list[Callable[[], None]], stopping: threading.Event) -> None:
     """Run ``jobs`` at once, one thread each (a single job in the caller's thread); wait for
-    all of them, then raise the first one's error in list order."""
+    all of them, then raise the first one's error in list order. Interrupted while waiting
+    (Ctrl-C), it sets ``stopping`` — maps start no new row and end unfinished — waits for the
+    calls in flight, and re-raises."""
     if len(jobs) == 1:
         jobs[0]()
         return
@@ -47,8 +49,14 @@ def run_together(jobs: list[Callable[[], None]]) -> None:
                                 name=f"rlm-branch-{i}") for i in range(len(jobs))]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        stopping.set()
+        for thread in threads:
+            thread.join()
+        raise
     first = next((e for e in errors if e is not None), None)
     if first is not None:
         raise first

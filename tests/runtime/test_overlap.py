@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import textwrap
+import threading
+import time
+
+import pytest
 
 from rlm_dsl.compile import compile_file
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.steps.overlap import generations
+from rlm_dsl.runtime.steps.overlap import generations, run_together
 from tests.conftest import answering, failure
 
 TWO_BRANCHES = '''
@@ -70,3 +75,26 @@ def test_a_failing_branch_leaves_the_other_whole(serve, tmp_path):
     assert result.outputs["total"] == 2
     assert result.summary["failures"] == 6  # every row of map-y, recorded
     assert len([b for b in server.bodies if b["model"] == "a"]) == 7  # 6 map rows, 1 reduce
+
+
+def test_an_interrupt_stops_the_branches_and_is_raised():
+    stopping = threading.Event()
+    rows_done = []
+
+    def branch() -> None:  # like a map: one row after another until told to stop
+        for row in range(200):
+            if stopping.is_set():
+                return
+            rows_done.append(row)
+            time.sleep(0.01)
+
+    def interrupter() -> None:
+        time.sleep(0.1)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C
+
+    with pytest.raises(KeyboardInterrupt):
+        run_together([branch, interrupter], stopping)
+    assert stopping.is_set()
+    branches = [t for t in threading.enumerate() if t.name.startswith("rlm-branch")]
+    assert not [t for t in branches if t.is_alive()]  # waited for
+    assert 0 < len(rows_done) < 200  # the branch stopped early instead of running to the end

@@ -33,10 +33,13 @@ from pathlib import Path
 import dspy
 
 from rlm_dsl.compile import compile_file
+from rlm_dsl.runtime import executor
 from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.signatures import make_signature
 from rlm_dsl.runtime.lm.testing import resolve_test_lm
+from rlm_dsl.runtime.store.store import Store
+from rlm_dsl.runtime.store.writer import Writer
 
 RESULTS = Path(__file__).parent / "results" / "bench_overhead.json"
 CALLS = 2000
@@ -47,6 +50,8 @@ VARIANTS = {  # name → what one process runs
     "plain loop, RobustAdapter": "plain-robust",
     "runtime, concurrency 1": "runtime-1",
     "runtime, concurrency 8": "runtime-8",
+    "runtime, --db, journal": "runtime-1-db",
+    "runtime, --db, no journal": "runtime-1-db-nojournal",
 }
 TARGET = 1.05  # issue 19 (issue 3 asked 1.15)
 SAME_ADAPTER_TARGET = 1.2
@@ -80,17 +85,24 @@ def plain(lines: list[str], adapter: dspy.Adapter | None = None) -> tuple[float,
     return elapsed
 
 
-def runtime(folder: Path, concurrency: int) -> tuple[float, float]:
-    """Seconds for the executor running the spec (store in memory)."""
+def runtime(folder: Path, concurrency: int, db: str | None = None) -> tuple[float, float]:
+    """Seconds for the executor running the spec (store in memory, or the file ``db``)."""
     plan = compile_file(folder / "overhead.rlm")
+    if db is not None:
+        Path(db).unlink(missing_ok=True)
     options = RunOptions(inputs={"items": str(folder / "items.txt")}, lm="test",
-                         concurrency=concurrency)
+                         concurrency=concurrency, db=db)
     started, cpu = time.perf_counter(), time.process_time()
     result = execute(plan, options)
     elapsed = time.perf_counter() - started, time.process_time() - cpu
     assert result.summary["calls"] == CALLS
     assert sum(result.outputs["n"]) == sum("mark" in line for line in _lines())
     return elapsed
+
+
+class _WithoutJournal(Writer):
+    def __init__(self, store: Store, journal: str | None = None) -> None:
+        super().__init__(store)
 
 
 def _int_type():
@@ -108,7 +120,10 @@ def measure(variant: str) -> list[tuple[float, float]]:
         (folder / "overhead.rlm").write_text(SPEC)
         if variant.startswith("runtime-"):
             concurrency = int(variant.split("-")[1])
-            return [runtime(folder, concurrency) for _ in range(RUNS + 1)][1:]
+            db = str(folder / "run.duckdb") if "-db" in variant else None
+            if variant.endswith("nojournal"):  # the same --db run without the call journal
+                executor.Writer = _WithoutJournal
+            return [runtime(folder, concurrency, db) for _ in range(RUNS + 1)][1:]
         adapter = RobustAdapter if variant == "plain-robust" else dspy.ChatAdapter
         return [plain(lines, adapter()) for _ in range(RUNS + 1)][1:]
 

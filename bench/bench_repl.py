@@ -18,7 +18,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from rlm_dsl.runtime.repl import isolation as isolation_module
+from rlm_dsl.runtime.repl import sandbox
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, isolation
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, readonly_sql
 from rlm_dsl.runtime.store.store import Store
 
@@ -49,8 +52,9 @@ def main() -> None:
     store = Store.open(None)
     store.con.execute("CREATE TABLE logs AS SELECT range AS id, 'INFO request ' || range || "
                       "' served in ' || (range % 97) || ' ms' AS text FROM range(1000000)")
+    snapshot = SqlSnapshot(store)
     tools = {"_context": TableSource(store, "logs"),
-             "sql": lambda query: readonly_sql(store, query),
+             "sql": lambda query: readonly_sql(snapshot, query),
              "llm_query_batched": fake_batched}
     results: dict[str, dict[str, float]] = {}
 
@@ -59,6 +63,19 @@ def main() -> None:
             repl.execute("1")
 
     results["worker cold start + first execute"] = timed(cold_start, runs=5)
+    strong = sandbox.isolation
+    sandbox.isolation = isolation_module._unshare_isolation  # the wrapping before bubblewrap
+    try:
+        results["same, unshare wrapping (no bwrap)"] = timed(cold_start, runs=5)
+    finally:
+        sandbox.isolation = strong
+
+    def take_snapshot() -> None:
+        fresh = SqlSnapshot(store)
+        fresh.cursor().close()
+        fresh.close()
+
+    results["sql() snapshot of the 1M-row store"] = timed(take_snapshot, runs=3)
     with SandboxInterpreter(tools=tools) as repl:
         repl.execute("len(context)")
         results["trivial execute round trip"] = timed(lambda: repl.execute("x = 1"))
@@ -72,6 +89,7 @@ def main() -> None:
             lambda: repl.execute("a = llm_query_batched(['p%d' % i for i in range(100)])"),
             runs=3)
         warnings = list(repl.warnings)
+    snapshot.close()
     store.close()
     print(f"{'measure':40} {'best ms':>10} {'median ms':>10}")
     for name, row in results.items():

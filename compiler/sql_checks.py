@@ -52,7 +52,10 @@ def check_sql(ctx: Context) -> Iterator[Diagnostic]:
             if role == "predicate":
                 yield from _parse(f"SELECT * FROM t WHERE ({lit.value}\n)", lit, lines, 1)
             else:
-                yield from _query(lit, params, lines)
+                diags = list(_query(lit, params, lines))
+                yield from diags
+                if not diags and isinstance(stmt, ast.ChunkStmt):
+                    yield from _chunk_columns(ctx, stmt, lit, params, lines)
 
 
 def _query(lit: ast.Lit, params: Sequence[str], lines: Sequence[str]) -> Iterator[Diagnostic]:
@@ -68,6 +71,34 @@ def _query(lit: ast.Lit, params: Sequence[str], lines: Sequence[str]) -> Iterato
         yield Diagnostic(_first_line(lit, lines), "the query never reads its source table",
                          "select from {{ input }}, e.g. SELECT ... FROM {{ input }}")
     yield from _parse(rendered, lit, lines, 1)
+
+
+def _chunk_columns(ctx: Context, stmt: ast.ChunkStmt, lit: ast.Lit, params: Sequence[str],
+                   lines: Sequence[str]) -> Iterator[Diagnostic]:
+    """A ``chunk ... by sql`` query must yield ``text``: checked when DuckDB can describe it.
+
+    The source's columns are known for inputs and chunk tables; the query is described against
+    an empty table of those columns (``id`` BIGINT, the rest VARCHAR). Anything DuckDB cannot
+    bind that way (a param used as a value, a numeric comparison) is left to run time.
+    """
+    binder = ctx.scope.resolve(stmt.source.value, stmt)
+    columns = ctx.scope.columns(binder) if binder is not None else None
+    if not columns:
+        return
+    rendered = environment().from_string(lit.value).render(
+        {name: _PLACEHOLDER for name in [*params, "input"]})
+    typed = ", ".join(f'"{c}" {"BIGINT" if c == "id" else "VARCHAR"}' for c in columns)
+    with duckdb.connect(":memory:") as con:
+        con.execute(f"CREATE TABLE {_PLACEHOLDER} ({typed})")
+        try:
+            names = [row[0] for row in con.execute(f"DESCRIBE {rendered}").fetchall()]
+        except duckdb.Error:
+            return
+    if "text" not in names:
+        yield Diagnostic(_first_line(lit, lines),
+                         f"the chunk query yields no 'text' column (it yields: {', '.join(names)})",
+                         "name the chunk's text column text, e.g. "
+                         "SELECT string_agg(text, '\\n') AS text FROM {{ input }} GROUP BY ...")
 
 
 def _parse(sql: str, lit: ast.Lit, lines: Sequence[str], expected: int) -> Iterator[Diagnostic]:

@@ -3,18 +3,25 @@
 A prompt may use the recipe's params plus the variables its step provides (docs/architecture.md:
 ``chunk`` in map / filter-lm, ``items``/``state``/``level`` in reduces, ``input`` in SQL). Unknown
 variables and filters are errors with a did-you-mean hint, found with ``jinja2.meta``; ``chunk.x``
-is checked against the columns of the rows the step reads when those are known. Jinja's own line
-numbers are mapped back to the spec line and the variable's column on it.
+is checked against the columns of the rows the step reads when those are known; a private
+attribute (``x.__init__``, ``x['_y']``) is an error, since specs may be written by a model. Jinja's
+own line numbers are mapped back to the spec line and the variable's column on it. Prompts are
+checked and rendered in a :class:`PromptEnvironment`: Jinja's ``SandboxedEnvironment`` with
+render limits (loop iterations, output size, time in loops, size of ``*``/``**`` results).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
+from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes, pass_context
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from rlm_dsl.compiler.ast import Prompt
 from rlm_dsl.compiler.diagnostics import Diagnostic, did_you_mean
@@ -32,17 +39,87 @@ ELSEWHERE = {
 }
 
 
+MAX_LOOP_ITEMS = 1_000_000  # iterations of all `for` loops of one render together
+MAX_LOOP_SECONDS = 10.0  # time one render may spend in its loops
+MAX_RENDER_CHARS = 4_000_000  # characters one render may produce (and one `*` result may hold)
+MAX_POWER_BITS = 4096  # size of an `**` result
+
+
+class PromptEnvironment(SandboxedEnvironment):
+    """Jinja's sandbox (no ``__globals__``/``__subclasses__`` and the like) plus render limits.
+
+    Every ``for`` loop's iterable is wrapped, when a template is compiled, in a counter shared by
+    the render; the rendered text is concatenated with a size check; ``*`` and ``**`` refuse
+    results that would be too large before computing them. Breaking a limit raises
+    :class:`jinja2.sandbox.SecurityError`, which the runtime reports as a template error.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(undefined=StrictUndefined, autoescape=False, **options)
+        self.globals["_rlm_loop"] = _bounded_loop
+
+    def from_string(self, source: Any, globals: Any = None, template_class: Any = None) -> Any:
+        tree = self.parse(source) if isinstance(source, str) else source
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(nodes.Name("_rlm_loop", "load"), [loop.iter], [], None, None)
+        return super().from_string(tree, globals, template_class)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
+            raise SecurityError(f"{left!r} ** {right!r} is too large for a template")
+        if operator == "*" and _repeat_size(left, right) > MAX_RENDER_CHARS:
+            raise SecurityError(f"a repetition of more than {MAX_RENDER_CHARS:,} items in a "
+                                "template")
+        return super().call_binop(context, operator, left, right)
+
+    def concat(self, pieces: Iterable[str]) -> str:  # type: ignore[override]
+        out, size = [], 0
+        for piece in pieces:
+            size += len(piece)
+            if size > MAX_RENDER_CHARS:
+                raise SecurityError(f"the template rendered more than {MAX_RENDER_CHARS:,} "
+                                    "characters")
+            out.append(piece)
+        return "".join(out)
+
+
+@pass_context
+def _bounded_loop(context: Context, iterable: Iterable[Any]) -> Iterator[Any]:
+    budget = context.__dict__.setdefault(
+        "_rlm_budget", [MAX_LOOP_ITEMS, time.monotonic() + MAX_LOOP_SECONDS])
+    for item in iterable:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SecurityError(f"the template's loops ran more than {MAX_LOOP_ITEMS:,} times")
+        if budget[0] % 1024 == 0 and time.monotonic() > budget[1]:
+            raise SecurityError(f"the template's loops ran longer than {MAX_LOOP_SECONDS:g} s")
+        yield item
+
+
+def _power_bits(base: Any, exponent: Any) -> float:
+    if not isinstance(base, int) or not isinstance(exponent, int) or exponent <= 0:
+        return 0.0
+    return exponent * math.log2(abs(base)) if abs(base) > 1 else 0.0
+
+
+def _repeat_size(left: Any, right: Any) -> int:
+    for items, times in ((left, right), (right, left)):
+        if isinstance(times, int) and isinstance(items, str | list | tuple):
+            return len(items) * times
+    return 0
+
+
 @cache
-def environment() -> Environment:
+def environment() -> PromptEnvironment:
     """The one Jinja2 environment of prompts and SQL texts: the compiler checks templates with
     it and every runtime renderer (steps, chunk queries, the estimator) renders with it.
 
-    Sandboxed (a template reaches no Python internals); undefined names are errors; nothing is
-    escaped; ``tojson`` keeps key order and writes what JSON lacks (dates) as text. Settings that
-    limit rendering belong here, so that checks and runs agree.
+    Sandboxed with render limits (:class:`PromptEnvironment`); undefined names are errors;
+    nothing is escaped; ``tojson`` keeps key order and writes what JSON lacks (dates) as text.
     """
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
-                               keep_trailing_newline=True)
+    env = PromptEnvironment(keep_trailing_newline=True)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "default": str}
     return env
 
@@ -67,7 +144,7 @@ def check_template(
         return [Diagnostic(span, f"template syntax error: {exc.message}")]
     except RecursionError:
         return [Diagnostic(_line_span(prompt, lines, 1), "template is nested too deeply")]
-    diags = list(_unknown_filters(prompt, lines, tree))
+    diags = [*_unknown_filters(prompt, lines, tree), *_private_attributes(prompt, lines, tree)]
     if diags:  # Jinja's variable tracker would stop at the first unknown filter
         return diags
     try:
@@ -108,6 +185,24 @@ def _unknown_filters(
             span = _word_span(prompt, lines, node.lineno, node.name)
             yield Diagnostic(span, f"unknown template filter '{node.name}'",
                              did_you_mean(node.name, known))
+
+
+def _private_attributes(
+    prompt: Prompt, lines: Sequence[str], tree: nodes.Template
+) -> Iterator[Diagnostic]:
+    """``x.__init__``, ``x['_y']``, ``x|attr('_z')``: the sandbox would refuse it at run time."""
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem):
+            name = getattr(node.arg, "value", None)
+        else:  # `x | attr('__init__')`
+            name = getattr(node.args[0], "value", None) if node.name == "attr" and node.args \
+                else None
+        if isinstance(name, str) and name.startswith("_"):
+            span = _word_span(prompt, lines, node.lineno, name)
+            yield Diagnostic(span, f"template reads the private attribute '{name}'",
+                             "prompts run in a sandbox: attributes starting with '_' are refused")
 
 
 def _chunk_attributes(prompt: Prompt, lines: Sequence[str], tree: nodes.Template,

@@ -22,6 +22,7 @@ __all__ = [
     "LMError",
     "RlmError",
     "SpecError",
+    "ask",
     "compile_file",
     "compile_text",
     "load",
@@ -36,3 +37,14 @@ def load(path: Any) -> Any:
     from rlm_dsl.api import load as _load
 
     return _load(path)
+
+
+def ask(question: str, paths: Any, **options: Any) -> Any:
+    """Answer ``question`` over the files at ``paths`` with a planned, checked, costed spec
+    (:func:`rlm_dsl.questions.ask`; options: ``lm``, ``db``, ``strategy``, ``max_calls``, …).
+
+    Imported lazily, like :func:`load`.
+    """
+    from rlm_dsl.questions.ask import ask as _ask
+
+    return _ask(question, paths, **options)

@@ -38,6 +38,7 @@ from rlm_dsl.runtime.ingest.params import check_inputs, coerce_params
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.budget import Budget
 from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
+from rlm_dsl.runtime.repl.isolation import require_strong
 from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
 from rlm_dsl.runtime.steps.incremental import clear_results
@@ -66,10 +67,11 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             ) -> RunResult:
     """Run ``plan`` with ``options``; ``modules`` (step id → DSPy module) override the defaults."""
     check_inputs(plan, options.inputs)
+    require_strong(any(s.kind == "rlm" for s in plan.steps()), options.allow_weak_sandbox)
     params = coerce_params(plan, options.params)
     started = time.perf_counter()
     store = Store.open(options.db)
-    writer = Writer(store)
+    writer = Writer(store, journal=f"{options.db}.journal" if options.db else None)
     lms: dict[str | None, BoundLM] = {}
     try:
         budget = Budget(options.max_calls, options.max_tokens, options.max_usd)

@@ -48,6 +48,8 @@ class RecipeModule(dspy.Module):
         retry_failed: bool = False,
         executor: str = "local",
         ray_workers: int | None = None,
+        timeout: float | None = None,
+        allow_weak_sandbox: bool = False,
     ) -> RunResult:
         """Run the recipe; ``inputs`` maps input names to paths (or lists of paths)."""
         options = RunOptions(
@@ -55,6 +57,7 @@ class RecipeModule(dspy.Module):
             db=os.fspath(db) if db is not None else None, concurrency=concurrency,
             max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
             retry_failed=retry_failed, executor=executor, ray_workers=ray_workers,
+            timeout=timeout, allow_weak_sandbox=allow_weak_sandbox,
         )
         return execute(self.plan, options, self.step_modules)
 

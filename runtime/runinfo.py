@@ -21,7 +21,7 @@ from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.handlers import LM_KINDS
 from rlm_dsl.runtime.lm import ray_engine
 from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger
-from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm
+from rlm_dsl.runtime.lm.resolve import default_model_id, resolve_lm, takes_timeout
 from rlm_dsl.runtime.steps.context import BoundLM, Progress, RunContext
 from rlm_dsl.runtime.store import queries
 
@@ -43,6 +43,8 @@ class RunOptions:
     command: Callable[[dict[str, str]], str] | None = None  # resume command for budget messages
     executor: str = "local"  # "ray": LM calls answered by Ray workers (runtime/lm/ray_engine.py)
     ray_workers: int | None = None  # Ray workers per model (default: the cluster's CPUs)
+    allow_weak_sandbox: bool = False  # run `rlm` steps even without kernel isolation (bwrap)
+    timeout: float | None = None  # seconds per LM request where a binding sets none (--timeout)
 
 
 @dataclass
@@ -83,6 +85,8 @@ def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
             lm_options = dict(options.lm_options)
         else:
             lm_options = dict(binding.options) if binding else {}
+        if options.timeout is not None and takes_timeout(model):
+            lm_options.setdefault("timeout", options.timeout)
         key = f"{model}|{sorted(lm_options.items())}"
         if key not in by_model:
             by_model[key] = _bind(model, lm_options, options, ledger, warnings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +24,22 @@ from pathlib import Path
 
 import pytest
 
+from rlm_dsl.runtime.repl.isolation import isolation
 from rlm_dsl.runtime.store.store import Store
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where bubblewrap or libseccomp is missing, `rlm` steps still run in the functional tests
+    (the weak sandbox is allowed machine-wide, and said so); the escape suite skips itself."""
+    if not isolation().strong:
+        os.environ["RLM_ALLOW_WEAK_SANDBOX"] = "1"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    wrap = isolation()
+    return f"REPL sandbox: {'bwrap + seccomp' if wrap.strong else wrap.warnings[0]}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,9 +4,11 @@ Bench runner stage. ``vanilla``: the whole input in one call, cut to the model's
 ``bench/recipes/vanilla.rlm.tmpl`` recipe with the window filled in). ``recipe``: the
 instance's recipe (a shipped one from ``recipes/`` or one from ``bench/recipes/``), its outputs
 turned into an answer by :func:`recipe_answer`. ``rlm``: the free-form ``rlm`` step
-(``bench/recipes/free_rlm.rlm.tmpl`` with the iteration and sub-call budgets filled in). Every
-run goes through :func:`rlm_dsl.load` and records score, calls, tokens and wall time from the
-run summary; a run that fails records its error and scores 0.
+(``bench/recipes/free_rlm.rlm.tmpl`` with the iteration and sub-call budgets filled in). ``ask``:
+:func:`rlm_dsl.ask` on the question and the recipe's own input files, no hand-written spec (its
+planner's calls are counted in). Every other run goes through :func:`rlm_dsl.load`; each records
+score, calls, tokens and wall time from the run summary; a run that fails records its error and
+scores 0.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench.quality.instance import Instance
 from bench.quality.tasks import LABELS, gold_pairs
 from rlm_dsl.runtime.lm.resolve import resolve_lm
 
-METHODS = ("vanilla", "recipe", "rlm")
+METHODS = ("vanilla", "recipe", "rlm", "ask")
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "bench" / "recipes"
 
@@ -92,6 +94,29 @@ def recipe_answer(extract: str, outputs: Mapping[str, Any]) -> Any:
     raise ValueError(f"unknown extract {extract!r}")
 
 
+def run_ask(inst: Instance, lm: str, db: Path, budget: Budget, started: float) -> dict:
+    """The ``ask`` method's result fields: ``rlm_dsl.ask`` over the recipe's input files."""
+    paths = [p for value in inst.inputs.values() for p in ([value] if isinstance(value, str)
+                                                             else value)]
+    try:
+        result = rlm_dsl.ask(inst.question, paths, lm=lm, db=db, max_calls=budget.max_calls,
+                             confirm=lambda reason: True)
+    except Exception as error:  # a failed run is a data point: scored 0, error recorded
+        return {"answer": None, "score": 0.0, "calls": None, "tokens_used": None,
+                "wall_s": round(time.perf_counter() - started, 2),
+                "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    summary = result.summary
+    return {
+        "answer": _clip(result.answer), "strategy": result.strategy,
+        "planned_by": summary["planned_by"],
+        "score": round(scoring.score(inst.metric, result.answer, inst.gold, inst.labels), 4),
+        "calls": summary["calls"] + summary.get("planner_calls", 0),
+        "tokens_used": summary["tokens"] + summary.get("planner_tokens", 0),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "failures": summary["failures"], "error": None,
+    }
+
+
 def method_spec(
     method: str, inst: Instance, window: int, budget: Budget
 ) -> tuple[Path, dict, dict]:
@@ -117,6 +142,8 @@ def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget
     row = {"task": inst.task, "size": inst.size, "tokens": inst.tokens, "method": method,
            "question": inst.question, "gold": inst.gold, "metric": inst.metric}
     started = time.perf_counter()
+    if method == "ask":
+        return row | run_ask(inst, lm, db, budget, started)
     try:
         result = rlm_dsl.load(recipe).run(inputs=inputs, params=params, lm=lm, db=db,
                                           max_calls=budget.max_calls)

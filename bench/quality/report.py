@@ -20,7 +20,7 @@ from bench.quality.methods import METHODS
 
 DOC_HEAD = Path(__file__).with_name("doc_head.md")
 STYLE = {"vanilla": {"marker": "s", "linestyle": ":"}, "recipe": {"marker": "o"},
-         "rlm": {"marker": "^", "linestyle": "--"}}
+         "rlm": {"marker": "^", "linestyle": "--"}, "ask": {"marker": "D", "linestyle": "-."}}
 
 
 def write_json(path: Path, rows: list[dict], meta: dict[str, Any]) -> None:

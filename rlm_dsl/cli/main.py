@@ -16,7 +16,8 @@ import typer
 from rlm_dsl.cli.app import app, err
 from rlm_dsl.errors import RlmError
 
-COMMAND_MODULES = ("check", "plan", "run", "models", "ingest", "sql", "trace", "optimize")
+COMMAND_MODULES = ("check", "plan", "run", "ask", "models", "ingest", "sql", "trace",
+                   "optimize")
 
 
 def _load_commands(args: list[str]) -> None:

@@ -80,6 +80,12 @@ def run(
     ray_workers: Annotated[int | None, typer.Option(
         "--ray-workers", min=1, help="Ray workers per model (default: the cluster's CPUs).",
     )] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", min=1, help="Seconds to wait for one LM request (default 120; an lm's "
+        "own timeout= wins).")] = None,
+    allow_weak_sandbox: Annotated[bool, typer.Option(
+        "--allow-weak-sandbox", help="Run `rlm` steps even where the REPL sandbox has no kernel "
+        "isolation (no bubblewrap or seccomp here).")] = False,
 ) -> None:
     """Run a recipe."""
     program = load(file)
@@ -93,7 +99,7 @@ def run(
         lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
         retry_failed=retry_failed, incremental=incremental, executor=str(executor),
-        ray_workers=ray_workers,
+        ray_workers=ray_workers, allow_weak_sandbox=allow_weak_sandbox, timeout=timeout,
     )
     options.command = _resume_command(file, inputs or [], params or [], options)
     _connect(options.executor, ray_workers)

@@ -20,9 +20,12 @@ API::
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -47,8 +50,13 @@ _LINE_READER = (
 )
 
 
-def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
-    """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name."""
+def load_input(store: Store, step: Step, paths: list[str] | str | None,
+               warnings: list[str] | None = None) -> str:
+    """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name.
+
+    What was read but not as declared (a log file that is not UTF-8, read as Latin-1) is added
+    to ``warnings``, which the run prints.
+    """
     kind = step.strategy or "text"
     if kind == "stdin":
         with _spooled_stdin() as spooled:
@@ -61,13 +69,15 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None) -> str:
     loader = _LOADERS.get(kind)
     if kind == "log":
         store.drop(step.table)  # a fresh table: load_log appends to an existing one
-        load_log(
+        report = load_log(
             store,
             step.table,
             files,
             format=step.options.get("format"),
             dedup=bool(step.options.get("dedup", False)),
         )
+        if warnings is not None:
+            warnings.extend(f"warning: {f.source}: {f.note}" for f in report.files if f.note)
     elif loader is None:
         raise InputError(f"input '{step.name}': unknown input kind '{kind}'")
     else:
@@ -101,6 +111,7 @@ def resolve_files(
         files.extend(_expand(store, pattern, directories))
     files = list(dict.fromkeys(files))
     for path in files:
+        _check_regular(path)
         if text:
             _check_file(path)
         elif not os.access(path, os.R_OK):
@@ -121,6 +132,7 @@ def _expand(store: Store, pattern: str, directories: bool) -> list[str]:
     elif not glob_like(pattern):
         if not os.path.exists(pattern):
             raise InputError(f"{pattern}: no such file")
+        _check_regular(pattern)
         return [pattern]
     found = [
         row[0]
@@ -140,6 +152,20 @@ def _hidden(relative: str) -> bool:
 
 def glob_like(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
+
+
+def _check_regular(path: str) -> None:
+    """Refuse named pipes, devices and sockets: reading one could wait (or run) forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror})") from None
+    kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else None)
+    if kind is not None:
+        raise InputError(f"{path}: {kind}, not a regular file (pipe data in with an input of "
+                         "kind stdin)")
 
 
 def _check_file(path: str) -> None:
@@ -240,9 +266,13 @@ def _check_file_as(path: str, shown: str) -> None:
 
 def _load_records(store: Store, step: Step, files: list[str]) -> None:
     """``jsonl`` / ``csv`` / ``parquet``: the file's own columns plus id, source, line_no."""
-    reader = _record_reader(step.strategy or "jsonl", step.options)
+    kind = step.strategy or "jsonl"
+    reader = _record_reader(kind, step.options)
     shown = files[0] if len(files) == 1 else ", ".join(files)
-    with duckdb_errors(shown):
+    if kind == "csv":
+        for path in files:
+            _check_csv_shape(path, step.options.get("delimiter"))
+    with _record_errors(kind, files), duckdb_errors(shown):
         described = store.con.execute(f"DESCRIBE SELECT * FROM {reader}", [files]).fetchall()
     own = [row[0] for row in described if row[0] not in ("filename", "file_row_number")]
     select = ", ".join(_own_column(col) for col in own)
@@ -256,8 +286,63 @@ def _load_records(store: Store, step: Step, files: list[str]) -> None:
                filename AS source,
                {row} - min({row}) OVER (PARTITION BY filename) + 1 AS line_no, {select}
         FROM {reader}{ordinality} ORDER BY id"""
-    with duckdb_errors(shown), store.write() as con:
+    with _record_errors(kind, files), duckdb_errors(shown), store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}", [files, files])
+
+
+@contextmanager
+def _record_errors(kind: str, files: list[str]) -> Iterator[None]:
+    """For ``jsonl``: a reader error becomes the first line that is not one JSON value.
+
+    DuckDB names the line where its parser gave up, which is the next line when an object is
+    left open; Python's own parser, run only after a failure, names the line itself.
+    """
+    try:
+        yield
+    except InputError:
+        if kind == "jsonl":
+            for path in files:
+                _first_bad_json_line(path)
+        raise
+
+
+def _first_bad_json_line(path: str) -> None:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except ValueError as error:
+                raise InputError(f"{path}:{number}: not one JSON value per line: {error.msg} "
+                                 f"(column {error.colno})") from None
+
+
+def _check_csv_shape(path: str, delimiter: object) -> None:
+    """A ragged CSV (rows with more or fewer fields than the first) is an input error.
+
+    DuckDB's sniffer would otherwise guess a one-column or headerless table without a word.
+    Only the first 64 KiB are looked at; DuckDB reports later rows it cannot fit.
+    """
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        head = handle.read(PEEK_BYTES)
+    rows = head.splitlines(keepends=True)
+    if len(head) == PEEK_BYTES and rows:
+        rows.pop()  # cut by the peek
+    if isinstance(delimiter, str):
+        dialect_delimiter = delimiter
+    else:
+        try:
+            dialect_delimiter = csv.Sniffer().sniff("".join(rows[:50]), ",;\t|").delimiter
+        except csv.Error:
+            dialect_delimiter = ","
+    reader = csv.reader(rows, delimiter=dialect_delimiter)
+    widths = [(reader.line_num, len(fields)) for fields in reader if fields]
+    for number, width in widths[1:]:
+        if width != widths[0][1]:
+            raise InputError(f"{path}:{number}: {width} field(s) where line {widths[0][0]} has "
+                             f"{widths[0][1]} (a ragged CSV: fix the row, or quote a "
+                             f"{dialect_delimiter!r} inside a field)")
 
 
 def _own_column(name: str) -> str:

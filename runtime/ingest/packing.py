@@ -25,6 +25,7 @@ import numpy as np
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
+from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import Store, quote_ident
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def chunk_sql(
     select = ", ".join([*columns[:6], counted, columns[6], "CAST(text AS VARCHAR) AS text"])
     sql = f"""SELECT row_number() OVER () - 1 AS id, {select}{"".join(", " + e for e in extras)}
         FROM ({query}) q"""
-    with store.write() as con:
+    with store.write() as con, time_limited(con):
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}")
 
 

@@ -43,6 +43,7 @@ LITELLM_OPTIONS = frozenset(
 _LM_SETTINGS = ("temperature", "max_tokens", "num_retries")
 _PROBE_TIMEOUT_S = 3.0
 
+DEFAULT_TIMEOUT_S = 120.0  # per LM request; LiteLLM's own default waits 6,000 s
 
 @dataclass(frozen=True)
 class ResolvedLM:
@@ -84,6 +85,11 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 # Built-in back ends whose module registers itself on import, loaded on first use: the
 # deterministic test LM is not imported by runs that never name it.
 _ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing"}
+
+
+def takes_timeout(model_id: str) -> bool:
+    """Whether ``model_id`` is served over the network (LiteLLM), where ``timeout`` applies."""
+    return _backend_for(model_id.strip()) is None
 
 
 def _backend_for(model_id: str) -> BackendFactory | None:
@@ -128,7 +134,7 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
         probe_api_base(str(api_base), model_id)
     info = _model_info(litellm, model_id)
     client = {"api_base": api_base, "api_key": _api_key(model_id, options),
-              "timeout": options.get("timeout")}
+              "timeout": float(options.get("timeout", DEFAULT_TIMEOUT_S))}
     engine = _engine(model_id, options, route, client)
     lm_kwargs = {k: options[k] for k in _LM_SETTINGS if k in options}
     return ResolvedLM(

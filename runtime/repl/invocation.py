@@ -57,6 +57,7 @@ class Invocation:
     node: str  # "root", or the id of the rlm_query call that made this child
     parent_call_id: str | None
     source: Any  # TableSource | TextSource: serves the worker's `context`
+    snapshot: Any  # SqlSnapshot: where the model's sql() runs (shared by the children)
     budget: CallBudget
     root_lm: Any
     sub_lm: Any

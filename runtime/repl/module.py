@@ -15,6 +15,7 @@ sub-call row's id.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from rlm_dsl.runtime.repl.prompts import (
     describe_output,
 )
 from rlm_dsl.runtime.repl.sandbox import SandboxInterpreter, SandboxLimits
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import TableSource, TextSource, readonly_sql
 
 UNREADABLE_ACTION = (
@@ -94,7 +96,8 @@ class RlmStep(dspy.RLM):
         self.context_window, self.max_workers = context_window, max_workers
         self.count_tokens = count_tokens or (lambda text: -(-len(text) // 4))
         timeout = float(opts.get("timeout", 30))
-        self.limits = limits or SandboxLimits(timeout_s=timeout, cpu_s=timeout)
+        total = timeout * int(opts.get("max_iterations", 20))  # the step's REPL wall clock
+        self.limits = limits or SandboxLimits(timeout_s=timeout, cpu_s=timeout, total_s=total)
         name = "answer" if sub_agent else step.output.name
         out_type = annotation(step.output.type) if not sub_agent else str
         signature = dspy.Signature(
@@ -128,22 +131,24 @@ class RlmStep(dspy.RLM):
         invocation = Invocation(
             store=store, run_id=run_id, step=self.step.id, chunk_id=chunk_id, depth=0,
             node="root", parent_call_id=None, source=TableSource(store, source_table),
+            snapshot=SqlSnapshot(store),
             budget=CallBudget(self.max_llm_calls), root_lm=root_lm, sub_lm=sub_lm,
         )
-        try:
-            prediction = self._invoke(invocation, task, root_lm)
-        except CodeInterpreterError as exc:
-            raise ReplError.for_step(self.step.id, f"the REPL failed: {exc}") from None
-        except Exception as exc:
-            spent = _budget_cause(exc)
-            if spent is not None:
-                raise spent from None
-            if caused_by(exc, ContextWindowExceededError):
-                raise ReplError.for_step(
-                    self.step.id, "the REPL history outgrew the root LM's context window "
-                    f"after {invocation.iteration} iteration(s); give the model a larger window "
-                    "(n_ctx) or lower max_iterations") from None
-            raise
+        with contextlib.closing(invocation.snapshot):  # children share it
+            try:
+                prediction = self._invoke(invocation, task, root_lm)
+            except CodeInterpreterError as exc:
+                raise ReplError.for_step(self.step.id, f"the REPL failed: {exc}") from None
+            except Exception as exc:
+                spent = _budget_cause(exc)
+                if spent is not None:
+                    raise spent from None
+                if caused_by(exc, ContextWindowExceededError):
+                    raise ReplError.for_step(
+                        self.step.id, "the REPL history outgrew the root LM's context window "
+                        f"after {invocation.iteration} iteration(s); give the model a larger "
+                        "window (n_ctx) or lower max_iterations") from None
+                raise
         value = to_plain(getattr(prediction, self.output_name))
         return RlmResult(value, list(invocation.trajectory), invocation.all_warnings())
 
@@ -237,7 +242,7 @@ class RlmStep(dspy.RLM):
 
     def _sql_tool(self, invocation: Invocation):
         def sql(query: str) -> dict[str, Any]:
-            return readonly_sql(invocation.store, query)
+            return readonly_sql(invocation.snapshot, query)
 
         return sql
 

@@ -1,32 +1,29 @@
 """REPL sandbox, host side: a DSPy ``CodeInterpreter`` whose code runs in a separate worker process.
 
-:class:`SandboxInterpreter` starts ``worker.py`` (standard library only) as a long-lived child, so
-the model's namespace persists across iterations. The worker gets its own network namespace
-(``unshare -n``, else ``unshare -U -r -n``) where the machine allows it, a scrubbed environment, a
-private scratch directory as its only writable place, kernel limits (address space, file size, no
-new processes, CPU) and, when the host is root, the ``nobody`` uid; an audit hook refuses sockets,
-subprocesses, native code, and writes or deletes outside scratch. Tool calls (``sql``,
-``llm_query``, ``context`` access, ...) come back to the host as JSON-line RPCs and run here, where
-the LM objects and the DuckDB store live. A wall-clock overrun or a crashed worker kills and
-restarts it and raises ``CodeExecutionError`` (the model sees it and goes on); a broken protocol
-or too many restarts raises ``CodeInterpreterError`` (the step ends). Whatever isolation could not
-be had is listed in :attr:`SandboxInterpreter.warnings` — never silently.
+:class:`SandboxInterpreter` starts ``worker.py`` (standard library only) as a long-lived child,
+so the model's namespace persists across iterations. The worker is wrapped by
+:mod:`~rlm_dsl.runtime.repl.isolation` (bubblewrap namespaces, a minimal read-only root, a scratch
+tmpfs, seccomp filters, a uid of its own) and hardened from inside (rlimits, a scrubbed
+environment, an audit hook that explains refusals). Tool calls (``sql``, ``llm_query``,
+``context`` access, ...) come back to the host as JSON-line RPCs over
+:class:`~rlm_dsl.runtime.repl.pipes.WorkerPipes`, where every byte has a deadline: one wall clock
+per execution that includes the host's tool time, and a total per session (step). An overrun, a
+dead worker or a protocol violation kills and restarts the worker and raises
+``CodeExecutionError`` (the model sees it and goes on); too many restarts or a spent total raise
+``CodeInterpreterError`` (the step ends). Whatever isolation could not be had is listed in
+:attr:`SandboxInterpreter.warnings` — never silently.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -40,74 +37,26 @@ from dspy.primitives.code_interpreter import (
 )
 
 from rlm_dsl.errors import RlmError
+from rlm_dsl.runtime.repl.isolation import isolation, python_executable, worker_uid
+from rlm_dsl.runtime.repl.pipes import PipeTimeout, ProtocolBroken, WorkerGone, WorkerPipes
 
+__all__ = ["SandboxInterpreter", "SandboxLimits", "isolation"]
 WORKER = Path(__file__).with_name("worker.py")
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 NOBODY = 65534
-NO_NETNS = ("REPL sandbox: no network namespace ({why}); network access is refused only by the "
-            "audit hook, and the scratch dir has no size limit")
-NO_QUOTA = ("REPL sandbox: no mount namespace, so the scratch dir has no size limit (files are "
-            "capped at fsize_mb each)")
 
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
     """Per-execution and per-session limits of one REPL worker."""
 
-    timeout_s: float = 30.0  # wall clock per execution, not counting host tool calls
+    timeout_s: float = 30.0  # wall clock per execution, host tool calls included
+    total_s: float = 600.0  # wall clock of all executions of one session (one step) together
     cpu_s: float = 30.0  # CPU time per execution (SIGPROF in the worker)
     memory_mb: int = 1024  # RLIMIT_AS
     fsize_mb: int = 64  # RLIMIT_FSIZE: largest file the code may write
     scratch_mb: int = 256  # size of the scratch tmpfs, where a mount namespace is available
     session_cpu_s: int = 3600  # RLIMIT_CPU backstop for the worker's whole life
     max_output_chars: int = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Isolation:
-    """How workers are wrapped on this machine, and what could not be had (said, never hidden)."""
-
-    flags: tuple[str, ...]  # unshare flags; () when no namespace could be made
-    quota: bool  # the scratch dir is a size-limited tmpfs in the worker's own mount namespace
-    warnings: tuple[str, ...]
-
-    def command(self, scratch: str, scratch_mb: int, argv: list[str]) -> list[str]:
-        if not self.flags:
-            return argv
-        prefix = [shutil.which("unshare") or "unshare", *self.flags, "--"]
-        if not self.quota:
-            return [*prefix, *argv]
-        owner = ",uid=65534,gid=65534" if os.getuid() == 0 and "-U" not in self.flags else ""
-        size = f"size={max(1, scratch_mb)}m,mode=0700{owner}"
-        script = f'mount -t tmpfs -o {size} rlm-scratch "$0" && exec "$@"'
-        return [*prefix, "/bin/sh", "-c", script, scratch, *argv]
-
-
-@functools.cache
-def isolation() -> Isolation:
-    """Probe, once per process, the strongest wrapping the machine allows."""
-    if shutil.which("unshare") is None:
-        return Isolation((), False, (NO_NETNS.format(why="no `unshare` on PATH"),))
-    errors = []
-    for flags, quota in ((("-n", "-m"), True), (("-U", "-r", "-n", "-m"), True),
-                         (("-n",), False), (("-U", "-r", "-n"), False)):
-        candidate = Isolation(flags, quota, () if quota else (NO_QUOTA,))
-        error = _probe(candidate)
-        if error is None:
-            return candidate
-        errors.append(f"unshare {' '.join(flags)}: {error}")
-    return Isolation((), False, (NO_NETNS.format(why="; ".join(errors[-2:])),))
-
-
-def _probe(candidate: Isolation) -> str | None:
-    scratch = tempfile.mkdtemp(prefix="rlm-probe-")
-    try:
-        argv = [sys.executable, "-I", "-S", "-c", "pass"]
-        probe = subprocess.run(candidate.command(scratch, 1, argv), capture_output=True,
-                               text=True, timeout=10, check=False)
-        return None if probe.returncode == 0 else (probe.stderr.strip() or str(probe.returncode))
-    finally:
-        os.rmdir(scratch)
 
 
 class SandboxInterpreter:
@@ -135,8 +84,9 @@ class SandboxInterpreter:
         self.warnings: list[str] = []
         self.scratch: str | None = None
         self.restarts = 0
+        self.spent_s = 0.0  # wall clock of every execution so far, against ``limits.total_s``
         self._process: subprocess.Popen[bytes] | None = None
-        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        self._pipes: WorkerPipes | None = None
         self._fatal: BaseException | None = None
         self._ended = False
 
@@ -148,42 +98,44 @@ class SandboxInterpreter:
             raise CodeInterpreterError("the REPL session has been shut down")
         if self._process is not None:
             return
+        wrap = isolation()
+        for warning in wrap.warnings:
+            self._warn(warning)
         if self.scratch is None:
             self.scratch = tempfile.mkdtemp(prefix="rlm-scratch-")
             if os.getuid() == 0:
                 os.chown(self.scratch, NOBODY, NOBODY)
-        wrap = isolation()
-        for warning in wrap.warnings:
-            self._warn(warning)
-        config = {**asdict(self.limits), "scratch": self.scratch, "read_roots": _read_roots()}
-        argv = [sys.executable, "-I", "-S", str(WORKER), json.dumps(config)]
-        command = wrap.command(self.scratch, self.limits.scratch_mb, argv)
+        config = {**asdict(self.limits), "scratch": wrap.scratch_path(self.scratch),
+                  "read_roots": _read_roots(), "after_start": wrap.after_start.hex(),
+                  "uid": worker_uid() if wrap.kind == "bwrap" else NOBODY}
         try:
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, cwd=self.scratch, start_new_session=True,
-                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            argv = [python_executable(), "-I", "-S", "-c", WORKER.read_text(), json.dumps(config)]
+            self._process = wrap.spawn(
+                self.scratch, self.limits.scratch_mb, argv, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.scratch,
+                start_new_session=True, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
             )
         except OSError as exc:
-            raise CodeInterpreterError(f"cannot start the REPL worker: {exc}") from exc
-        self._lines = queue.Queue()
-        threading.Thread(target=self._pump, args=(self._process,), daemon=True).start()
+            raise CodeInterpreterError(f"the REPL worker could not start: {exc}") from exc
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._pipes = WorkerPipes(self._process.stdin, self._process.stdout)
         ready = self._await_ready()
-        if not ready.get("uid_dropped"):
+        if not ready.get("uid_dropped") and wrap.kind != "bwrap":
             self._warn("REPL sandbox: not running as root, so the worker keeps the host user's "
                        "file permissions; writes are refused only by the audit hook")
 
     def _await_ready(self) -> dict[str, Any]:
         """The worker's ``ready`` message; anything else is a terminal start-up failure."""
+        assert self._pipes is not None and self._process is not None
         try:
-            line = self._lines.get(timeout=30)
-        except queue.Empty:
-            line = b'{"error": "no answer within 30 s"}'
-        message = json.loads(line) if line else {}
+            message = self._pipes.receive(time.monotonic() + 30)
+        except PipeTimeout:
+            message = {"error": "no answer within 30 s"}
+        except (WorkerGone, ProtocolBroken):
+            message = {}
         if message.get("type") == "ready":
             return message
         process = self._process
-        assert process is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -212,27 +164,33 @@ class SandboxInterpreter:
     # -- execution -----------------------------------------------------------------------------
 
     def execute(self, code: str, variables: dict[str, Any] | None = None) -> Any:
-        """Run ``code`` in the persistent namespace; see ``CodeInterpreter.execute``."""
+        """Run ``code`` in the persistent namespace; see ``CodeInterpreter.execute``.
+
+        One wall clock covers the whole execution, the host's tool calls included; the session's
+        total (``limits.total_s``) ends the step when it is used up.
+        """
+        left = self.limits.total_s - self.spent_s
+        if left <= 0:
+            raise CodeInterpreterError(f"the REPL used its {self.limits.total_s:g} s of wall "
+                                       "clock for this step")
         self.start()
         fields = [f["name"] for f in self.output_fields or []]
         request = {"type": "execute", "code": code, "variables": variables or {},
                    "tools": list(self.tools), "fields": fields}
-        self._send(request)
-        deadline = time.monotonic() + self.limits.timeout_s
-        while True:
-            message = self._receive(deadline)
-            if message is None:
-                self._recover("the REPL exceeded its wall-clock limit of "
-                              f"{self.limits.timeout_s:g} s")
-            if message.get("type") == "call":
-                started = time.monotonic()
-                self._send(self._run_tool(message))
-                deadline += time.monotonic() - started  # host work does not count against code
-                continue
-            if message.get("type") != "done":
-                self._kill()
-                raise CodeInterpreterError(f"the REPL worker sent an unknown message: {message!r}")
-            return self._finish(message)
+        started = time.monotonic()
+        deadline = started + min(self.limits.timeout_s, left)
+        try:
+            self._send(request, deadline)
+            while True:
+                message = self._receive(deadline)
+                if message.get("type") == "call":
+                    self._send(self._run_tool(message), deadline)
+                    continue
+                if message.get("type") != "done":
+                    self._recover(f"the REPL worker broke the protocol ({message!r:.200})")
+                return self._finish(message)
+        finally:
+            self.spent_s += time.monotonic() - started
 
     def _finish(self, message: dict[str, Any]) -> Any:
         if self._fatal is not None:
@@ -264,6 +222,9 @@ class SandboxInterpreter:
     def _recover(self, what: str) -> None:
         """Kill and restart the worker, then raise the error the model will see."""
         self._kill()
+        if self._fatal is not None:  # a budget or back-end error ends the step, whatever else
+            fatal, self._fatal = self._fatal, None
+            raise fatal
         self.restarts += 1
         if self.restarts > self.max_restarts:
             raise CodeInterpreterError(f"{what}; the REPL was restarted {self.max_restarts} "
@@ -274,45 +235,48 @@ class SandboxInterpreter:
 
     # -- process plumbing ----------------------------------------------------------------------
 
-    def _pump(self, process: subprocess.Popen[bytes]) -> None:
-        stream, lines = process.stdout, self._lines
-        assert stream is not None
-        with contextlib.suppress(OSError, ValueError):  # the pipe is closed under us on a kill
-            while line := stream.readline(MAX_MESSAGE_BYTES):
-                lines.put(line)
-        lines.put(None)
-
-    def _receive(self, deadline: float) -> dict[str, Any] | None:
-        """The next message; None on timeout. A dead worker becomes a recoverable error."""
+    def _receive(self, deadline: float) -> dict[str, Any]:
+        """The next message; an overrun, a dead worker or garbage become recoverable errors."""
+        assert self._pipes is not None
         try:
-            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None
-        if line is None:
-            code = self._process.wait() if self._process else None
-            self._recover(f"the REPL process died ({_exit_reason(code)})")
-        try:
-            message = json.loads(line)
-        except ValueError as exc:
-            self._kill()
-            raise CodeInterpreterError(f"the REPL worker broke the protocol: {exc}") from exc
-        if not isinstance(message, dict):
-            self._kill()
-            raise CodeInterpreterError(f"the REPL worker broke the protocol: {message!r}")
-        return message
+            return self._pipes.receive(deadline)
+        except PipeTimeout:
+            self._recover(self._overrun())
+        except WorkerGone:
+            self._recover(f"the REPL process died ({self._reap()})")
+        except ProtocolBroken as exc:
+            self._recover(f"the REPL worker broke the protocol ({exc})")
+        raise AssertionError("unreachable: _recover always raises")
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any], deadline: float) -> None:
+        assert self._pipes is not None
+        try:
+            self._pipes.send(message, deadline)
+        except PipeTimeout:
+            self._recover(self._overrun())
+        except WorkerGone:
+            self._recover(f"the REPL process died ({self._reap()})")
+
+    def _overrun(self) -> str:
+        if self.limits.total_s - self.spent_s <= self.limits.timeout_s:
+            return (f"the REPL exceeded its wall-clock limit of {self.limits.total_s:g} s for "
+                    "this step")
+        return (f"the REPL exceeded its wall-clock limit of {self.limits.timeout_s:g} s "
+                "(host tool calls included)")
+
+    def _reap(self) -> str:
+        """Why the worker is gone: its exit status (it is killed if it only closed its pipes)."""
         process = self._process
-        assert process is not None and process.stdin is not None
+        assert process is not None
         try:
-            process.stdin.write(json.dumps(message).encode() + b"\n")
-            process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            code = process.wait()
-            self._recover(f"the REPL process died ({_exit_reason(code)})")
+            code = process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            return "it closed the protocol pipe and was killed"
+        return _exit_reason(code)
 
     def _kill(self) -> None:
-        process, self._process = self._process, None
+        process, self._process, self._pipes = self._process, None, None
         if process is None:
             return
         try:
@@ -322,7 +286,8 @@ class SandboxInterpreter:
         process.wait()
         for stream in (process.stdin, process.stdout, process.stderr):
             if stream is not None:
-                stream.close()
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     def _warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -330,13 +295,13 @@ class SandboxInterpreter:
 
 
 def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
-    """The last line the wrapper (unshare, mount) or Python wrote before the worker died."""
-    if process.stderr is None:
-        return f"exit status {process.returncode}"
-    with contextlib.suppress(OSError, ValueError):
-        lines = process.stderr.read().decode(errors="replace").strip().splitlines()
-        if lines:
-            return lines[-1]
+    """The last line the wrapper (bwrap, unshare) or Python wrote before the worker died."""
+    if process.stderr is not None:
+        os.set_blocking(process.stderr.fileno(), False)  # a surviving grandchild may hold it
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            lines = process.stderr.read().decode(errors="replace").strip().splitlines()
+            if lines:
+                return lines[-1]
     return f"exit status {process.returncode}"
 
 
@@ -348,6 +313,8 @@ def _read_roots() -> list[str]:
 
 
 def _exit_reason(code: int | None) -> str:
+    if code is not None and 128 < code < 128 + signal.NSIG:  # bwrap reports a signal as 128+n
+        code = 128 - code
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         hint = {"SIGKILL": "killed: memory or CPU limit", "SIGXCPU": "CPU limit",

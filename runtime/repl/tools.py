@@ -1,13 +1,15 @@
 """REPL host tools over the store: read-only ``sql()`` and the lazy ``context`` source.
 
 Model code in the sandbox reaches the run's DuckDB store only through these functions, which run
-in the host (an in-memory store cannot be opened from another process). :func:`readonly_sql` lets
-one statement through only if it reads: SELECT/WITH/DESCRIBE/SHOW/SUMMARIZE or ``PRAGMA
-table_info``; the statement's parse tree (``json_serialize_sql``) must name only tables and views
-of the store (so no file paths, URLs or host variables) and only table functions from a short
-allow-list (so no ``read_csv``/``read_text``/``glob``). COPY, ATTACH, INSTALL/LOAD, SET and every
-write are refused with a message saying what is allowed. :class:`TableSource` and
-:class:`TextSource` serve the worker's ``context`` handle one page at a time.
+in the host. :func:`readonly_sql` runs on a :class:`~rlm_dsl.runtime.repl.snapshot.SqlSnapshot`
+(a DuckDB instance of its own: no file access, configuration locked) and first lets one statement
+through only if it reads: SELECT/WITH/DESCRIBE/SHOW/SUMMARIZE or ``PRAGMA table_info``; the
+statement's parse tree (``json_serialize_sql``) must name only tables and views of the store (so
+no file paths, URLs or host variables) and only table functions from a short allow-list (so no
+``read_csv``/``read_text``/``glob``). COPY, ATTACH, INSTALL/LOAD, SET and every write are refused
+with a message saying what is allowed; the checker gives clear messages, the snapshot's settings
+are the boundary. :class:`TableSource` and :class:`TextSource` serve the worker's ``context`` one
+page at a time, with fixed host-written queries on the run's own connection.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.store.store import Store, quote_ident
 
 ALLOWED_TABLE_FUNCTIONS = frozenset(
@@ -38,10 +41,10 @@ class SqlRefused(ValueError):
 
 
 def readonly_sql(
-    store: Store, query: str, max_rows: int = MAX_PAGE_ROWS, timeout_s: float = 60.0
+    snapshot: SqlSnapshot, query: str, max_rows: int = MAX_PAGE_ROWS, timeout_s: float = 60.0
 ) -> dict[str, Any]:
     """Run one read-only statement; return ``{"columns", "rows", "truncated"}`` (rows as dicts)."""
-    cursor = store.con.cursor()
+    cursor = snapshot.cursor()
     try:
         check_readonly(cursor, query)
         timer = threading.Timer(timeout_s, cursor.interrupt)

@@ -1,15 +1,17 @@
 """REPL worker: the separate, long-lived process that runs an `rlm` step's model-written code.
 
 Started by :class:`rlm_dsl.runtime.repl.sandbox.SandboxInterpreter` as
-``python -I -S worker.py CONFIG_JSON`` (inside ``unshare -n`` where available). It imports only the
-standard library, so it starts fast and never loads DSPy, DuckDB or the LM objects. Start-up order
-matters: protocol pipes are moved off fds 0/1/2, the allowed standard-library modules are preloaded,
-the environment is scrubbed, kernel limits are set (address space, file size, no new processes,
-a session CPU backstop), root drops to ``nobody``, and only then the audit hook is installed. The
-hook is a tripwire that turns forbidden actions into errors the model can read; the kernel (network
-namespace, rlimits, uid) is the boundary that still holds if the hook is bypassed. The host speaks
-JSON lines: ``execute`` → (``call`` ↔ ``return``/``raise``)* → ``done``. This module is the worker's
-``__main__``; the host never imports it.
+``python -I -S -c <this file> CONFIG_JSON`` inside bubblewrap (see ``isolation.py``; the old
+``unshare`` wrapping where bwrap is missing). It imports only the standard library, so it starts
+fast and never loads DSPy, DuckDB or the LM objects. Start-up order matters: protocol pipes are
+moved off fds 0/1/2, the allowed standard-library modules are preloaded, the environment is
+scrubbed, kernel limits are set (address space, file size, no new processes, a session CPU
+backstop), a root worker switches to its own uid, the second seccomp filter (no exec, fork or
+signals) is loaded, and only then the audit hook is installed. The hook is a tripwire that turns
+forbidden actions into errors the model can read; the kernel (namespaces, a root of read-only
+runtime files, seccomp, rlimits, uid) is the boundary that still holds when model code switches
+the hook off. The host speaks JSON lines: ``execute`` → (``call`` ↔ ``return``/``raise``)* →
+``done``. This module is the worker's ``__main__``; the host never imports it.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ PATH_EVENTS = {  # event -> indexes of the path arguments that must lie inside t
     "shutil.chown": (0,), "os.mkfifo": (0,), "os.mknod": (0,),
 }
 # fmt: on
-NOBODY = 65534
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 
 
 class Submission(BaseException):
@@ -208,14 +210,37 @@ def harden(config: dict) -> dict:
     if os.getuid() == 0:
         try:
             os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            os.setgid(config["uid"])
+            os.setuid(config["uid"])
             dropped = True
         except OSError:  # "root" of a user namespace that maps no other uid
             pass
+    filtered = bool(config["after_start"]) and load_seccomp(bytes.fromhex(config["after_start"]))
     sys.modules["__main__"] = type(sys)("__main__")  # hide this module's globals from `import`
     sys.addaudithook(make_hook(os.path.realpath(scratch), tuple(config["read_roots"])))
-    return {"uid_dropped": dropped}
+    return {"uid_dropped": dropped, "seccomp": filtered}
+
+
+def load_seccomp(program: bytes) -> bool:
+    """Load a BPF seccomp filter (no exec, fork or signals from here on) into this process.
+
+    ``ctypes`` is needed for ``prctl`` and is dropped from ``sys.modules`` afterwards, so model
+    code importing it meets the audit hook; the filter itself cannot be removed by anyone.
+    """
+    import ctypes  # only for prctl, then dropped from sys.modules (see the docstring)
+
+    class Program(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_char_p))
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    prog = Program(len(program) // 8, program)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) or libc.prctl(
+        PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0
+    ):
+        raise OSError(ctypes.get_errno(), "cannot load the seccomp filter")
+    for name in [m for m in sys.modules if m == "ctypes" or m.startswith(("ctypes.", "_ctypes"))]:
+        del sys.modules[name]
+    return True
 
 
 class Session:

@@ -26,6 +26,7 @@ from rlm_dsl.runtime.lm.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
+from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import quote_ident
 
 
@@ -47,6 +48,8 @@ def _pick(value: Any, field: str) -> Any:
 def _values(ctx: RunContext, step: Step) -> list[Any]:
     source = ctx.table(step.source or "")
     producer = next((s for s in ctx.plan.steps() if s.table == step.source), None)
+    while producer is not None and producer.kind == "filter":  # a filter keeps its source's value
+        producer = next((s for s in ctx.plan.steps() if s.table == producer.source), None)
     columns = [name for name, _ in ctx.store.columns(source)]
     if producer is not None and producer.output is not None and producer.output.name in columns:
         column = producer.output.name
@@ -73,7 +76,8 @@ def write_value(ctx: RunContext, step: Step, value: Any) -> None:
 def run_sql(ctx: RunContext, step: Step) -> None:
     query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
     try:
-        ctx.store.create_table_as(ctx.table(step.table), query)
+        with time_limited(ctx.store.con):
+            ctx.store.create_table_as(ctx.table(step.table), query)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"SQL error: {first}") from None

@@ -30,6 +30,7 @@ from rlm_dsl.runtime.steps.incremental import append_log
 from rlm_dsl.runtime.steps.predict import BudgetStop, StepModule
 from rlm_dsl.runtime.steps.recipe import row_input, run_recipe_map
 from rlm_dsl.runtime.steps.reduce import Reducer, run_sql, run_vote, write_value
+from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import quote_ident
 
 SubRun = Callable[[RunContext, Plan], None]
@@ -65,7 +66,7 @@ def run_input(ctx: RunContext, step: Step, modules: Modules, sub_run: SubRun) ->
         appended = append_log(ctx, step)
         if appended is not None:
             return appended
-    load_input(ctx.store, step, ctx.inputs.get(step.name))
+    load_input(ctx.store, step, ctx.inputs.get(step.name), ctx.warnings)
     return ctx.store.count(step.table)
 
 
@@ -85,7 +86,7 @@ def run_filter_sql(ctx: RunContext, step: Step, modules: Modules, sub_run: SubRu
         where, params = f"({predicate})", []
     else:
         where, params = "regexp_matches(text, ?)", [step.args[0]]
-    with ctx.store.write() as con:
+    with ctx.store.write() as con, time_limited(con):
         try:
             con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS "
                         f"SELECT * FROM {source} WHERE {where} ORDER BY id", params)

@@ -113,3 +113,11 @@ def run_rows(store: Store, table: str, run_id: str | None) -> list[dict[str, Any
                                params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def uncached_call_totals(store: Store) -> tuple[int, int, float]:
+    """Prompt tokens, completion tokens and seconds of the LM calls that were answered by the
+    model (not cached, no error): what ``rlm ask`` measures a local model's speed by."""
+    row = store.con.execute("""SELECT sum(prompt_tokens), sum(completion_tokens), sum(latency_s)
+        FROM lm_calls WHERE NOT cached AND error IS NULL""").fetchone()
+    return int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)

@@ -10,12 +10,18 @@ thread waiting for the GIL can starve behind busy workers for whole seconds. :me
 writes the rest in the calling thread. Batches are taken and written under one lock, so rows of
 one table keep their queue order, and a call's record is queued before the result that used it:
 a run killed at any moment leaves a consistent store — a result is never present without its
-call, and a finished call is repeated at most if its record had not reached disk yet.
+call. With a journal (a ``--db`` run), an ``lm_calls`` record is also appended to
+``<db>.journal`` in the worker, before the answer is used: one ``write`` per call, which a SIGKILL
+cannot undo. Each batch rotates the journal (``.journal`` → ``.journal.writing``, deleted once the
+batch is committed); the next run replays whatever the files still hold and the store lacks, so a
+finished call is never repeated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 import time
 from collections import deque
@@ -24,18 +30,22 @@ from typing import Any
 from rlm_dsl.runtime.store.store import Store, quote_ident
 
 FLUSH_EVERY_S = 0.25
+JOURNALED = "lm_calls"  # finished LM answers: the work a resume must never repeat
 _encode = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=) builds one a row
 
 
 class Writer:
     """Queue rows with :meth:`add`; they reach the store within ``FLUSH_EVERY_S`` seconds."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, journal: str | None = None) -> None:
         self.store = store
         self._queue: deque[tuple[str, str]] = deque()
         self._schemas: dict[str, str] = {}
         self._error: BaseException | None = None
         self._write_lock = threading.Lock()
+        self._journal = Journal(journal) if journal else None
+        if self._journal is not None:
+            self._replay(self._journal.recover())
         self._due = time.monotonic() + FLUSH_EVERY_S  # when the queue is next written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rlm-store-writer", daemon=True)
@@ -47,7 +57,13 @@ class Writer:
             raise self._error
         # Encode here, in the worker: the writer thread then holds the GIL only briefly, so
         # workers are not kept waiting for it after each I/O call (the convoy effect).
-        self._queue.append((table, _encode(row)))
+        line = _encode(row)
+        if self._journal is not None and table == JOURNALED:
+            with self._journal.lock:  # journal and queue in one step: a batch holds both or not
+                self._journal.append(line)
+                self._queue.append((table, line))
+        else:
+            self._queue.append((table, line))
         if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
             try:  # a batch is due and no other thread is writing one: write it here
                 self._write_locked()
@@ -64,6 +80,8 @@ class Writer:
         self._stop.set()
         self._thread.join()
         self.flush()
+        if self._journal is not None:
+            self._journal.close()
 
     def forget(self, table: str) -> None:
         """Drop the cached schema of ``table`` (after it was re-created)."""
@@ -87,14 +105,38 @@ class Writer:
     def _write_locked(self) -> None:
         self._due = time.monotonic() + FLUSH_EVERY_S
         batch: list[tuple[str, str]] = []
-        while self._queue:
-            batch.append(self._queue.popleft())
+        journal = self._journal
+        with journal.lock if journal is not None else contextlib.nullcontext():
+            while self._queue:
+                batch.append(self._queue.popleft())
+            if journal is not None and batch:
+                journal.rotate()  # the rotated file holds exactly this batch's journaled rows
         if batch:
             try:
                 self._write(batch)
             except BaseException as exc:
                 self._error = exc
                 raise
+            if journal is not None:
+                journal.committed()
+
+    def _replay(self, lines: list[str]) -> None:
+        """Write journaled ``lm_calls`` rows the store does not have yet (a killed run's)."""
+        rows = {}
+        for line in lines:
+            try:
+                rows[json.loads(line)["call_id"]] = line
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+        if rows:
+            have = {call_id for (call_id,) in self.store.con.execute(
+                "SELECT call_id FROM lm_calls WHERE call_id IN (SELECT unnest(?))",
+                [list(rows)]).fetchall()}
+            missing = [(JOURNALED, line) for call_id, line in rows.items() if call_id not in have]
+            if missing:
+                self._write(missing)
+        assert self._journal is not None
+        self._journal.discard()
 
     def _write(self, batch: list[tuple[str, str]]) -> None:
         by_table: dict[str, list[str]] = {}
@@ -114,3 +156,48 @@ class Writer:
                 f"unnest(from_json(row, '{schema}')) FROM (SELECT unnest(?::VARCHAR[]) AS row)"
             )
         return self._schemas[table]
+
+
+class Journal:
+    """``<db>.journal``: append-only JSON lines of finished LM calls not yet committed."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.writing = path, f"{path}.writing"
+        self.lock = threading.Lock()
+        self._fd = -1
+
+    def recover(self) -> list[str]:
+        """The lines a killed run left (oldest first); :meth:`discard` once they are stored."""
+        lines: list[str] = []
+        for path in (self.writing, self.path):
+            if os.path.exists(path):
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines.extend(line for line in handle.read().split("\n") if line)
+        return lines
+
+    def discard(self) -> None:
+        for path in (self.writing, self.path):
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def append(self, line: str) -> None:
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self._fd, (line + "\n").encode())
+
+    def rotate(self) -> None:
+        """Start a new file; the old one becomes ``.writing`` until the batch is committed."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self.path, self.writing)
+
+    def committed(self) -> None:
+        if os.path.exists(self.writing):
+            os.unlink(self.writing)
+
+    def close(self) -> None:
+        with self.lock:
+            self.rotate()
+            self.committed()
+

@@ -228,9 +228,10 @@ def test_run_budget_exhaustion_stops_the_step_and_keeps_the_trajectory(store):
 
 
 def test_missing_isolation_is_reported_not_silent(store, monkeypatch):
-    from rlm_dsl.runtime.repl import sandbox
+    from rlm_dsl.runtime.repl import isolation, sandbox
 
-    bare = sandbox.Isolation((), False, (sandbox.NO_NETNS.format(why="unshare -n: not permitted"),))
+    bare = isolation.Isolation(
+        "none", warnings=(isolation.NO_NETNS.format(why="unshare -n: not permitted"),))
     monkeypatch.setattr(sandbox, "isolation", lambda: bare)
     store.con.execute("CREATE TABLE logs AS SELECT 0 AS id, 'x' AS text")
     root, _ = make_lm(scripted_root(["SUBMIT('ok')"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rlm_dsl.runtime.repl.snapshot import SqlSnapshot
 from rlm_dsl.runtime.repl.tools import (
     SqlRefused,
     TableSource,
@@ -23,6 +24,13 @@ def store(store):
     return store
 
 
+@pytest.fixture
+def snap(store):
+    snapshot = SqlSnapshot(store)
+    yield snapshot
+    snapshot.close()
+
+
 @pytest.mark.parametrize("query", [
     "SELECT count(*) FROM logs",
     "WITH b AS (SELECT bucket, count(*) AS n FROM logs GROUP BY 1) SELECT * FROM b ORDER BY 1",
@@ -36,8 +44,8 @@ def store(store):
     "SELECT * FROM range(3)",
     "SELECT unnest([1, 2, 3]) AS x",
 ])
-def test_reading_statements_run(store, query):
-    result = readonly_sql(store, query)
+def test_reading_statements_run(snap, query):
+    result = readonly_sql(snap, query)
     assert result["rows"] and not result["truncated"]
 
 
@@ -67,20 +75,20 @@ def test_everything_else_is_refused(store, query, message):
     assert message in str(caught.value)
 
 
-def test_host_python_variables_are_not_reachable(store):
+def test_host_python_variables_are_not_reachable(snap):
     host_frame = {"secret": [1]}  # noqa: F841 - a replacement scan would find this local
     with pytest.raises(SqlRefused, match="unknown table 'host_frame'"):
-        readonly_sql(store, "SELECT * FROM host_frame")
+        readonly_sql(snap, "SELECT * FROM host_frame")
 
 
-def test_results_are_capped_and_flagged(store):
-    result = readonly_sql(store, "SELECT id FROM logs ORDER BY id", max_rows=10)
+def test_results_are_capped_and_flagged(snap):
+    result = readonly_sql(snap, "SELECT id FROM logs ORDER BY id", max_rows=10)
     assert [r["id"] for r in result["rows"]] == list(range(10)) and result["truncated"]
 
 
-def test_long_queries_are_interrupted(store):
+def test_long_queries_are_interrupted(snap):
     with pytest.raises(SqlRefused, match=r"the query ran longer than 0.2 s and was stopped"):
-        readonly_sql(store, "SELECT sum(hash(a.range * b.range)) FROM range(100000) a, "
+        readonly_sql(snap, "SELECT sum(hash(a.range * b.range)) FROM range(100000) a, "
                             "range(100000) b", timeout_s=0.2)
 
 

@@ -1,0 +1,169 @@
+"""The planner of ``rlm ask``: question + input profile → strategy + slots → a checked spec.
+
+Planner stage (``rlm ask``). :class:`Planner` is a ``dspy.Module`` (so ``rlm optimize``-style
+tuning sees its predictors): ``choose`` is a ``dspy.Predict`` over the typed signature
+:class:`ChooseStrategy` (the strategy a ``Literal`` enum — decoded under a grammar where the back
+end constrains output — plus keywords and labels), ``repair`` a ``dspy.Predict`` over
+:class:`RepairSpec` that gets the compiler's diagnostics. The LM's plan is merged with the
+deterministic :func:`~rlm_dsl.questions.heuristics.heuristic_plan`: a cue word in the question
+decides the strategy; otherwise the LM's choice stands when it fits the input (``pairs`` and
+labelled ``count`` need labels, ``timeline`` a time column or text); keywords the LM adds are
+kept only when they occur in the question, labels only when they are plain names. An LM that
+fails or answers garbage leaves the heuristic plan. Every spec goes through the compiler; a spec
+with errors is handed to ``repair`` with the diagnostics, at most ``max_repairs`` times, and
+then to the heuristic slots, before anything runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import dspy
+
+from rlm_dsl.compile import compile_text
+from rlm_dsl.compiler.diagnostics import CompileError
+from rlm_dsl.compiler.plan import Plan
+from rlm_dsl.errors import SpecError
+from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan
+from rlm_dsl.questions.literals import label
+from rlm_dsl.questions.profile import InputProfile
+from rlm_dsl.questions.strategies import STRATEGIES, Layout, Slots, render
+
+log = logging.getLogger(__name__)
+StrategyName = Literal["lookup", "extract_all", "count", "pairs", "summarize", "timeline",
+                       "free_form"]
+
+
+class ChooseStrategy(dspy.Signature):
+    """Choose how to answer a question about a large input that no model can read at once.
+    lookup: one fact stated somewhere. extract_all: every item of some kind. count: how many
+    records have a property, or which label is most/least frequent. pairs: pairs of entities
+    sharing a label. summarize: what the input says overall. timeline: what happened in order.
+    free_form: anything else."""
+
+    question: str = dspy.InputField()
+    profile: str = dspy.InputField(desc="the input: kind, size, columns, sample rows")
+    strategy: StrategyName = dspy.OutputField()
+    keywords: list[str] = dspy.OutputField(desc="words of the question that rows holding the "
+                                                "answer contain")
+    labels: list[str] = dspy.OutputField(desc="count/pairs: the category each record gets; "
+                                              "else []")
+
+
+class RepairSpec(dspy.Signature):
+    """Fix the errors the compiler reported in this .rlm spec; keep everything else."""
+
+    spec: str = dspy.InputField()
+    diagnostics: str = dspy.InputField()
+    fixed_spec: str = dspy.OutputField(desc="the whole corrected spec")
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What the planner decided, and the checked spec it decided on."""
+
+    strategy: str
+    slots: Slots
+    spec: str
+    plan: Plan
+    source: str  # heuristic | lm | forced (--strategy) | repaired
+    notes: tuple[str, ...] = ()
+    lm_calls: int = 0  # the planner's own LM calls (outside the run's budget and store)
+    lm_tokens: int = 0
+
+
+class Planner(dspy.Module):
+    """Question + profile → :class:`Chosen` (see the module docstring)."""
+
+    def __init__(self, max_repairs: int = 2) -> None:
+        super().__init__()
+        self.choose = dspy.Predict(ChooseStrategy)
+        self.repair = dspy.Predict(RepairSpec)
+        self.max_repairs = max_repairs
+
+    def forward(self, question: str, profile: InputProfile, layout: Layout,
+                strategy: str | None = None, use_lm: bool = True) -> Chosen:
+        base = heuristic_plan(question, profile)
+        notes: list[str] = []
+        if strategy is not None:
+            if strategy not in STRATEGIES:
+                raise SpecError(f"unknown strategy {strategy!r}; choose one of "
+                                + ", ".join(STRATEGIES))
+            name, slots, source = strategy, base.slots, "forced"
+        elif use_lm and not base.confident:
+            name, slots, source = self._with_lm(question, profile, base, notes)
+        else:
+            name, slots, source = base.strategy, base.slots, "heuristic"
+        return self._checked(question, profile, layout, name, slots, source, base, notes)
+
+    def _with_lm(self, question: str, profile: InputProfile, base: HeuristicPlan,
+                 notes: list[str]) -> tuple[str, Slots, str]:
+        try:
+            answer = self.choose(question=question, profile=profile.describe())
+        except Exception as error:  # an LM that answers garbage is expected: plan without it
+            notes.append(f"planner LM unusable ({type(error).__name__}); keyword heuristics used")
+            return base.strategy, base.slots, "heuristic"
+        return merge(question, profile, base, answer, notes)
+
+    def _checked(self, question: str, profile: InputProfile, layout: Layout, name: str,
+                 slots: Slots, source: str, base: HeuristicPlan, notes: list[str]) -> Chosen:
+        spec = render(name, question, profile, slots, layout)
+        error = _compile(spec)
+        for _ in range(self.max_repairs):
+            if not isinstance(error, CompileError):
+                break
+            notes.append(f"spec had {len(error.diagnostics)} error(s); asked the LM to repair")
+            try:
+                spec = self.repair(spec=spec, diagnostics=str(error)).fixed_spec
+            except Exception:  # as above: an unusable repair ends the repairs
+                break
+            error, source = _compile(spec), "repaired"
+        if isinstance(error, CompileError) and slots != base.slots:
+            notes.append("falling back to the heuristic slots")
+            spec = render(name, question, profile, base.slots, layout)
+            error, source = _compile(spec), "heuristic"
+        if isinstance(error, CompileError):
+            raise error
+        return Chosen(name, slots, spec, error, source, tuple(notes))
+
+
+def _compile(spec: str) -> Plan | CompileError:
+    try:
+        return compile_text(spec, "<ask>")
+    except CompileError as error:
+        return error
+
+
+def merge(question: str, profile: InputProfile, base: HeuristicPlan, answer: Any,
+          notes: list[str]) -> tuple[str, Slots, str]:
+    """The LM's plan where it is usable, the heuristic one elsewhere (module docstring)."""
+    name = getattr(answer, "strategy", None)
+    words = question.lower()
+    extra = tuple(k.strip() for k in _strings(getattr(answer, "keywords", None))
+                  if k.strip() and k.strip().lower() in words)
+    labels = tuple(x for x in (label(v) for v in _strings(getattr(answer, "labels", None))) if x)
+    slots = replace(base.slots, keywords=tuple(dict.fromkeys(base.slots.keywords + extra)),
+                    labels=base.slots.labels or labels)
+    if name not in STRATEGIES or not fits(name, slots, profile):
+        notes.append(f"planner LM chose {name!r}, which does not fit; used {base.strategy!r}")
+        return base.strategy, base.slots, "heuristic"
+    return name, slots, "lm"
+
+
+def fits(name: str, slots: Slots, profile: InputProfile) -> bool:
+    """Whether strategy ``name`` can run with ``slots`` on this input."""
+    if name == "count":
+        return bool(slots.labels or slots.entities or slots.keywords)
+    if name == "pairs":
+        return len(slots.labels) >= 2
+    if name == "timeline":
+        return profile.timed or profile.kind == "text"
+    return True
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value] if isinstance(value, list | tuple) else []

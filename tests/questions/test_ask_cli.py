@@ -1,0 +1,113 @@
+"""``rlm ask`` end to end through the CLI and the Python API with the deterministic test LM:
+the answer, its evidence, the JSON shape, the saved spec that ``rlm run`` reproduces, the
+plan-only mode that spends nothing, the budget stop (exit 3) and bad input (exit 1 / 2)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import rlm_dsl
+from questions.inputs import write_essay, write_log
+from rlm_dsl.cli.main import main
+
+FACT = "The vault code for project kestrel-onyx is 4417."
+QUESTION = "What is the vault code for project kestrel-onyx?"
+
+
+def test_lookup_answers_from_the_planted_line_with_its_evidence(tmp_path: Path) -> None:
+    essay = write_essay(tmp_path / "essay.txt", FACT)
+    result = rlm_dsl.ask(QUESTION, [str(essay)], lm="test")
+    assert result.strategy == "lookup"
+    assert result.answer == FACT  # the test LM answers with the line it was shown
+    assert result.evidence == [{"source": str(essay), "line": 151, "text": FACT}]
+    assert result.summary["calls"] == 1  # only the planted line was read
+
+
+def test_lookup_reads_every_passage_when_no_row_holds_a_term(tmp_path: Path) -> None:
+    essay = write_essay(tmp_path / "essay.txt", "nothing to see", lines=2_000)
+    db = tmp_path / "run.duckdb"
+    result = rlm_dsl.ask("Who wrote zyzzyva?", [str(essay)], lm="test:window=2048", db=db)
+    per_passage = int(re.search(r"GROUP BY source, id // (\d+)", result.spec).group(1))
+    assert result.summary["calls"] == -(-2_001 // per_passage) > 1
+    con = duckdb.connect(str(db), read_only=True)
+    lines = con.execute("SELECT sum(last_line - first_line + 1) FROM candidates").fetchone()[0]
+    con.close()
+    assert lines == 2_001  # every line read once
+
+
+def test_count_is_exact_sql_over_the_matching_records(tmp_path: Path, capsys) -> None:
+    log = write_log(tmp_path / "app.log", lines=60)
+    code = main(["ask", "How many ERROR lines did com.acme.shop.OrderService log?", str(log),
+                 "--lm", "test", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] == 20 and out["strategy"] == "count"
+    assert set(out) == {"answer", "evidence", "strategy", "spec", "summary"}
+    assert out["evidence"][0] == {"source": str(log), "line": 1,
+                                  "text": out["evidence"][0]["text"]}
+    assert "ERROR" in out["evidence"][0]["text"] and len(out["evidence"]) == 20
+    assert out["summary"]["calls"] == 0
+
+
+def test_extract_all_finds_candidates_by_pattern_and_lists_the_accepted(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "app.log", lines=12)
+    result = rlm_dsl.ask("List every IP address in the log.", [str(log)], lm="test")
+    assert result.strategy == "extract_all"
+    assert result.answer == [f"10.0.{i % 7}.{i}" for i in range(12)]
+    assert result.summary["calls"] == 12  # one judgement per distinct candidate
+
+
+def test_saved_spec_reproduces_the_run(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_essay(tmp_path / "essay.txt", FACT)
+    assert main(["ask", QUESTION, "essay.txt", "--lm", "test", "--save", "q.rlm"]) == 0
+    asked = capsys.readouterr().out.splitlines()[0]
+    assert main(["run", "q.rlm", "--lm", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == asked == FACT
+
+
+def test_plan_only_prints_spec_and_estimate_and_spends_nothing(tmp_path: Path, capsys) -> None:
+    essay = write_essay(tmp_path / "essay.txt", FACT)
+    db = tmp_path / "run.duckdb"
+    assert main(["ask", QUESTION, str(essay), "--lm", "test", "--plan-only",
+                 "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "recipe ask_lookup" in out and "estimate: ask_lookup" in out
+    assert not db.exists()
+
+
+def test_a_plan_over_the_budget_stops_with_exit_3_off_a_terminal(tmp_path: Path,
+                                                                  capsys) -> None:
+    log = write_log(tmp_path / "app.log", lines=12)
+    db = tmp_path / "run.duckdb"
+    code = main(["ask", "List every IP address in the log.", str(log), "--lm", "test",
+                 "--max-calls", "5", "--db", str(db)])
+    assert code == 3
+    assert "needs about 12 LM calls; the budget is 5" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_strategy_option_skips_the_planner(tmp_path: Path) -> None:
+    essay = write_essay(tmp_path / "essay.txt", FACT, lines=20)
+    result = rlm_dsl.ask(QUESTION, [str(essay)], lm="test", strategy="summarize")
+    assert result.strategy == "summarize" and result.summary["planned_by"] == "forced"
+    assert result.summary["planner_calls"] == 0
+
+
+@pytest.mark.parametrize(("argv", "code", "message"), [
+    (["ask", "Q?", "missing.txt", "--lm", "test"], 2, "no such file or directory: 'missing.txt'"),
+    (["ask", "Q?", "{essay}", "--lm", "test", "--strategy", "guess"], 1, "unknown strategy"),
+    (["ask", " ", "{essay}", "--lm", "test"], 2, "the question is empty"),
+])
+def test_bad_input_is_one_message_and_an_exit_code(tmp_path: Path, capsys, argv: list[str],
+                                                   code: int, message: str) -> None:
+    essay = write_essay(tmp_path / "essay.txt", FACT, lines=5)
+    argv = [a.replace("{essay}", str(essay)) for a in argv]
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

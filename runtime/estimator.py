@@ -31,14 +31,15 @@ __all__ = ["estimate_plan"]
 
 
 def estimate_plan(plan: Plan, inputs: dict[str, str], params: dict[str, str],
-                  lm: str | None, lm_all: bool = False) -> Estimate:
+                  lm: str | None, lm_all: bool = False, encoding: str | None = None) -> Estimate:
     """Forecast ``plan`` over ``inputs`` (name → path) and ``params`` with default LM ``lm``
-    (``lm_all``: ``lm`` for every step, bindings included — as ``rlm run`` binds them)."""
+    (``lm_all``: ``lm`` for every step, bindings included — as ``rlm run`` binds them;
+    ``encoding``: of text, lines and log inputs, as ``rlm run --encoding``)."""
     check_inputs(plan, inputs)
     estimate = Estimate(plan.recipe)
     with Store.open(None) as store:
         walker = _Walker(plan, store, coerce_params(plan, dict(params)), lm, estimate)
-        walker.lm_all = lm_all
+        walker.lm_all, walker.encoding = lm_all, encoding
         walker.walk(dict(inputs))
     return estimate
 
@@ -50,6 +51,7 @@ class _Walker:
                  estimate: Estimate, prefix: str = "") -> None:
         self.plan, self.store, self.params, self.lm = plan, store, params, lm
         self.lm_all = False  # ``lm`` replaces the bindings too
+        self.encoding: str | None = None  # of the plan's own inputs (--encoding)
         self.estimate, self.prefix = estimate, prefix
         self.uncertain: set[str] = set()  # tables whose row count depends on an LM filter
         self.row: dict[str, Any] | None = None

@@ -51,6 +51,7 @@ class RecipeModule(dspy.Module):
         ray_workers: int | None = None,
         timeout: float | None = None,
         allow_weak_sandbox: bool = False,
+        encoding: str | None = None,
     ) -> RunResult:
         """Run the recipe; ``inputs`` maps input names to paths (or lists of paths). ``lm`` is
         the default LM (steps without ``using NAME``); with ``lm_all`` it replaces every
@@ -60,7 +61,7 @@ class RecipeModule(dspy.Module):
             db=os.fspath(db) if db is not None else None, concurrency=concurrency,
             max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
             retry_failed=retry_failed, executor=executor, ray_workers=ray_workers,
-            timeout=timeout, allow_weak_sandbox=allow_weak_sandbox,
+            timeout=timeout, allow_weak_sandbox=allow_weak_sandbox, encoding=encoding,
         )
         return execute(self.plan, options, self.step_modules)
 

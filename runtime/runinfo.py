@@ -48,6 +48,7 @@ class RunOptions:
     ray_workers: int | None = None  # Ray workers per model (default: the cluster's CPUs)
     allow_weak_sandbox: bool = False  # run `rlm` steps even without kernel isolation (bwrap)
     timeout: float | None = None  # seconds per LM request where a binding sets none (--timeout)
+    encoding: str | None = None  # of text, lines and log inputs (--encoding; None: UTF-8)
 
 
 @dataclass

@@ -39,6 +39,9 @@ def ingest(
     memory_limit: Annotated[
         str, typer.Option("--memory-limit", help="DuckDB memory limit; larger input spills.")
     ] = "1GB",
+    encoding: Annotated[str | None, typer.Option(
+        "--encoding", help="The files' encoding: utf-8, utf-16 or latin-1 (default: UTF-8, and "
+        "a file that is not is read as Latin-1 with a note).")] = None,
 ) -> None:
     """Parse log files into a DuckDB table (appends only new lines to an existing table)."""
     if os.path.isdir(db):
@@ -49,7 +52,8 @@ def ingest(
         _limit_memory(store, memory_limit)
         append = store.table_exists(table)
         try:
-            report = load_log(store, table, paths, format=format, dedup=dedup, incremental=append)
+            report = load_log(store, table, paths, format=format, dedup=dedup, incremental=append,
+                              encoding=encoding)
         except LogIngestError as exc:
             _show(exc.report, db, append)
             raise

@@ -93,6 +93,9 @@ def run(
     timeout: Annotated[float | None, typer.Option(
         "--timeout", min=1, help="Seconds to wait for one LM request (default 120; an lm's "
         "own timeout= wins).")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        "--encoding", help="How text, lines and log inputs are encoded: utf-8 (default), "
+        "utf-16 or latin-1.")] = None,
     allow_weak_sandbox: Annotated[bool, typer.Option(
         "--allow-weak-sandbox", help="Run `rlm` steps even where the REPL sandbox has no kernel "
         "isolation (no bubblewrap or seccomp here).")] = False,
@@ -114,6 +117,7 @@ def run(
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
         retry_failed=retry_failed, incremental=incremental, executor=str(executor),
         ray_workers=ray_workers, allow_weak_sandbox=allow_weak_sandbox, timeout=timeout,
+        encoding=encoding,
     )
     options.command = resume_command(context)
     _connect(options.executor, ray_workers)
@@ -161,7 +165,8 @@ def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
     from rlm_dsl.runtime.estimator import estimate_plan
 
-    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all)
+    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all,
+                             encoding=options.encoding)
     if not quiet:
         forecast.render(err)
     return forecast

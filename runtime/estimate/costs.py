@@ -93,7 +93,7 @@ class _Costing:
 
 def estimate_input(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
     if walker.row is None:
-        load_input(walker.store, local, walker.inputs.get(step.name))
+        load_input(walker.store, local, walker.inputs.get(step.name), encoding=walker.encoding)
         return
     row_input(walker, local, walker.row)
 

@@ -20,6 +20,7 @@ API::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -36,7 +37,7 @@ import duckdb
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs import load_log
-from rlm_dsl.runtime.logs.parse import newline_width
+from rlm_dsl.runtime.logs.parse import duckdb_encoding, newline_width
 from rlm_dsl.runtime.store.store import Store, quote_ident, quote_literal
 
 PEEK_BYTES = 1 << 16
@@ -46,26 +47,27 @@ RESERVED = ("id", "source", "line_no")
 # made the insert leave 1 GB of rows for the next checkpoint (2 s more on a 1 GB input).
 _LINE_READER = (
     f"read_csv(?, columns={{'text': 'VARCHAR'}}, delim=chr(0), quote='', escape='', header=false, "
-    f"auto_detect=false, max_line_size={MAX_LINE_BYTES})"
+    f"auto_detect=false, max_line_size={MAX_LINE_BYTES}, encoding=?)"
 )
 
 
 def load_input(store: Store, step: Step, paths: list[str] | str | None,
-               warnings: list[str] | None = None) -> str:
+               warnings: list[str] | None = None, encoding: str | None = None) -> str:
     """Load ``step``'s input from ``paths`` into ``step.table``; returns the table name.
 
     What was read but not as declared (a log file that is not UTF-8, read as Latin-1) is added
-    to ``warnings``, which the run prints.
+    to ``warnings``, which the run prints. ``encoding`` (``--encoding``: utf-8, utf-16,
+    latin-1) decodes ``text``, ``lines``, ``stdin`` and ``log`` inputs; other kinds ignore it.
     """
     kind = step.strategy or "text"
+    chosen = duckdb_encoding(encoding) if encoding is not None else "utf-8"
     if kind == "stdin":
-        with _spooled_stdin() as spooled:
-            _load_lines(store, step.table, [spooled], display={spooled: "<stdin>"})
+        with _spooled_stdin(chosen) as spooled:
+            _load_lines(store, step.table, [spooled], chosen, display={spooled: "<stdin>"})
         return step.table
     patterns = _patterns(step, paths)
-    files = resolve_files(
-        store, patterns, directories=kind in ("files", "log"), text=kind not in ("parquet", "log")
-    )
+    utf8 = kind not in ("parquet", "log") and (kind not in LINE_KINDS or chosen == "utf-8")
+    files = resolve_files(store, patterns, directories=kind in ("files", "log"), text=utf8)
     loader = _LOADERS.get(kind)
     if kind == "log":
         store.drop(step.table)  # a fresh table: load_log appends to an existing one
@@ -75,9 +77,12 @@ def load_input(store: Store, step: Step, paths: list[str] | str | None,
             files,
             format=step.options.get("format"),
             dedup=bool(step.options.get("dedup", False)),
+            encoding=encoding,
         )
         if warnings is not None:
             warnings.extend(f"warning: {f.source}: {f.note}" for f in report.files if f.note)
+    elif kind in LINE_KINDS:
+        _load_lines(store, step.table, files, chosen)
     elif loader is None:
         raise InputError(f"input '{step.name}': unknown input kind '{kind}'")
     else:
@@ -190,7 +195,8 @@ def _check_file(path: str) -> None:
 
 
 def _load_lines(
-    store: Store, table: str, files: list[str], display: dict[str, str] | None = None
+    store: Store, table: str, files: list[str], encoding: str,
+    display: dict[str, str] | None = None,
 ) -> None:
     """One ``read_csv`` per file, appended in order: ids stay dense across files."""
     display = display or {}
@@ -201,10 +207,12 @@ def _load_lines(
             f"byte_offset BIGINT, text {store.text_type})"
         )
         for path in files:
-            _append_lines(con, name, path, display.get(path, path))
+            _append_lines(con, name, path, display.get(path, path), encoding)
 
 
-def _append_lines(con: duckdb.DuckDBPyConnection, name: str, path: str, source: str) -> None:
+def _append_lines(
+    con: duckdb.DuckDBPyConnection, name: str, path: str, source: str, encoding: str
+) -> None:
     width = newline_width(path)
     base = int(con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
     sql = f"""
@@ -215,7 +223,7 @@ def _append_lines(con: duckdb.DuckDBPyConnection, name: str, path: str, source: 
                coalesce(text, '') AS text
         FROM {_LINE_READER} WITH ORDINALITY"""
     with duckdb_errors(source, one_file=True):
-        con.execute(sql, [base, source, width, width, path])
+        con.execute(sql, [base, source, width, width, path, encoding])
 
 
 @contextmanager
@@ -233,7 +241,8 @@ def duckdb_errors(source: str, one_file: bool = False) -> Iterator[None]:
         where = named.group(1) if named else source
         line = re.search(r"Line: (\d+)", text)
         where = f"{where}:{line.group(1)}" if line else where
-        if "unicode" in text.lower() or "utf-8" in text.lower():
+        low = text.lower()
+        if ("unicode" in low or "utf-8" in low) and "error when sniffing" not in low:
             raise InputError(f"{where}: not UTF-8 text") from None
         if "max_line_size" in text or "maximum line size" in text.lower():
             raise InputError(f"{where}: line longer than {MAX_LINE_BYTES} bytes") from None
@@ -242,7 +251,7 @@ def duckdb_errors(source: str, one_file: bool = False) -> Iterator[None]:
 
 
 @contextmanager
-def _spooled_stdin() -> Iterator[str]:
+def _spooled_stdin(encoding: str) -> Iterator[str]:
     """Copy standard input to a temporary file block by block; yields its path."""
     folder = tempfile.mkdtemp(prefix="rlm-stdin-")
     path = os.path.join(folder, "stdin.txt")
@@ -251,7 +260,8 @@ def _spooled_stdin() -> Iterator[str]:
             shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
         if os.path.getsize(path) == 0:
             raise InputError("<stdin>: empty input (no bytes to read)")
-        _check_file_as(path, "<stdin>")
+        if encoding == "utf-8":
+            _check_file_as(path, "<stdin>")
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -272,7 +282,7 @@ def _load_records(store: Store, step: Step, files: list[str]) -> None:
     if kind == "csv":
         for path in files:
             _check_csv_shape(path, step.options.get("delimiter"))
-    with _record_errors(kind, files), duckdb_errors(shown):
+    with _record_errors(kind, files, step.options), duckdb_errors(shown):
         described = store.con.execute(f"DESCRIBE SELECT * FROM {reader}", [files]).fetchall()
     own = [row[0] for row in described if row[0] not in ("filename", "file_row_number")]
     select = ", ".join(_own_column(col) for col in own)
@@ -286,23 +296,27 @@ def _load_records(store: Store, step: Step, files: list[str]) -> None:
                filename AS source,
                {row} - min({row}) OVER (PARTITION BY filename) + 1 AS line_no, {select}
         FROM {reader}{ordinality} ORDER BY id"""
-    with _record_errors(kind, files), duckdb_errors(shown), store.write() as con:
+    with _record_errors(kind, files, step.options), duckdb_errors(shown), store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}", [files, files])
 
 
 @contextmanager
-def _record_errors(kind: str, files: list[str]) -> Iterator[None]:
-    """For ``jsonl``: a reader error becomes the first line that is not one JSON value.
+def _record_errors(kind: str, files: list[str], options: dict[str, object]) -> Iterator[None]:
+    """A reader error becomes the first bad line: for ``jsonl`` the first that is not one JSON
+    value, for ``csv`` the first ragged row anywhere in the file.
 
     DuckDB names the line where its parser gave up, which is the next line when an object is
-    left open; Python's own parser, run only after a failure, names the line itself.
+    left open, and a ragged row inside its sniffer's sample fails the sniff with no line at all;
+    Python's own parsers, run over whole files only after a failure, name the line itself.
     """
     try:
         yield
     except InputError:
-        if kind == "jsonl":
-            for path in files:
+        for path in files:
+            if kind == "jsonl":
                 _first_bad_json_line(path)
+            elif kind == "csv":
+                _check_csv_shape(path, options.get("delimiter"), whole=True)
         raise
 
 
@@ -318,31 +332,40 @@ def _first_bad_json_line(path: str) -> None:
                                  f"(column {error.colno})") from None
 
 
-def _check_csv_shape(path: str, delimiter: object) -> None:
+def _check_csv_shape(path: str, delimiter: object, whole: bool = False) -> None:
     """A ragged CSV (rows with more or fewer fields than the first) is an input error.
 
-    DuckDB's sniffer would otherwise guess a one-column or headerless table without a word.
-    Only the first 64 KiB are looked at; DuckDB reports later rows it cannot fit.
+    DuckDB's sniffer would otherwise guess a one-column or headerless table without a word, so
+    the first 64 KiB are looked at before every read; the ``whole`` file, streamed row by row,
+    only once DuckDB's reader has failed (a ragged row further on fails it).
     """
     with open(path, encoding="utf-8", errors="replace", newline="") as handle:
         head = handle.read(PEEK_BYTES)
-    rows = head.splitlines(keepends=True)
-    if len(head) == PEEK_BYTES and rows:
-        rows.pop()  # cut by the peek
-    if isinstance(delimiter, str):
-        dialect_delimiter = delimiter
-    else:
-        try:
-            dialect_delimiter = csv.Sniffer().sniff("".join(rows[:50]), ",;\t|").delimiter
-        except csv.Error:
-            dialect_delimiter = ","
-    reader = csv.reader(rows, delimiter=dialect_delimiter)
-    widths = [(reader.line_num, len(fields)) for fields in reader if fields]
-    for number, width in widths[1:]:
-        if width != widths[0][1]:
-            raise InputError(f"{path}:{number}: {width} field(s) where line {widths[0][0]} has "
-                             f"{widths[0][1]} (a ragged CSV: fix the row, or quote a "
-                             f"{dialect_delimiter!r} inside a field)")
+        rows = head.splitlines(keepends=True)
+        if len(head) == PEEK_BYTES and rows:
+            rows.pop()  # cut by the peek
+        if isinstance(delimiter, str):
+            dialect_delimiter = delimiter
+        else:
+            try:
+                dialect_delimiter = csv.Sniffer().sniff("".join(rows[:50]), ",;\t|").delimiter
+            except csv.Error:
+                dialect_delimiter = ","
+        if whole:
+            handle.seek(0)
+        reader = csv.reader(handle if whole else rows, delimiter=dialect_delimiter)
+        first: tuple[int, int] | None = None
+        with contextlib.suppress(csv.Error):  # e.g. a huge field: DuckDB's own message stands
+            for fields in reader:
+                if not fields:
+                    continue
+                if first is None:
+                    first = (reader.line_num, len(fields))
+                elif len(fields) != first[1]:
+                    raise InputError(
+                        f"{path}:{reader.line_num}: {len(fields)} field(s) where line {first[0]} "
+                        f"has {first[1]} (a ragged CSV: fix the row, or quote a "
+                        f"{dialect_delimiter!r} inside a field)")
 
 
 def _own_column(name: str) -> str:
@@ -360,7 +383,8 @@ def _record_reader(kind: str, options: dict[str, object]) -> str:
         extra += f", delim={quote_literal(str(options['delimiter']))}"
     if options.get("header") is not None:
         extra += f", header={'true' if options['header'] else 'false'}"
-    return f"read_csv(?, filename=true, union_by_name=true{extra})"
+    # strict: a row with more or fewer fields fails the read (then named by _record_errors)
+    return f"read_csv(?, filename=true, union_by_name=true, strict_mode=true{extra})"
 
 
 def _load_files(store: Store, step: Step, files: list[str]) -> None:
@@ -374,9 +398,8 @@ def _load_files(store: Store, step: Step, files: list[str]) -> None:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(step.table)} AS {sql}", [files, files])
 
 
+LINE_KINDS = ("text", "lines")
 _LOADERS = {
-    "text": lambda store, step, files: _load_lines(store, step.table, files),
-    "lines": lambda store, step, files: _load_lines(store, step.table, files),
     "jsonl": _load_records,
     "csv": _load_records,
     "parquet": _load_records,

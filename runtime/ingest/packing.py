@@ -24,7 +24,7 @@ import numpy as np
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
-from rlm_dsl.errors import SpecError
+from rlm_dsl.errors import SpecError, StepFailed
 from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import Store, quote_ident
 
@@ -132,6 +132,12 @@ def _pieces(rows: str, ranges_table: str, weight: str, chars: bool, n: int, over
         FROM ({cut})"""
 
 
+def _query_failed(step: Step, message: str) -> StepFailed:
+    """A ``by sql`` query the run cannot use, named by the chunk step's spec position (``rlm
+    check`` catches it earlier where the source's columns are known then)."""
+    return StepFailed.of(step, None, SpecError(message), SpecError)
+
+
 def chunk_sql(
     store: Store, step: Step, source: Source, tokens: TokenSql, params: dict[str, Any]
 ) -> None:
@@ -141,10 +147,10 @@ def chunk_sql(
         names = [row[0] for row in store.con.execute(f"DESCRIBE {query}").fetchall()]
     except Exception as error:
         detail = str(error).strip().splitlines()[0]
-        raise SpecError.for_step(step.id, f"chunk query failed: {detail}") from None
+        raise _query_failed(step, f"chunk query failed: {detail}") from None
     if "text" not in names:
-        raise SpecError.for_step(
-            step.id, f"chunk query must yield a text column (it yields: {', '.join(names)})")
+        raise _query_failed(
+            step, f"chunk query must yield a text column (it yields: {', '.join(names)})")
     columns = [
         f"CAST({quote_ident(name) if name in names else 'NULL'} AS {kind}) AS {name}"
         for name, kind in CONTRACT_TYPES.items()
@@ -166,4 +172,4 @@ def render_query(step: Step, table: str, params: dict[str, Any]) -> str:
         return environment().from_string(step.args[0]).render(
             {**params, "input": quote_ident(table)})
     except jinja2.TemplateError as error:
-        raise SpecError.for_step(step.id, f"chunk query template: {error}") from None
+        raise _query_failed(step, f"chunk query template: {error}") from None

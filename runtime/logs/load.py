@@ -31,6 +31,7 @@ from rlm_dsl.runtime.logs.parse import (
     STAGE,
     create_table_sql,
     detect_format,
+    duckdb_encoding,
     fold_continuations,
     format_hits,
     insert_sql,
@@ -152,16 +153,20 @@ def load_log(
     format: str | None = None,
     dedup: bool = False,
     incremental: bool = False,
+    encoding: str | None = None,
 ) -> LoadReport:
     """Parse the log files ``paths`` into ``table`` of ``store`` (created if missing).
 
     Each file is read and parsed by DuckDB; ``format`` forces one format for all files (else each
     file is detected); ``dedup`` collapses repeated templates into one row with a ``count``;
-    ``incremental`` reads only the lines each source has beyond what ``table`` holds. Raises
+    ``incremental`` reads only the lines each source has beyond what ``table`` holds;
+    ``encoding`` (utf-8, utf-16, latin-1) decodes every file with it, where by default a file
+    that is not UTF-8 is read as Latin-1 with a note naming its first bad line. Raises
     :class:`LogIngestError` (an ``InputError``) after ingesting the readable files when some fail.
     """
     started = time.perf_counter()
     forced = resolve_format(format)
+    chosen = duckdb_encoding(encoding) if encoding is not None else None
     files = expand_paths(paths)
     with store.write() as con:  # the store's write lock: no other writer interleaves
         _check_table(con, table, dedup, incremental)
@@ -170,7 +175,7 @@ def load_log(
         for path in files:
             result = FileResult(source=path)
             report.files.append(result)
-            _load_file(con, table, path, forced, incremental, result, report)
+            _load_file(con, table, path, forced, incremental, result, report, chosen)
         if dedup:
             dedup_table(con, table)
     report.seconds = time.perf_counter() - started
@@ -179,14 +184,15 @@ def load_log(
     return report
 
 
-def append_new(store: Store, table: str, paths: list[str], format: str | None = None) -> LoadReport:
+def append_new(store: Store, table: str, paths: list[str], format: str | None = None,
+               encoding: str | None = None) -> LoadReport:
     """Ingest only the lines of ``paths`` beyond what ``table`` already holds per source.
 
     New records get ids from ``report.first_new_id`` on; a multi-line record that grew (a stack
     trace still being written at the last ingest) keeps its id and is listed in
     ``report.updated_ids``. Files not in the table yet are ingested in full.
     """
-    return load_log(store, table, paths, format=format, incremental=True)
+    return load_log(store, table, paths, format=format, incremental=True, encoding=encoding)
 
 
 def _check_table(con: Any, table: str, dedup: bool, incremental: bool) -> None:
@@ -216,6 +222,7 @@ def _load_file(
     incremental: bool,
     result: FileResult,
     report: LoadReport,
+    encoding: str | None,
 ) -> None:
     tail = _tail(con, table, path) if incremental else None
     if tail is not None and not path.endswith(".gz") and os.path.getsize(path) < tail.next_byte:
@@ -225,9 +232,9 @@ def _load_file(
         )
         return
     try:
-        _parse_file(con, table, path, path, forced, tail, result, report, "utf-8")
+        _parse_file(con, table, path, path, forced, tail, result, report, encoding or "utf-8")
     except duckdb.Error as exc:
-        _recover(con, table, path, forced, tail, result, report, str(exc))
+        _recover(con, table, path, forced, tail, result, report, str(exc), encoding)
 
 
 def _recover(
@@ -239,19 +246,27 @@ def _recover(
     result: FileResult,
     report: LoadReport,
     message: str,
+    encoding: str | None,
 ) -> None:
-    """Retry what is recoverable: non-UTF-8 text as Latin-1, a truncated gzip's prefix, bare
-    carriage returns (progress bars) that DuckDB's line reader rejects."""
+    """Retry what is recoverable: non-UTF-8 text as Latin-1 (unless ``encoding`` was chosen), a
+    truncated gzip's prefix, bare carriage returns (progress bars) that DuckDB's line reader
+    rejects."""
     _rollback(con)
+    bad_line = re.search(r"Line: (\d+)", message)
+    line = f"line {bad_line.group(1)}" if bad_line else "somewhere"
     try:
-        if "Invalid unicode" in message:
-            result.note = "not UTF-8; read as Latin-1"
+        if "Invalid unicode" in message or "is not utf-16 encoded" in message:
+            if encoding is not None:
+                result.error = f"{line}: not {encoding} text (choose its encoding with --encoding)"
+                return
+            result.note = (f"not UTF-8 ({line}); read as Latin-1 (pass --encoding latin-1 to say "
+                           "so, or the file's encoding)")
             _parse_file(con, table, path, path, forced, tail, result, report, "latin-1")
         elif "GZIP" in message.upper() and path.endswith(".gz"):
-            _parse_gzip_prefix(con, table, path, forced, tail, result, report)
+            _parse_gzip_prefix(con, table, path, forced, tail, result, report, encoding)
         elif "state machine reached an invalid state" in message and not path.endswith(".gz"):
             result.note = "lone carriage returns (CR) read as line breaks"
-            _parse_cr_split(con, table, path, forced, tail, result, report)
+            _parse_cr_split(con, table, path, forced, tail, result, report, encoding)
         else:
             result.error = f"cannot read: {_first_line(message)}"
     except duckdb.Error as exc:
@@ -267,10 +282,11 @@ def _parse_gzip_prefix(
     tail: _Tail | None,
     result: FileResult,
     report: LoadReport,
+    encoding: str | None,
 ) -> None:
     prefix = _gzip_prefix(path)
     try:
-        _parse_file(con, table, prefix, path, forced, tail, result, report, "utf-8")
+        _parse_file(con, table, prefix, path, forced, tail, result, report, encoding or "utf-8")
     finally:
         os.unlink(prefix)
     result.error = f"truncated gzip stream; ingested the {result.rows} readable record(s)"
@@ -284,6 +300,7 @@ def _parse_cr_split(
     tail: _Tail | None,
     result: FileResult,
     report: LoadReport,
+    encoding: str | None,
 ) -> None:
     """Parse a copy of ``path`` whose bare CRs are LFs: same bytes, so offsets stay exact."""
     fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
@@ -292,7 +309,7 @@ def _parse_cr_split(
             body, end = (line[:-2], line[-2:]) if line.endswith(b"\r\n") else (line, b"")
             dst.write(body.replace(b"\r", b"\n") + end)
     try:
-        _parse_file(con, table, copy, path, forced, tail, result, report, "utf-8")
+        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8")
     finally:
         os.unlink(copy)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.logs.formats import (
     FORMATS,
     GENERIC,
@@ -70,6 +71,20 @@ def newline_width(path: str) -> int:
         return 1
     end = head.find(b"\n")
     return 2 if end > 0 and head[end - 1 : end] == b"\r" else 1
+
+
+ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "utf-16": "utf-16", "utf16": "utf-16",
+             "latin-1": "latin-1", "latin1": "latin-1", "iso-8859-1": "latin-1"}
+
+
+def duckdb_encoding(name: str) -> str:
+    """``name`` (``--encoding``) as DuckDB's ``read_csv`` spells it; an unknown one is a
+    usage error (exit 1)."""
+    try:
+        return ENCODINGS[name.strip().lower()]
+    except KeyError:
+        raise SpecError(f"unknown encoding '{name}' (DuckDB's readers take utf-8, utf-16 or "
+                        "latin-1)") from None
 
 
 def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:

@@ -28,7 +28,8 @@ def append_log(ctx: RunContext, step: Step) -> int | None:
         return None
     patterns = [os.path.expanduser(str(p)) for p in ([paths] if isinstance(paths, str) else paths)]
     files = resolve_files(ctx.store, patterns, directories=True, text=False)
-    append_new(ctx.store, step.table, files, format=step.options.get("format"))
+    append_new(ctx.store, step.table, files, format=step.options.get("format"),
+               encoding=ctx.encoding)
     return ctx.store.count(step.table)
 
 

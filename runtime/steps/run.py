@@ -66,7 +66,7 @@ def run_input(ctx: RunContext, step: Step, modules: Modules, sub_run: SubRun) ->
         appended = append_log(ctx, step)
         if appended is not None:
             return appended
-    load_input(ctx.store, step, ctx.inputs.get(step.name), ctx.warnings)
+    load_input(ctx.store, step, ctx.inputs.get(step.name), ctx.warnings, ctx.encoding)
     return ctx.store.count(step.table)
 
 

@@ -176,3 +176,12 @@ def test_estimate_says_when_a_step_budget_stops_the_run(tmp_path) -> None:
     assert step.note == ("one call per row; its max_calls=5 stops the run (exit 3) before the 30 "
                          "calls estimated")
     assert step.tokens < 100000  # the token cap is not reached: no note for it
+
+
+def test_the_forecast_reads_inputs_in_the_chosen_encoding(typed_test_lm, tmp_path) -> None:
+    spec = tmp_path / "fanout.rlm"
+    spec.write_text(FANOUT)
+    data = tmp_path / "doc.txt"
+    data.write_bytes("".join(f"caf\u00e9 {i}\n" for i in range(5)).encode("latin-1"))
+    estimate = estimate_plan(compile_file(spec), {"doc": str(data)}, {}, None, encoding="latin-1")
+    assert {s.step: s for s in estimate.steps}["map-n"].calls == 5

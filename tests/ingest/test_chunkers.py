@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rlm_dsl.errors import InputError, SpecError
+from rlm_dsl.errors import InputError, SpecError, StepFailed
 from rlm_dsl.runtime.ingest import chunkers, rowchunks
 from rlm_dsl.runtime.ingest.chunkers import chunk
 from rlm_dsl.runtime.ingest.inputs import load_input
@@ -347,20 +347,6 @@ def test_five_million_characters_chunk_quickly(store: Store, tmp_path: Path) -> 
             InputError,
             "table 'x' has no column 'nope' (columns: id, source, line_no, byte_offset, text)",
         ),
-        (
-            "sql",
-            ("SELECT 1 AS a",),
-            {},
-            SpecError,
-            "chunk query must yield a text column (it yields: a)",
-        ),
-        (
-            "sql",
-            ("SELECT * FROM {{ nope }}",),
-            {},
-            SpecError,
-            "chunk query template: 'nope' is undefined",
-        ),
         ("bogus", (), {}, SpecError, "unknown chunk strategy 'bogus'"),
     ],
 )
@@ -371,6 +357,27 @@ def test_bad_chunk_steps(
     with pytest.raises(error) as caught:
         run(store, strategy, *args, **options)
     assert str(caught.value) == f"step 'chunk-c': {message}"
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("SELECT 1 AS a", "chunk query must yield a text column (it yields: a)"),
+        ("SELECT nope FROM {{ input }}", "chunk query failed: Binder Error: Referenced column "
+         '"nope" not found in FROM clause!'),
+        ("SELECT * FROM {{ nope }}", "chunk query template: 'nope' is undefined"),
+    ],
+)
+def test_a_bad_chunk_query_names_the_spec_position_at_run_time(
+    store: Store, query: str, detail: str
+) -> None:
+    """Where ``rlm check`` cannot describe the query (columns known only at run time), the run's
+    error still points at the chunk step in the spec."""
+    lines_table(store, {"a": ["x"]})
+    with pytest.raises(SpecError) as caught:
+        run(store, "sql", query)
+    assert str(caught.value).startswith(f"step 'chunk-c' (test.rlm:1:1) failed: {detail}")
+    assert isinstance(caught.value, StepFailed)
 
 
 @pytest.mark.parametrize("overlap", [0, 2])

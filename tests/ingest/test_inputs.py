@@ -9,12 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from rlm_dsl.compile import compile_file
-from rlm_dsl.errors import InputError
+from rlm_dsl.errors import InputError, SpecError
 from rlm_dsl.runtime.executor import RunOptions, execute
-from rlm_dsl.runtime.ingest.inputs import load_input
+from rlm_dsl.runtime.ingest.inputs import duckdb_errors, load_input
 from rlm_dsl.runtime.logs import LogIngestError
 from rlm_dsl.runtime.store.store import Store
 from tests.ingest.conftest import input_step
@@ -265,3 +266,31 @@ def test_truncated_gzip_log_input_gets_the_log_stage_message(store: Store, tmp_p
         f"log input 'x': 1 of 1 file(s) had errors ({readable} rows from the readable files were "
         f"ingested):\n  {broken}: truncated gzip stream; ingested the {readable} readable record(s)"
     )
+
+
+@pytest.mark.parametrize("kind", ["text", "lines"])
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_a_chosen_encoding_decodes_line_inputs(
+    store: Store, write: Write, kind: str, encoding: str
+) -> None:
+    path = write("old.txt", "ok\ncaf\u00e9\n".encode(encoding))
+    load_input(store, input_step(kind), path, encoding=encoding)
+    assert [row[4] for row in provenance(store)] == ["ok", "caf\u00e9"]
+
+
+def test_an_unknown_encoding_is_a_usage_error(store: Store, write: Write) -> None:
+    path = write("a.txt", b"ok\n")
+    with pytest.raises(SpecError) as caught:
+        load_input(store, input_step("text"), path, encoding="klingon")
+    assert str(caught.value) == ("unknown encoding 'klingon' (DuckDB's readers take utf-8, "
+                                 "utf-16 or latin-1)")
+
+
+def test_a_failed_csv_sniff_is_not_called_an_encoding_error() -> None:
+    """DuckDB's sniffer failure lists ``Encoding: utf-8`` among what it tried."""
+    sniff = duckdb.InvalidInputException(
+        'Error when sniffing file "a.csv".\nIt was not possible to automatically detect the CSV '
+        "parsing dialect\nEncoding: utf-8")
+    with pytest.raises(InputError) as caught, duckdb_errors("a.csv"):
+        raise sniff
+    assert str(caught.value) == 'a.csv: cannot read: Error when sniffing file "a.csv".'

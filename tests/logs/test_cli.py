@@ -110,3 +110,15 @@ def test_ingest_a_directory_holding_the_database(tmp_path: Path, capsys):
     assert main(["ingest", db, str(tmp_path)]) == 0
     assert main(["ingest", db, str(tmp_path)]) == 0  # the database file is not read as a log
     assert "appended 0 rows from 1 file(s)" in capsys.readouterr().out
+
+
+def test_ingest_with_an_encoding(tmp_path: Path, capsys):
+    db = str(tmp_path / "logs.duckdb")
+    log = tmp_path / "old.log"
+    log.write_bytes("Mar  3 10:00:01 web01 app[1]: caf\u00e9 ready\n".encode("latin-1"))
+    assert main(["ingest", db, str(log), "--encoding", "latin-1"]) == 0
+    assert "Latin-1" not in capsys.readouterr().out
+    assert main(["sql", db, "SELECT message FROM logs", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "message\ncafé ready\n"
+    assert main(["ingest", db, str(log), "--encoding", "ebcdic"]) == 1
+    assert "unknown encoding 'ebcdic'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs import load_log
 
 YEAR = dt.date.today().year
@@ -354,10 +355,37 @@ def test_gzip_is_read_transparently(store, tmp_path: Path, rows):
 
 def test_latin1_file_is_read_not_lost(store, tmp_path: Path, rows):
     path = tmp_path / "old.log"
-    path.write_bytes(b"Mar  3 10:00:01 web01 app[1]: caf\xe9 ready\n")
+    path.write_bytes(b"Mar  3 10:00:00 web01 app[1]: up\n"
+                     b"Mar  3 10:00:01 web01 app[1]: caf\xe9 ready\n")
     report = load_log(store, "logs", [str(path)])
-    assert report.files[0].note == "not UTF-8; read as Latin-1"
+    assert report.files[0].note == ("not UTF-8 (line 2); read as Latin-1 "
+                                    "(pass --encoding latin-1 to say so, or the file's encoding)")
+    assert rows("message") == [("up",), ("café ready",)]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "data"),
+    [
+        ("latin-1", "Mar  3 10:00:01 web01 app[1]: caf\u00e9 ready\n".encode("latin-1")),
+        ("utf-16", "Mar  3 10:00:01 web01 app[1]: caf\u00e9 ready\n".encode("utf-16")),
+    ],
+)
+def test_a_chosen_encoding_decodes_the_file_without_a_note(
+    store, tmp_path: Path, rows, encoding: str, data: bytes
+):
+    path = tmp_path / "old.log"
+    path.write_bytes(data)
+    report = load_log(store, "logs", [str(path)], encoding=encoding)
+    assert (report.files[0].note, report.files[0].error) == ("", "")
     assert rows("message") == [("café ready",)]
+
+
+def test_text_not_in_the_chosen_encoding_is_an_error_naming_the_line(store, tmp_path: Path):
+    path = tmp_path / "old.log"
+    path.write_bytes(b"Mar  3 10:00:00 web01 app[1]: up\nMar  3 10:00:01 web01 app[1]: caf\xe9\n")
+    with pytest.raises(InputError) as caught:
+        load_log(store, "logs", [str(path)], encoding="utf-8")
+    assert f"{path}: line 2: not utf-8 text" in str(caught.value)
 
 
 def test_unrecognised_file_keeps_every_line(store, write_log, rows):

@@ -33,3 +33,16 @@ def test_load_returns_an_optimizable_module(spec, tmp_path):
     assert result.outputs == {"total": 2}
     assert result.summary["calls"] == 3
     assert program(items=str(data), lm="test").total == 2
+
+
+def test_run_takes_the_encoding_of_line_inputs(spec, tmp_path):
+    data = tmp_path / "d.txt"
+    data.write_bytes("caf\u00e9\n".encode("utf-16"))
+    path = spec('''
+        recipe enc "Encoding."
+        input items: lines
+        output items
+    ''')
+    program = rlm_dsl.load(path)
+    result = program.run(inputs={"items": str(data)}, lm="test", encoding="utf-16")
+    assert [row["text"] for row in result.outputs["items"]] == ["caf\u00e9"]

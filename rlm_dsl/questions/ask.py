@@ -133,7 +133,7 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
         outputs = result.outputs
         answer = answer_value(outputs["answer"] if "answer" in outputs else
                               outputs.get("counts"))
-        cited = evidence(store, chosen.strategy, chosen.slots, answer)
+        cited = evidence(store, chosen.strategy, chosen.slots, result.evidence.get("answer"))
     summary = dict(result.summary) | {"strategy": chosen.strategy, "planned_by": chosen.source,
                                       "planner_calls": chosen.lm_calls,
                                       "planner_tokens": chosen.lm_tokens,

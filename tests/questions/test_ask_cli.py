@@ -28,6 +28,17 @@ def test_lookup_answers_from_the_planted_line_with_its_evidence(tmp_path: Path) 
     assert result.summary["calls"] == 1  # only the planted line was read
 
 
+def test_lookup_with_no_grounded_finding_answers_not_found(tmp_path: Path) -> None:
+    # The planted line names the project but the test LM's answer (NONE: the FIND term is in no
+    # line) is not in it: the grounded map re-asks once, nulls it, and the vote sees nothing.
+    essay = write_essay(tmp_path / "essay.txt",
+                        'The vault of project kestrel-onyx. FIND "absent-xyzzy"')
+    result = rlm_dsl.ask(QUESTION, [str(essay)], lm="test")
+    assert result.strategy == "lookup"
+    assert result.answer == "not found" and result.evidence == []
+    assert result.summary["calls"] == 2  # the answer and its one grounded re-ask
+
+
 def test_lookup_reads_every_passage_when_no_row_holds_a_term(tmp_path: Path) -> None:
     essay = write_essay(tmp_path / "essay.txt", "nothing to see", lines=2_000)
     db = tmp_path / "run.duckdb"

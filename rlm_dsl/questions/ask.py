@@ -86,7 +86,7 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     planner_lm = resolved.make_lm(num_retries=0, temperature=0, max_tokens=PLANNER_TOKENS)
     with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
-                         use_lm=use_lm)
+                         use_lm=use_lm, structured=resolved.structured)
     chosen = replace(chosen, lm_calls=len(planner_lm.history),
                      lm_tokens=sum(int((h.get("usage") or {}).get("total_tokens") or 0)
                                    for h in planner_lm.history))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rlm_dsl.compiler.source import Span
 from rlm_dsl.errors import SpecError
@@ -32,6 +33,13 @@ class Diagnostic:
 
     def sort_key(self) -> tuple[str, int, int, str]:
         return (self.span.file, self.span.line, self.span.col, self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The diagnostic as a JSON object (``rlm check --json``, ``rlm run --json``)."""
+        span = self.span
+        return {"file": span.file, "line": span.line, "col": span.col, "end_line": span.end_line,
+                "end_col": span.end_col, "severity": "error", "message": self.message,
+                "hint": self.hint}
 
     def render(self, text: str | None) -> str:
         """Render with the source ``text`` of ``span.file`` (``None``: header and hint only)."""
@@ -84,6 +92,9 @@ class CompileError(SpecError):
             sorted(set(diagnostics), key=lambda d: (d.span.file != primary, *d.sort_key())))
         self.sources = dict(sources)
         super().__init__(self.render())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"diagnostics": [d.to_dict() for d in self.diagnostics]}
 
     def render(self) -> str:
         parts = [d.render(self.sources.get(d.span.file)) for d in self.diagnostics]

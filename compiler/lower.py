@@ -9,6 +9,7 @@ span of its statement.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rlm_dsl.compiler import ast
@@ -73,6 +74,16 @@ def _source(ctx: Context, stmt: Binder) -> Binder | None:
     return ctx.scope.resolve(name.value, stmt)
 
 
+def _beside_spec(spec_path: str, path: Any) -> Any:
+    """A ``path=`` written in a spec is relative to the spec's folder, like a ``use`` path (an
+    ``--input`` on the command line is relative to the working directory)."""
+    if isinstance(path, list):
+        return [_beside_spec(spec_path, p) for p in path]
+    if not isinstance(path, str) or os.path.isabs(os.path.expanduser(path)):
+        return path
+    return os.path.normpath(os.path.join(os.path.dirname(spec_path), path))
+
+
 def _kwargs(kwargs: tuple[ast.Kwarg, ...]) -> dict[str, Any]:
     return {kw.name.value: kw.value.value for kw in kwargs}
 
@@ -81,8 +92,11 @@ def _step(ctx: Context, stmt: Binder, step_id: str, table: str, source: str | No
     common: dict[str, Any] = {"id": step_id, "table": table, "span": stmt.span, "source": source}
     match stmt:
         case ast.InputDecl():
+            options = _kwargs(stmt.options)
+            if "path" in options:
+                options["path"] = _beside_spec(ctx.spec.path, options["path"])
             return Step(kind="input", name=stmt.name.value, strategy=stmt.kind.value,
-                        options=_kwargs(stmt.options), **common)
+                        options=options, **common)
         case ast.ChunkStmt(strategy=call):
             options = {**DEFAULTS.get(("chunk", call.name.value), {}), **_kwargs(call.kwargs)}
             return Step(kind="chunk", name=stmt.target.value, strategy=call.name.value,
@@ -118,7 +132,8 @@ def _reduce(ctx: Context, stmt: ast.ReduceStmt, common: dict[str, Any]) -> Step:
                **(_kwargs(call.kwargs) if call else {}), **_kwargs(stmt.options)}
     if stmt.field is not None:
         options["field"] = stmt.field.value
-    output = None if strategy == "sql" else _output(ctx, stmt)
+    # an untyped `reduce … by sql` keeps the query's own columns; a typed one is checked
+    output = None if strategy == "sql" and stmt.type is None else _output(ctx, stmt)
     return Step(kind="reduce", name=stmt.target.value, strategy=strategy,
                 args=tuple(a.value for a in call.args) if call else (), options=options,
                 prompt=_text(stmt.prompt), output=output, lm=_lm_name(stmt.lm), **common)

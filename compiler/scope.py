@@ -78,8 +78,8 @@ class Scope:
                 return INPUT_COLUMNS.get(kind.value)
             case ast.ChunkStmt():
                 return CHUNK_COLUMNS
-            case ast.ReduceStmt(strategy=ast.Call(name=ast.Name("sql"))):
-                return None
+            case ast.ReduceStmt(strategy=ast.Call(name=ast.Name("sql")), type=None):
+                return None  # the query's own columns
             case ast.MapStmt() | ast.ReduceStmt() | ast.RlmStmt():
                 return ("id", origin.target.value)
         return None
@@ -106,7 +106,7 @@ class Scope:
             case ast.MapStmt() | ast.RlmStmt():
                 return declared or Prim("str")
             case ast.ReduceStmt(strategy=ast.Call(name=ast.Name("sql"))):
-                return None
+                return declared  # None: the query's own columns
             case ast.ReduceStmt(strategy=ast.Call(name=ast.Name("vote"))) if declared is None:
                 return self.reduce_item_type(origin, seen | {id(origin)})
             case ast.ReduceStmt():

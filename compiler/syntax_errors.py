@@ -49,6 +49,10 @@ _SLIPS: dict[str, tuple[str, ...]] = {
     "options come after 'with' as name=value pairs separated by commas": (
         "map a -> b: str with retries=2 reason=true",
         "map a -> b: str retries=2",
+        'lm fast = "m" with temperature=0 max_tokens=5',
+        'input logs: log with path="x" dedup=true',
+        "rlm a -> b: str with max_iterations=2 depth=1",
+        "reduce a -> b by tree(fanin=2) with retries=1 temperature=0",
     ),
     "an lm binding is a model id string or env(\"VAR\", \"fallback\")": (
         "lm fast = local",

@@ -120,3 +120,14 @@ def caused_by(exc: BaseException, kind: type[E]) -> E | None:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+class Unrecoverable(LMError):
+    """An LM error no retry can cure (a replay with no recorded answer): the step stops at
+    once instead of recording the row in ``failures`` and going on."""
+
+
+class RowsFailed(LMError):
+    """The run finished, but LM calls failed terminally for some rows, so some output could not
+    be produced: exit 4. Finished work is kept; ``failures`` lists every row (retry them with
+    ``--retry-failed``)."""

@@ -31,12 +31,14 @@ __all__ = ["estimate_plan"]
 
 
 def estimate_plan(plan: Plan, inputs: dict[str, str], params: dict[str, str],
-                  lm: str | None) -> Estimate:
-    """Forecast ``plan`` over ``inputs`` (name → path) and ``params`` with default LM ``lm``."""
+                  lm: str | None, lm_all: bool = False) -> Estimate:
+    """Forecast ``plan`` over ``inputs`` (name → path) and ``params`` with default LM ``lm``
+    (``lm_all``: ``lm`` for every step, bindings included — as ``rlm run`` binds them)."""
     check_inputs(plan, inputs)
     estimate = Estimate(plan.recipe)
     with Store.open(None) as store:
         walker = _Walker(plan, store, coerce_params(plan, dict(params)), lm, estimate)
+        walker.lm_all = lm_all
         walker.walk(dict(inputs))
     return estimate
 
@@ -47,6 +49,7 @@ class _Walker:
     def __init__(self, plan: Plan, store: Store, params: dict[str, Any], lm: str | None,
                  estimate: Estimate, prefix: str = "") -> None:
         self.plan, self.store, self.params, self.lm = plan, store, params, lm
+        self.lm_all = False  # ``lm`` replaces the bindings too
         self.estimate, self.prefix = estimate, prefix
         self.uncertain: set[str] = set()  # tables whose row count depends on an LM filter
         self.row: dict[str, Any] | None = None
@@ -57,7 +60,7 @@ class _Walker:
                ) -> _Walker:
         """A walker over a ``use``d sub-plan for one row of its map (tables under ``prefix``)."""
         inner = _Walker(plan, self.store, params, self.lm, self.estimate, prefix=prefix)
-        inner.row = row
+        inner.row, inner.lm_all = row, self.lm_all
         return inner
 
     def lm_steps(self) -> list[Step]:
@@ -93,8 +96,9 @@ class _Walker:
 
     def _resolve(self, name: str | None) -> Any:
         binding = next((b for b in self.plan.lms if b.name == name), None) if name else None
-        model = self.lm or model_of(binding)
-        options = dict(binding.options) if binding and not self.lm else {}
+        given = self.lm is not None and (binding is None or self.lm_all)
+        model = self.lm if given else model_of(binding)
+        options = {} if given or binding is None else dict(binding.options)
         for key in ("rpm", "tpm", "concurrency"):
             options.pop(key, None)
         try:

@@ -4,17 +4,19 @@ Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs t
 wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then runs every step, one after the
 other in one deterministic topological order, through its entry in the handler table
 (:mod:`rlm_dsl.runtime.handlers`) — input, chunk, filter, map, reduce, rlm, and maps over
-``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). Steps finished in
-an earlier run of the same ``--db`` are skipped unless something upstream ran again; an
-interrupted map resumes from its missing rows and every finished LM call is answered from
-``lm_calls``. A budget refusal stops the run cleanly: results written so far stay, and
-:class:`~rlm_dsl.errors.BudgetExhausted` says what is missing and how to resume. Unexpected
-failures raise :class:`~rlm_dsl.errors.StepFailed` naming the step and chunk:
-``step 'map-incidents' (triage.rlm:9:1) failed on chunk 12: …``.
+``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). A step's result
+from an earlier run of the same ``--db`` is reused only when its fingerprint matches
+(:mod:`rlm_dsl.runtime.steps.reuse`); an interrupted map resumes from its missing rows and every
+finished LM call is answered from ``lm_calls``. A budget refusal stops the run cleanly: results
+written so far stay, and :class:`~rlm_dsl.errors.BudgetExhausted` says what is missing and how
+to resume. Unexpected failures raise :class:`~rlm_dsl.errors.StepFailed` naming the step and
+chunk: ``step 'map-incidents' (triage.rlm:9:1) failed on chunk 12: …``. How the run ends —
+status, exit code, the error with the run's result attached — is :mod:`rlm_dsl.runtime.outcome`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,9 +41,12 @@ from rlm_dsl.runtime.lm.gate import RunLedger, new_run_id
 from rlm_dsl.runtime.repl.isolation import require_strong
 from rlm_dsl.runtime.runinfo import RunOptions, RunResult, bind_lms, summarize
 from rlm_dsl.runtime.steps.context import BoundLM, RunContext, to_json, where
+from rlm_dsl.runtime.steps.fingerprint import Fingerprint, fingerprint
 from rlm_dsl.runtime.steps.incremental import clear_results
+from rlm_dsl.runtime.steps.outcome import open_failures, rows_failed, status_of, with_result
 from rlm_dsl.runtime.steps.outputs import read_evidence, read_outputs
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
+from rlm_dsl.runtime.steps.reuse import Stored, clear, decide, load_stored, record
 from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
@@ -55,9 +60,11 @@ class _Walk:
 
     ctx: RunContext
     modules: dict[str, dspy.Module]
-    ran: set[str] = field(default_factory=set)
-    done_before: set[str] = field(default_factory=set)
+    stored: dict[str, Stored] = field(default_factory=dict)  # step key → its fingerprint
     failed_before: set[str] = field(default_factory=set)  # steps with open step-level failures
+    ran: set[str] = field(default_factory=set)
+    prints: dict[str, Fingerprint] = field(default_factory=dict)  # step id → this run's
+    decisions: dict[str, dict[str, str]] = field(default_factory=dict)  # step key → why
 
 
 def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | None = None,
@@ -68,6 +75,7 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
     params = coerce_params(plan, options.params)
     started = time.perf_counter()
     store = Store.open(options.db)
+    queries.mark_interrupted(store)
     writer = Writer(store, journal=f"{options.db}.journal" if options.db else None)
     lms: dict[str | None, BoundLM] = {}
     try:
@@ -82,33 +90,63 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
                          progress=options.progress,
                          inputs=dict(options.inputs))
         _start_run(ctx, options)
-        status = "failed"
+        error: BaseException | None = None
+        walk: _Walk | None = None
         try:
-            walk = _Walk(ctx, modules or {}, done_before=queries.done_steps(store),
+            walk = _Walk(ctx, modules or {}, stored=load_stored(store),
                          failed_before=queries.steps_with_step_failures(store))
             # lm_calls is the run's history: DSPy's own would keep the last 10,000 prompts and
             # answers of every LM in memory (400 MB at 40 KB chunks) and shift a 10,000-entry
             # list on every call once full
             with dspy.context(disable_history=True):
                 walk_plan(walk, plan)
-            status = "done"
-        except BudgetStop as stop:
-            status = "budget"
-            raise _exhausted(ctx, stop.error, options) from None
-        finally:
             writer.flush()
-            summary = summarize(ctx, started, [*warnings, *ctx.warnings])
-            _finish_run(ctx, status, summary)
+            failed = open_failures(store, plan)
+            if failed:
+                error = rows_failed(plan, failed, options.db, options.command)
+        except BudgetStop as stop:
+            error = _exhausted(ctx, stop.error, options)
+        except BaseException as exc:
+            error = exc
+        writer.flush()
         # bind-time warnings and the run's own (a degraded sandbox, an unenforceable step cap)
-        return RunResult(outputs=read_outputs(ctx), summary=summary, run_id=ledger.run_id,
-                         db=options.db, warnings=summary["warnings"],
-                         evidence=read_evidence(ctx))
+        summary = summarize(ctx, started, [*warnings, *ctx.warnings])
+        summary["steps"] = walk.decisions if walk is not None else {}
+        status = status_of(error)
+        _finish_run(ctx, status, summary)
+        result = RunResult(outputs=_outputs(ctx, error), summary=summary,
+                           run_id=ledger.run_id, db=options.db, warnings=summary["warnings"],
+                           status=status, evidence=_evidence(ctx, error))
+        if error is not None:
+            raise with_result(error, result)
+        return result
     finally:
         try:
             _close_lms(lms)
         finally:
             writer.close()
             store.close()
+
+
+def _outputs(ctx: RunContext, error: BaseException | None) -> dict[str, Any]:
+    """The output values in the store; after an error, what could be read (a broken store
+    must not hide the error that broke the run)."""
+    if error is None:
+        return read_outputs(ctx)
+    try:
+        return read_outputs(ctx)
+    except Exception:
+        return {name: None for name in ctx.plan.outputs}
+
+
+def _evidence(ctx: RunContext, error: BaseException | None) -> dict[str, list[dict[str, Any]]]:
+    """The rows each output rests on; after an error, what could be read (as :func:`_outputs`)."""
+    try:
+        return read_evidence(ctx)
+    except Exception:
+        if error is None:
+            raise
+        return {}
 
 
 def _close_lms(lms: dict[str | None, BoundLM]) -> None:
@@ -118,24 +156,38 @@ def _close_lms(lms: dict[str | None, BoundLM]) -> None:
 
 
 def walk_plan(walk: _Walk, plan: Plan) -> None:
-    """Run every step of ``plan`` in deterministic topological order."""
+    """Run every step of ``plan`` in deterministic topological order, reusing each stored
+    result whose fingerprint matches (:mod:`rlm_dsl.runtime.steps.reuse`)."""
+    ctx = walk.ctx
     for step in plan.steps():
-        key = walk.ctx.key(step)
-        if _skippable(walk, plan, step, key):
+        key = ctx.key(step)
+        new = fingerprint(ctx, step, walk.modules, walk.prints)
+        walk.prints[step.id] = new
+        reran = [p.id for p in plan.parents(step.id) if p.id in walk.ran]
+        decision = decide(ctx, step, new, walk.stored.get(key), reran,
+                          ctx.retry_failed and queries.has_open_failures(ctx.store, key))
+        if not ctx.prefix:  # sub-recipe rows are told by their map step
+            walk.decisions[key] = decision.to_dict()
+        if not decision.runs:
             continue
-        if walk.ctx.incremental:
-            clear_results(walk.ctx, step)
-        walk.ctx.tick(step, 0, None)
-        _step_budget(walk.ctx, step, key)
+        if decision.fresh:
+            clear(ctx, step)
+        elif ctx.incremental:
+            clear_results(ctx, step)
+        record(ctx, step, new, "running")
+        ctx.tick(step, 0, None)
+        _step_budget(ctx, step, key)
         began = datetime.now(UTC)
         try:
-            rows = run_step(walk.ctx, step, walk.modules, walk_plan_factory(walk))
+            rows = run_step(ctx, step, walk.modules, walk_plan_factory(walk))
         except BudgetStop:
-            _status(walk.ctx, key, "partial", None, began)
+            _status(ctx, key, "partial", None, began)
+            record(ctx, step, new, "partial")
             raise
         except ItemFailed as exc:
-            walk.ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
-            _status(walk.ctx, key, "failed", None, began)
+            ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
+            _status(ctx, key, "failed", None, began)
+            record(ctx, step, new, "failed")
             walk.ran.add(step.id)
             continue
         except InputError:
@@ -143,30 +195,20 @@ def walk_plan(walk: _Walk, plan: Plan) -> None:
         except (RowError, TooLarge, Exception) as exc:
             raise _step_error(step, exc) from None
         walk.ran.add(step.id)
-        _status(walk.ctx, key, "done", rows, began)
+        _status(ctx, key, "done", rows, began)
+        record(ctx, step, new, "done")
         if key in walk.failed_before:
-            queries.resolve_step_failures(walk.ctx.store, key)
+            queries.resolve_step_failures(ctx.store, key)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:
     """How a recipe map runs a sub-plan with another context (keeps dispatch free of _Walk)."""
 
     def run(ctx: RunContext, plan: Plan) -> None:
-        done = set() if ctx.incremental else walk.done_before  # rows' texts may have changed
-        walk_plan(_Walk(ctx, walk.modules, done_before=done,
+        walk_plan(_Walk(ctx, walk.modules, stored=walk.stored,
                         failed_before=walk.failed_before), plan)
 
     return run
-
-
-def _skippable(walk: _Walk, plan: Plan, step: Step, key: str) -> bool:
-    if walk.ctx.incremental and step.kind == "input":
-        return False  # its files may have grown
-    if key not in walk.done_before:
-        return False
-    if any(parent.id in walk.ran for parent in plan.parents(step.id)):
-        return False
-    return not (walk.ctx.retry_failed and queries.has_open_failures(walk.ctx.store, key))
 
 
 def _step_budget(ctx: RunContext, step: Step, key: str) -> None:
@@ -261,18 +303,32 @@ def _missing(ctx: RunContext) -> tuple[list[str], int]:
             needed += total - have
         else:
             out.append(f"{where(step)}: not run")
-            needed += 10 if (step.kind, step.strategy) in LM_KINDS else 0
+            needed += _calls_of_unrun(ctx, step)
     return out, needed
 
 
+def _calls_of_unrun(ctx: RunContext, step: Step) -> int:
+    """LM calls a step that has not run will need: a row step one per source row when the
+    source is there (else 10), a reduce or rlm step 10."""
+    if (step.kind, step.strategy) not in LM_KINDS:
+        return 0
+    source = ctx.table(step.source or "")
+    if step.kind in ("map", "filter") and step.source and ctx.store.table_exists(source):
+        return ctx.store.count(source)
+    return 10
+
+
 def _bigger_budget(budget: Budget, needed: int) -> dict[str, str]:
-    """Caps for the resumed run (cache hits are free, so only the missing work counts)."""
+    """Caps for the resumed run that cover the missing work: cache hits are free, so only the
+    ``needed`` calls count, each at this run's mean tokens and dollars per call, plus 25 %."""
     flags: dict[str, str] = {}
+    calls = max(budget.calls, 1)
     if budget.max_calls is not None:
         flags["--max-calls"] = str(max(budget.max_calls, int(needed * 1.2) + 1))
     if budget.max_tokens is not None:
-        flags["--max-tokens"] = str(budget.max_tokens * 2)
+        per_call = max(budget.tokens, budget.max_tokens) / calls
+        flags["--max-tokens"] = str(max(budget.max_tokens, math.ceil(per_call * needed * 1.25)))
     if budget.max_usd is not None:
-        flags["--max-usd"] = f"{budget.max_usd * 2:g}"
+        per_call = max(budget.usd, budget.max_usd) / calls
+        flags["--max-usd"] = f"{max(budget.max_usd, per_call * needed * 1.25):.4g}"
     return flags
-

@@ -40,6 +40,7 @@ class RecipeModule(dspy.Module):
         params: dict[str, Any] | None = None,
         *,
         lm: str | None = None,
+        lm_all: bool = False,
         db: str | os.PathLike[str] | None = None,
         concurrency: int = 8,
         max_calls: int | None = None,
@@ -51,9 +52,11 @@ class RecipeModule(dspy.Module):
         timeout: float | None = None,
         allow_weak_sandbox: bool = False,
     ) -> RunResult:
-        """Run the recipe; ``inputs`` maps input names to paths (or lists of paths)."""
+        """Run the recipe; ``inputs`` maps input names to paths (or lists of paths). ``lm`` is
+        the default LM (steps without ``using NAME``); with ``lm_all`` it replaces every
+        binding too."""
         options = RunOptions(
-            inputs=dict(inputs or {}), params=dict(params or {}), lm=lm,
+            inputs=dict(inputs or {}), params=dict(params or {}), lm=lm, lm_all=lm_all,
             db=os.fspath(db) if db is not None else None, concurrency=concurrency,
             max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
             retry_failed=retry_failed, executor=executor, ray_workers=ray_workers,

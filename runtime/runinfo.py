@@ -2,10 +2,11 @@
 
 Executor stage helpers. :class:`RunOptions` is what ``rlm run`` and ``rlm_dsl.load(...).run``
 pass (:mod:`rlm_dsl.runtime.ingest.params` checks its inputs and params against the plan);
-:func:`bind_lms` resolves every LM binding the plan's steps use — ``--lm`` overrides all of them,
-otherwise a binding's ``env(...)`` variable, then its literal, and the run's default LM is
-``$RLM_LM`` or ``local`` — and wraps each in the call gate; :func:`summarize` builds the run
-summary and :func:`summary_line` its one line.
+:func:`bind_lms` resolves every LM binding the plan's steps use — a step without ``using`` gets the
+run's default LM (``--lm``, else ``$RLM_LM``, else ``local``); a ``using NAME`` step gets its
+binding's ``env(...)`` variable, then its literal, unless ``--lm-all`` replaces every binding —
+and wraps each in the call gate; :func:`summarize` builds the run summary and
+:func:`summary_line` its one line.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from rlm_dsl.runtime.store import queries
 class RunOptions:
     inputs: dict[str, list[str] | str] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
-    lm: str | None = None
+    lm: str | None = None  # the default LM: for steps without ``using NAME``
+    lm_all: bool = False  # ``lm`` also replaces every ``using NAME`` binding (--lm-all)
     lm_options: dict[str, Any] = field(default_factory=dict)  # for ``lm`` (api_base, …)
     db: str | None = None
     concurrency: int = 8
@@ -57,6 +59,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     # output name → the rows its value rests on (reduces that keep evidence; see steps/evidence)
     evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    status: str = "done"  # done, partial, budget, failed, interrupted (runtime/outcome.py)
 
     def summary_line(self) -> str:
         return summary_line(self.summary)
@@ -83,11 +86,9 @@ def bind_lms(plan: Plan, options: RunOptions, ledger: RunLedger
     by_model: dict[str, BoundLM] = {}
     for name in sorted(names, key=lambda n: n or ""):
         binding = bindings.get(name) if name else None
-        model = options.lm or model_of(binding)
-        if options.lm:
-            lm_options = dict(options.lm_options)
-        else:
-            lm_options = dict(binding.options) if binding else {}
+        given = options.lm is not None and (binding is None or options.lm_all)
+        model = options.lm if given else model_of(binding)
+        lm_options = dict(options.lm_options if given else binding.options if binding else {})
         if options.timeout is not None and takes_timeout(model):
             lm_options.setdefault("timeout", options.timeout)
         key = f"{model}|{sorted(lm_options.items())}"
@@ -147,6 +148,8 @@ def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str,
         "wall_s": round(time.perf_counter() - started, 3),
         "failures": queries.open_failure_count(ctx.store), "warnings": warnings,
         "empty": empty_values(ctx),
+        # each model's context window: a replay of this run splits prompts the same way
+        "models": {b.resolved.model_id: b.resolved.context_window for b in ctx.lms.values()},
     }
 
 

@@ -24,6 +24,7 @@ from bench.quality import scoring
 from bench.quality.data import cache_dir
 from bench.quality.instance import Instance
 from bench.quality.tasks import LABELS, gold_pairs
+from rlm_dsl.errors import RowsFailed
 from rlm_dsl.runtime.lm.resolve import resolve_lm
 
 METHODS = ("vanilla", "recipe", "rlm", "ask")
@@ -145,8 +146,10 @@ def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget
     if method == "ask":
         return row | run_ask(inst, lm, db, budget, started)
     try:
-        result = rlm_dsl.load(recipe).run(inputs=inputs, params=params, lm=lm, db=db,
-                                          max_calls=budget.max_calls)
+        result = rlm_dsl.load(recipe).run(inputs=inputs, params=params, lm=lm, lm_all=True,
+                                          db=db, max_calls=budget.max_calls)
+    except RowsFailed as partial:  # some rows failed: the outputs without them still score
+        result = partial.result  # type: ignore[attr-defined]
     except Exception as error:  # a failed run is a data point: scored 0, error recorded
         return row | {"answer": None, "score": 0.0, "calls": None, "tokens_used": None,
                       "wall_s": round(time.perf_counter() - started, 2),

@@ -41,7 +41,8 @@ def _render(plan: Plan, fmt: str) -> str:
     return {"text": plan.dumps, "dot": plan.to_dot, "mermaid": plan.to_mermaid}[fmt]()
 
 
-def _estimate(plan: Plan, inputs: dict[str, str], params: dict[str, str], lm: str | None) -> Any:
+def _estimate(plan: Plan, inputs: dict[str, str], params: dict[str, str], lm: str | None,
+              lm_all: bool) -> Any:
     try:
         from rlm_dsl.runtime.estimator import estimate_plan
     except ModuleNotFoundError as exc:
@@ -49,7 +50,7 @@ def _estimate(plan: Plan, inputs: dict[str, str], params: dict[str, str], lm: st
             raise
         raise SpecError("--estimate is not available: rlm_dsl.runtime.estimator is missing "
                         "from this installation") from None
-    return estimate_plan(plan, inputs=inputs, params=params, lm=lm)
+    return estimate_plan(plan, inputs=inputs, params=params, lm=lm, lm_all=lm_all)
 
 
 @app.command()
@@ -60,6 +61,8 @@ def plan(
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help=INPUT_HELP)] = None,
     params: Annotated[list[str] | None, typer.Option("--param", "-p", help=PARAM_HELP)] = None,
     lm: Annotated[str | None, typer.Option("--lm", help="Default LM (for --estimate).")] = None,
+    lm_all: Annotated[str | None, typer.Option(
+        "--lm-all", help="LM of every step, bindings included (for --estimate).")] = None,
 ) -> None:
     """Compile a spec and print its plan."""
     if fmt not in FORMATS:
@@ -68,8 +71,10 @@ def plan(
     if not estimate:
         typer.echo(_render(compiled, fmt), nl=False)
         return
+    if lm and lm_all:
+        raise SpecError("--lm sets the default LM, --lm-all the LM of every step: pass one")
     result = _estimate(compiled, parse_pairs(inputs or [], "--input"),
-                       parse_pairs(params or [], "--param"), lm)
+                       parse_pairs(params or [], "--param"), lm or lm_all, lm_all is not None)
     if fmt == "json":
         both = {"plan": compiled.to_json(), "estimate": result.to_json()}
         typer.echo(json.dumps(both, indent=2, ensure_ascii=False))

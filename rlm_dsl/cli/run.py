@@ -2,8 +2,9 @@
 
 CLI stage over :func:`rlm_dsl.runtime.executor.execute`. Inputs come from ``--input name=path``
 (repeatable; a name given twice gets several paths) and fall back to each input's ``path=``;
-params from ``--param k=v``; ``--lm`` overrides every LM binding, with ``--api-base URL`` and
-``--api-key-env VAR`` as its options (an OpenAI-compatible server: ``--lm openai/<name>``);
+params from ``--param k=v``; ``--lm`` is the default LM (steps without ``using NAME``) and
+``--lm-all`` replaces every binding too, with ``--api-base URL`` and ``--api-key-env VAR`` as
+its options (an OpenAI-compatible server: ``--lm openai/<name>``);
 ``--pull`` fetches the pinned local model first when it is missing. ``--incremental`` (same
 ``--db``) reads only what log inputs gained and recomputes downstream through the LM cache.
 Outputs go to stdout (text, or one JSON object with ``--json``), then one summary line (calls,
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -31,14 +31,16 @@ from typing import Annotated, Any
 import typer
 
 from rlm_dsl.api import load
+from rlm_dsl.cli import envelope
 from rlm_dsl.cli.app import app, err, out
 from rlm_dsl.cli.plan import parse_pairs
-from rlm_dsl.errors import SpecError, StepFailed
-from rlm_dsl.runtime.executor import RunOptions, execute
+from rlm_dsl.errors import RowsFailed, SpecError
+from rlm_dsl.runtime.executor import RunOptions, RunResult, execute
 from rlm_dsl.runtime.observe.progress import RunProgress
 from rlm_dsl.runtime.optimize.optimizer import load_optimized
 from rlm_dsl.runtime.runinfo import summary_line
 from rlm_dsl.runtime.steps.evidence import citation
+from rlm_dsl.runtime.steps.reuse import explain_lines
 
 
 class Executor(StrEnum):
@@ -50,10 +52,14 @@ class Executor(StrEnum):
 
 @app.command()
 def run(
+    context: typer.Context,
     file: Annotated[Path, typer.Argument(help="The spec (.rlm) to run.")],
     inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="name=path.")] = None,
     params: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value.")] = None,
-    lm: Annotated[str | None, typer.Option("--lm", help="LM for every step.")] = None,
+    lm: Annotated[str | None, typer.Option(
+        "--lm", help="The default LM: for steps without 'using NAME'.")] = None,
+    lm_all: Annotated[str | None, typer.Option(
+        "--lm-all", help="An LM for every step, replacing every 'using NAME' binding.")] = None,
     db: Annotated[str | None, typer.Option("--db", help="DuckDB file (resume).")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 8,
     max_calls: Annotated[int | None, typer.Option("--max-calls", min=0)] = None,
@@ -72,6 +78,9 @@ def run(
     incremental: Annotated[bool, typer.Option(
         "--incremental", help="With the same --db: read only new log lines, recompute the rest "
         "from the cache.")] = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Say per step whether its stored result was reused or why it ran.",
+    )] = False,
     estimate: Annotated[bool, typer.Option(
         "--estimate", help="Forecast calls and tokens first; compare with the run at the end.",
     )] = False,
@@ -94,26 +103,42 @@ def run(
     note = load_optimized(program, file, no_opt)
     if note:
         err.print(note, markup=False, highlight=False)
+    if lm and lm_all:
+        raise SpecError("--lm sets the default LM, --lm-all the LM of every step: pass one")
+    lm = lm or lm_all
     lm_options = _lm_options(lm, api_base, api_key_env, pull)
     options = RunOptions(
         inputs=_inputs(inputs or []), params=parse_pairs(params or [], "--param"), lm=lm,
+        lm_all=lm_all is not None,
         lm_options=lm_options, db=db,
         concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
         retry_failed=retry_failed, incremental=incremental, executor=str(executor),
         ray_workers=ray_workers, allow_weak_sandbox=allow_weak_sandbox, timeout=timeout,
     )
-    options.command = _resume_command(file, inputs or [], params or [], options)
+    options.command = resume_command(context)
     _connect(options.executor, ray_workers)
     forecast = _forecast(plan, options, quiet) if estimate else None
-    with _progress(not quiet and err.is_terminal) as progress:
-        options.progress = progress
-        try:
+    try:
+        with _progress(not quiet and err.is_terminal) as progress:
+            options.progress = progress
             result = execute(plan, options, program.step_modules)
-        except StepFailed as failure:
-            if as_json:  # the failure as an object on stdout; the message still goes to stderr
-                sys.stdout.write(json.dumps({"error": failure.to_dict()}, default=str) + "\n")
-            raise
-    _print_outputs(result.outputs, result.summary, as_json, result.evidence)
+    except RowsFailed as exc:  # the outputs stand, less the failed rows: show them
+        if not as_json:  # (with --json, main prints the one object, error included)
+            _report(exc.result, False, forecast, explain)  # type: ignore[attr-defined]
+        raise
+    _report(result, as_json, forecast, explain)
+
+
+def _report(result: RunResult, as_json: bool, forecast: Any, explain: bool) -> None:
+    """Outputs to stdout; the step decisions (``--explain``), warnings and the summary line to
+    stderr."""
+    if as_json:
+        envelope.write(envelope.run_object(result))
+    else:
+        _print_outputs(result.outputs, result.evidence)
+    if explain:
+        for line in explain_lines(result.summary.get("steps") or {}):
+            err.print(line, markup=False, highlight=False)
     for warning in result.warnings:
         err.print(warning, markup=False, highlight=False)
     err.print(summary_line(result.summary), markup=False, highlight=False)
@@ -136,7 +161,7 @@ def _forecast(plan: Any, options: RunOptions, quiet: bool) -> Any:
     """The run's cost forecast (shown as a table unless ``--quiet``)."""
     from rlm_dsl.runtime.estimator import estimate_plan
 
-    forecast = estimate_plan(plan, options.inputs, options.params, options.lm)
+    forecast = estimate_plan(plan, options.inputs, options.params, options.lm, options.lm_all)
     if not quiet:
         forecast.render(err)
     return forecast
@@ -168,32 +193,43 @@ def _inputs(values: list[str]) -> dict[str, list[str] | str]:
     return {k: v[0] if len(v) == 1 else v for k, v in found.items()}
 
 
-def _resume_command(file: Path, inputs: list[str], params: list[str], options: RunOptions) -> Any:
-    def command(flags: dict[str, str]) -> str:
-        argv = ["rlm", "run", str(file)]
-        for value in inputs:
-            argv += ["--input", value]
-        for value in params:
-            argv += ["--param", value]
-        if options.lm:
-            argv += ["--lm", options.lm]
-        for key, value in options.lm_options.items():
-            argv += ["--" + key.replace("_", "-"), str(value)]
-        argv += ["--db", str(options.db)]
-        if options.concurrency != 8:
-            argv += ["--concurrency", str(options.concurrency)]
-        if options.executor != "local":
-            argv += ["--executor", options.executor]
-        if options.ray_workers is not None:
-            argv += ["--ray-workers", str(options.ray_workers)]
-        caps = {"--max-calls": options.max_calls, "--max-tokens": options.max_tokens,
-                "--max-usd": options.max_usd}
-        for flag, value in caps.items():
-            if flag in flags or value is not None:
-                argv += [flag, flags.get(flag, str(value))]
+def resume_command(context: typer.Context) -> Callable[[dict[str, str]], str]:
+    """``command(changes)``: this very ``rlm run`` command line — every flag as given — with
+    ``changes`` applied (``{"--max-calls": "120"}`` sets a value, ``{"--retry-failed": ""}``
+    turns a switch on)."""
+    def command(changes: dict[str, str]) -> str:
+        argv = ["rlm", "run"]
+        seen = set()
+        for param in context.command.params:
+            value = context.params.get(param.name or "")
+            flag = max(param.opts, key=len)
+            if flag in changes:
+                seen.add(flag)
+                value = True if _is_flag(param) else changes[flag]
+            argv += _argv(param, flag, value)
+        for flag, value in changes.items():
+            if flag not in seen:
+                argv += [flag, value] if value else [flag]
         return shlex.join(argv)
 
     return command
+
+
+def _argv(param: Any, flag: str, value: Any) -> list[str]:
+    """How click parameter ``param`` set to ``value`` is written on a command line ([] for its
+    default)."""
+    if value is None or value == param.default or value == [] or (_is_flag(param) and not value):
+        return []
+    if param.param_type_name == "argument":
+        return [str(value)]
+    if _is_flag(param):
+        return [flag]
+    values = value if param.multiple else [value]
+    return [part for v in values for part in (flag, str(v))]
+
+
+def _is_flag(param: Any) -> bool:
+    return bool(getattr(param, "is_flag", False))
 
 
 @contextmanager
@@ -206,14 +242,8 @@ def _progress(show: bool) -> Iterator[RunProgress | None]:
         yield progress
 
 
-def _print_outputs(outputs: dict[str, Any], summary: dict[str, Any], as_json: bool,
-                   evidence: dict[str, list[dict[str, Any]]]) -> None:
-    if as_json:
-        cited = {name: [dict(row, cite=citation(row)) for row in rows]
-                 for name, rows in evidence.items()}
-        sys.stdout.write(json.dumps({"outputs": outputs, "summary": summary, "evidence": cited},
-                                    default=str, ensure_ascii=False, indent=2) + "\n")
-        return
+def _print_outputs(outputs: dict[str, Any], evidence: dict[str, list[dict[str, Any]]]
+                   ) -> None:
     for name, value in outputs.items():
         text = value if isinstance(value, str) else json.dumps(value, default=str,
                                                                ensure_ascii=False, indent=2)

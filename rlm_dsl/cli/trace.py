@@ -78,7 +78,14 @@ def _line(node: Node) -> str:
     head = f"[bold]{escape(node.label)}[/]" if node.kind in ("run", "step") else escape(node.label)
     if node.failed:
         head = f"[red]{head}[/]"
-    parts = [f"{s.calls} call{'s' * (s.calls != 1)}", f"{s.tokens} tok", f"{s.latency_s:.2f}s"]
+    parts = [f"{s.calls} call{'s' * (s.calls != 1)}", f"{s.tokens} tok"]
+    wall = node.detail.get("elapsed_s")
+    if node.kind in ("run", "step") and wall is not None:  # concurrent calls overlap: wall time
+        parts.append(f"wall {seconds(wall)}")
+        if s.calls:
+            parts.append(f"LM {seconds(s.latency_s)} summed")
+    else:
+        parts.append(seconds(s.latency_s))
     if node.kind == "call":
         parts[:2] = [f"{s.prompt_tokens}+{s.completion_tokens} tok"]
     if s.cost_usd is not None:
@@ -105,6 +112,15 @@ def _preview(node: Node) -> str:
         shown = d.get("error") or d.get("code") or ""
         return f"\n  [dim]{escape(_short(shown))}[/]" if shown else ""
     return ""
+
+
+def seconds(value: float) -> str:
+    """A duration people can read: ``2.41 s``, ``35 ms``, ``0.2 ms``."""
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 0.001:
+        return f"{value * 1000:.0f} ms"
+    return f"{value * 1000:.1f} ms"
 
 
 def _short(text: str | None) -> str:

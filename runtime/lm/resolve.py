@@ -82,8 +82,9 @@ def register_backend(prefix: str, factory: BackendFactory) -> None:
 
 
 # Built-in back ends whose module registers itself on import, loaded on first use: the
-# deterministic test LM is not imported by runs that never name it.
-_ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing"}
+# deterministic test LM and the replay of a recorded run are not imported by runs that never
+# name them.
+_ON_DEMAND = {"test": "rlm_dsl.runtime.lm.testing", "replay": "rlm_dsl.runtime.lm.replay"}
 
 
 def takes_timeout(model_id: str) -> bool:

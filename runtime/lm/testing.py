@@ -60,12 +60,14 @@ from dspy.lm15 import (
 from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.lm.gate import current_scope, request_messages
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
+from rlm_dsl.runtime.lm.test_repl import repl_action
 from rlm_dsl.runtime.lm.tokens import estimate_tokens
 
 OPTIONS = {"window": int, "fail": float, "garbage": float, "seed": int, "delay": float}
 GARBAGE = "Sorry, I am not able to answer in that format."
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 _OUTPUTS = re.compile(r"^\d+\. `(\w+)` \((.+?)\):", re.M)
+_OPTIONAL = re.compile(r"Union\[(.+), NoneType\]|Optional\[(.+)\]")
 _DIRECTIVE = re.compile(r'(COUNT|FIND|YES IF)\s+"([^"]*)"|\b(LABELS|NUMBERS|MERGE|SUM)\b')
 
 
@@ -131,7 +133,14 @@ class TestEngine:
 
 
 def answer(system: str, user: str) -> str:
-    """The adapter-formatted answer to one request (``[[ ## field ## ]]`` sections)."""
+    """The adapter-formatted answer to one request (``[[ ## field ## ]]`` sections); a raw
+    prompt (an ``rlm`` step's ``llm_query``) gets the bare answer, a REPL action runnable code
+    (:mod:`rlm_dsl.runtime.lm.test_repl`)."""
+    if not system.strip():
+        return compute(user, "str")
+    action = repl_action(system)
+    if action is not None:
+        return action
     prompt = _section(user, "prompt")
     parts = []
     outputs = system.partition("Your output fields are:")[2].partition("All interactions")[0]
@@ -254,6 +263,9 @@ def _json_lists(line: str) -> list[Any]:
 
 
 def _format(kind: str, value: Any) -> str:
+    optional = _OPTIONAL.fullmatch(kind)
+    if optional:  # int? and friends: answer as the inner type
+        kind = optional.group(1) or optional.group(2)
     if kind.startswith("list") or kind.startswith("dict"):
         return json.dumps(value if isinstance(value, list) else [value])
     if kind == "int":

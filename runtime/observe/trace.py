@@ -93,7 +93,8 @@ def load_trace(store: Store, run_id: str | None = None) -> Trace:
         title += f" · {run['recipe']}"
     top = _nest(list(by_step.values()))
     root = Node("run", rid or "run", title, None, children=top,
-                detail={"status": run.get("status")})
+                detail={"status": run.get("status"),
+                        "elapsed_s": _elapsed(run.get("started_at"), run.get("finished_at"))})
     root.total()
     steps = [_step_summary(node, status) for node in top]
     return Trace(root, _jsonable(run), steps, _edges(run, [n.id for n in top]))
@@ -167,8 +168,24 @@ def _step_node(step: str, calls: list[dict], failures: list[dict], iterations: l
     elif step.startswith("reduce-") and len({c["depth"] for c in mine}) > 1:
         node.children = _levels(step, mine, fails)
     else:
-        node.children = chunk_nodes(step, mine, fails, "chunk")
+        node.children = [_splits(chunk) for chunk in chunk_nodes(step, mine, fails, "chunk")]
     return node
+
+
+def _splits(chunk: Node) -> Node:
+    """A row the map split (its prompt did not fit the window): its calls grouped under one
+    ``split N`` node per split level (``depth``), the unsplit attempt's calls first."""
+    levels = sorted({c.depth or 0 for c in chunk.children})
+    if levels in ([], [0]):
+        return chunk
+    kept = [c for c in chunk.children if not c.depth]
+    for level in (d for d in levels if d):
+        calls = [c for c in chunk.children if c.depth == level]
+        kept.append(Node("level", f"{chunk.id}.split-{level}",
+                         f"split {level} ({len(calls)} piece call{'s' * (len(calls) != 1)})",
+                         level, children=calls))
+    chunk.children = kept
+    return chunk
 
 
 def _levels(prefix: str, calls: list[dict], fails: list[dict]) -> list[Node]:

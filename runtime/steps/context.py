@@ -23,6 +23,7 @@ from rlm_dsl.compiler.templates import environment
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.lm.gate import RunLedger
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
+from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
 
@@ -112,10 +113,16 @@ class RunContext:
 
     def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
              attempts: int) -> None:
-        """Record a row that failed after its retries in the ``failures`` dead-letter table."""
+        """Record a row that failed after its retries in the ``failures`` dead-letter table.
+
+        A row that failed before (a ``--retry-failed`` run that failed again) supersedes its
+        open rows: they are marked resolved and the new row counts every attempt so far, so a
+        row is listed once however often it was retried."""
+        key = self.key(step)
+        before = queries.supersede_failure(self.store, key, chunk_id)
         self.writer.add("failures", {
-            "run_id": self.ledger.run_id, "step": self.key(step), "chunk_id": chunk_id,
-            "error": error, "raw_response": raw, "attempts": attempts, "resolved": False,
+            "run_id": self.ledger.run_id, "step": key, "chunk_id": chunk_id,
+            "error": error, "raw_response": raw, "attempts": attempts + before, "resolved": False,
             "at": datetime.now(UTC).isoformat(),
         })
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_dsl.compiler.plan import Step
+from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN
 
@@ -32,15 +32,29 @@ def read_evidence(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
 
 
 def read_value(ctx: RunContext, step: Step) -> Any:
+    """The value of ``step`` in the one shape ``outputs`` uses (``docs/language.md``): a map's
+    values as a list in row order (filtered or not), a reduce's or rlm's value itself, and the
+    rows (records) of an input, chunk or untyped ``reduce … by sql`` table."""
     table = ctx.table(step.table)
     if not ctx.store.table_exists(table):
         return None
     rows = ctx.store.rows(table, order_by="id" if _has_id(ctx, table) else None)
-    if step.output is not None and step.kind in ("reduce", "rlm"):
-        return rows[0][step.output.name] if rows else None
-    if step.output is not None and step.kind == "map":
-        return [row[step.output.name] for row in rows]
+    origin = _value_origin(ctx.plan, step)
+    if origin.output is not None and origin.kind in ("reduce", "rlm"):
+        return rows[0][origin.output.name] if rows else None
+    if origin.output is not None and origin.kind == "map":
+        return [row[origin.output.name] for row in rows]
     return rows
+
+
+def _value_origin(plan: Plan, step: Step) -> Step:
+    """The step that made the value column a filter passes on (a filter keeps its source's)."""
+    while step.kind == "filter":
+        parents = plan.parents(step.id)
+        if len(parents) != 1:
+            break
+        step = parents[0]
+    return step
 
 
 def _has_id(ctx: RunContext, table: str) -> bool:

@@ -25,7 +25,7 @@ from dspy.utils.exceptions import (
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Type
-from rlm_dsl.errors import BudgetExhausted, caused_by
+from rlm_dsl.errors import BudgetExhausted, Unrecoverable, caused_by
 from rlm_dsl.runtime.lm.gate import call_scope, current_scope
 from rlm_dsl.runtime.lm.signatures import make_signature, to_plain
 from rlm_dsl.runtime.lm.structured import response_format
@@ -114,6 +114,9 @@ class StepModule(dspy.Module):
                     raise BudgetStop(budget) from None
                 if _context_overflow(exc):
                     raise TooLarge(str(exc)) from None
+                stop = caused_by(exc, Unrecoverable)
+                if stop is not None:  # retrying cannot help (a replay with no recorded answer)
+                    raise stop from None
                 error, raw = _describe(exc), getattr(exc, "lm_response", None)
                 if attempt < first_attempt + self.retries:
                     time.sleep(_backoff(exc, attempt - first_attempt))

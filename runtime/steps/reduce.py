@@ -30,6 +30,7 @@ from rlm_dsl.runtime.steps.context import RunContext, where
 from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN, EVIDENCE_TYPE, supporting
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
+from rlm_dsl.runtime.steps.sql_value import typed_value
 from rlm_dsl.runtime.store.sql_limit import time_limited
 from rlm_dsl.runtime.store.store import quote_ident
 
@@ -104,10 +105,15 @@ def run_sql(ctx: RunContext, step: Step) -> None:
     query = ctx.render(step.args[0], input=quote_ident(ctx.table(step.source or "")))
     try:
         with time_limited(ctx.store.con):
-            ctx.store.create_table_as(ctx.table(step.table), query)
+            if step.output is None:  # untyped: the query's own columns
+                ctx.store.create_table_as(ctx.table(step.table), query)
+                return
+            cursor = ctx.store.con.execute(query)
+            columns, rows = [d[0] for d in cursor.description], cursor.fetchall()
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"SQL error: {first}") from None
+    write_value(ctx, step, typed_value(step, columns, rows))
 
 
 def run_vote(ctx: RunContext, step: Step) -> None:

@@ -1,5 +1,5 @@
 """Every query on the store's system tables, by name: ``runs``, ``step_status``, ``lm_calls``,
-``failures`` and ``rlm_iterations``.
+``failures``, ``rlm_iterations`` and ``step_fingerprints``.
 
 Store stage. The tables are created by :class:`~rlm_dsl.runtime.store.store.Store` (their columns
 are :data:`~rlm_dsl.runtime.store.store.SYSTEM_TABLES`); rows are appended through the buffered
@@ -18,9 +18,62 @@ from rlm_dsl.runtime.store.store import Store
 
 
 def done_steps(store: Store) -> set[str]:
-    """Step keys that finished in some run of this store."""
-    rows = store.con.execute("SELECT DISTINCT step FROM step_status WHERE status = 'done'")
+    """Step keys whose table holds a finished result for their current fingerprint."""
+    rows = store.con.execute("SELECT step FROM step_fingerprints WHERE status = 'done'")
     return {r[0] for r in rows.fetchall()}
+
+
+def mark_interrupted(store: Store) -> int:
+    """Mark runs still ``running`` as ``interrupted`` and return how many. Only one process can
+    write a DuckDB file at a time, so a ``running`` row seen by a new writer is a dead run."""
+    with store.write() as con:
+        rows = con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running' "
+                           "RETURNING run_id").fetchall()
+    return len(rows)
+
+
+def stored_fingerprints(store: Store) -> list[tuple[str, str, dict[str, str], str]]:
+    """``(step key, fingerprint, parts, status)`` of every step with a stored result."""
+    rows = store.con.execute("SELECT step, fingerprint, parts, status FROM step_fingerprints")
+    return [(step, digest, json.loads(parts), status) for step, digest, parts, status
+            in rows.fetchall()]
+
+
+def record_fingerprint(store: Store, step: str, digest: str, parts: dict[str, str],
+                       status: str, run_id: str, at: str) -> None:
+    """Replace ``step``'s fingerprint row (written at once: a kill must not lose it)."""
+    with store.transaction() as con:
+        con.execute("DELETE FROM step_fingerprints WHERE step = ?", [step])
+        con.execute("INSERT INTO step_fingerprints VALUES (?, ?, ?, ?, ?, ?)",
+                    [step, digest, json.dumps(parts), status, run_id, at])
+
+
+def forget_steps(store: Store, steps: list[str]) -> None:
+    """``steps``' stored results are gone: drop their fingerprints and supersede (resolve) their
+    open failures, those of their sub-recipe rows (``<step>__…``) included."""
+    with store.write() as con:
+        for step in steps:
+            con.execute("UPDATE failures SET resolved = true WHERE NOT resolved AND "
+                        "(step = ? OR starts_with(step, ?))", [step, f"{step}__"])
+            con.execute("DELETE FROM step_fingerprints WHERE step = ? OR starts_with(step, ?)",
+                        [step, f"{step}__"])
+
+
+def supersede_failure(store: Store, step: str, chunk_id: int | None) -> int:
+    """Resolve the open failures of ``step``'s row ``chunk_id`` (None: the step itself), which a
+    new failure row replaces; returns the attempts they had made."""
+    with store.write() as con:
+        rows = con.execute(
+            "UPDATE failures SET resolved = true WHERE step = ? AND chunk_id IS NOT DISTINCT "
+            "FROM ? AND NOT resolved RETURNING attempts", [step, chunk_id]).fetchall()
+    return sum(a or 0 for (a,) in rows)
+
+
+def open_failure_rows(store: Store) -> list[tuple[str, int | None, str]]:
+    """``(step, chunk id, an error)`` of every unresolved failure, one per row, in order."""
+    return store.con.execute(
+        "SELECT step, chunk_id, any_value(error) FROM failures WHERE NOT resolved "
+        "GROUP BY ALL ORDER BY step, chunk_id NULLS FIRST").fetchall()
 
 
 def steps_with_step_failures(store: Store) -> set[str]:

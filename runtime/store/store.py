@@ -2,7 +2,8 @@
 
 :class:`Store` wraps a DuckDB connection (in memory, or a file given with ``--db``) and creates the
 system tables of the store contract (``docs/architecture.md``) idempotently when it opens:
-``runs``, ``step_status``, ``lm_calls``, ``failures`` and ``rlm_iterations``. Every other table
+``runs``, ``step_status``, ``lm_calls``, ``failures``, ``rlm_iterations`` and
+``step_fingerprints``. Every other table
 (inputs, chunks, step results) is written by the stage that owns it and carries a dense, 0-based,
 ordered ``id BIGINT``. The store is safe to share between threads: :attr:`Store.con` is a cursor
 private to the calling thread, and :meth:`Store.write` is a lock that the helpers here take around
@@ -55,6 +56,8 @@ SYSTEM_TABLES: dict[str, str] = {
     "rlm_iterations": """run_id VARCHAR, step VARCHAR, chunk_id BIGINT, depth INTEGER,
         parent_call_id VARCHAR, iteration INTEGER, reasoning VARCHAR, code VARCHAR,
         output VARCHAR, error VARCHAR, "at" TIMESTAMP""",
+    "step_fingerprints": """step VARCHAR, fingerprint VARCHAR, parts JSON, status VARCHAR,
+        run_id VARCHAR, "at" TIMESTAMP""",
 }
 
 
@@ -111,6 +114,10 @@ class Store:
         text = os.fspath(path)
         if os.path.isdir(text):
             raise InputError(f"{text}: is a directory, not a DuckDB database")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(text)), exist_ok=True)
+        except OSError as error:
+            raise InputError(f"{text}: cannot create its directory: {error.strerror}") from None
         try:
             con = duckdb.connect(text)
         except duckdb.Error as error:

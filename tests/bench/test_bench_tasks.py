@@ -105,7 +105,7 @@ def test_recipe_answer_reads_a_label_ranking_and_pairs() -> None:
 
 def test_log_truth_matches_the_shipped_census_recipe(tmp_path: Path) -> None:
     inst = build_logs(400, random.Random(4), tmp_path)
-    result = rlm_dsl.load(REPO / inst.recipe).run(inputs=inst.inputs, lm="test")
+    result = rlm_dsl.load(REPO / inst.recipe).run(inputs=inst.inputs, lm="test", lm_all=True)
     assert inst.gold > 0
     assert recipe_answer(inst.extract, result.outputs) == inst.gold
 
@@ -125,7 +125,8 @@ def test_niah_recipe_reads_every_passage(fake_data: None, tmp_path: Path) -> Non
     grounding re-ask repeats a passage), and exactly one of them holds the needle."""
     inst = tasks.build_niah(8_000, random.Random(7), tmp_path)
     db = tmp_path / "run.duckdb"
-    rlm_dsl.load(REPO / inst.recipe).run(inputs=inst.inputs, params=inst.params, lm="test", db=db)
+    rlm_dsl.load(REPO / inst.recipe).run(inputs=inst.inputs, params=inst.params, lm="test",
+                                         lm_all=True, db=db)
     with duckdb.connect(str(db), read_only=True) as con:
         passages = con.execute("SELECT count(*) FROM passages").fetchone()[0]
         read = con.execute("SELECT count(DISTINCT chunk_id) FROM lm_calls "

@@ -144,7 +144,7 @@ def test_plan_estimate_calls_the_runtime(capsys, spec, monkeypatch) -> None:
         def to_json(self) -> dict[str, int]:
             return {"calls": 42}
 
-    def estimate_plan(plan, *, inputs, params, lm):
+    def estimate_plan(plan, *, inputs, params, lm, lm_all=False):
         seen.update(recipe=plan.recipe, inputs=inputs, params=params, lm=lm)
         return Estimate()
 
@@ -180,3 +180,18 @@ def test_usage_errors_exit_1_with_clicks_message(capsys, argv, message) -> None:
     assert code == 1
     assert message in err
     assert "internal error" not in err
+
+
+def test_check_json_gives_diagnostics_as_objects(capsys, spec):
+    good, bad = spec("good.rlm", GOOD), spec("bad.rlm", BAD)
+    code, out, _ = run(capsys, "check", good, bad, spec("bin.rlm", b"\xff\xfe"), "--json")
+    data = json.loads(out)
+    assert code == data["exit_code"] == 2
+    first, second, third = data["files"]
+    assert (first["ok"], first["recipe"], first["steps"], first["diagnostics"]) == (
+        True, "tiny", 2, [])
+    assert second["ok"] is False and [
+        (d["line"], d["col"], d["end_col"], d["message"], d["hint"])
+        for d in second["diagnostics"]] == [
+        (3, 5, 9, "unknown name 'docs'", "did you mean 'doc'?")]
+    assert third["diagnostics"] == [] and "not UTF-8" in third["error"]

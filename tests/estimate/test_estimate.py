@@ -1,6 +1,6 @@
 """``rlm plan --estimate`` against real runs of the executor under the deterministic test LM.
 
-Every declarative recipe is estimated and then run (``rlm_dsl.load(...).run(lm="test")``); the
+Every declarative recipe is estimated and then run (``.run(lm="test", lm_all=True)``); the
 run's ``lm_calls`` are the truth. Steps the estimate can know are within ±10% on calls and
 tokens; steps it gives as a range (after an LM filter, ``rlm`` steps) contain the actual value.
 The ``typed_test_lm`` fixture (conftest) keeps enum and record answers parseable so no run has
@@ -43,7 +43,7 @@ def _actual(db: Path) -> dict[str, tuple[int, int]]:
 
 
 def _run(recipe: Path, db: Path, lm: str = "test", **inputs: str) -> dict[str, Any]:
-    result = rlm_dsl.load(recipe).run(inputs=inputs or None, lm=lm, db=db)
+    result = rlm_dsl.load(recipe).run(inputs=inputs or None, lm=lm, lm_all=True, db=db)
     assert result.summary["failures"] == 0
     return result.summary
 
@@ -66,7 +66,7 @@ def _split(estimate: Estimate, actual: dict[str, tuple[int, int]]) -> tuple[list
 @pytest.mark.parametrize("name", DECLARATIVE)
 def test_estimate_within_ten_percent_of_a_real_run(name, typed_test_lm, tmp_path) -> None:
     recipe = RECIPES / f"{name}.rlm"
-    estimate = estimate_plan(compile_file(recipe), {}, {}, "test")
+    estimate = estimate_plan(compile_file(recipe), {}, {}, "test", lm_all=True)
     _run(recipe, tmp_path / "run.duckdb")
     actual = _actual(tmp_path / "run.duckdb")
     known, ranged = _split(estimate, actual)
@@ -123,7 +123,7 @@ def test_tree_fanout_level_by_level(typed_test_lm, tmp_path) -> None:
 def test_split_recursion_counts_the_pieces(typed_test_lm, tmp_path) -> None:
     recipe = RECIPES / "summarize.rlm"
     lm = "test:window=700"
-    estimate = estimate_plan(compile_file(recipe), {}, {}, lm)
+    estimate = estimate_plan(compile_file(recipe), {}, {}, lm, lm_all=True)
     step = next(s for s in estimate.steps if s.step == "map-notes")
     assert step.note == "one call per row, +2 for splits"
     _run(recipe, tmp_path / "run.duckdb", lm=lm)
@@ -134,10 +134,10 @@ def test_split_recursion_counts_the_pieces(typed_test_lm, tmp_path) -> None:
 
 def test_rlm_step_is_a_range_containing_the_run(typed_test_lm, tmp_path) -> None:
     recipe = RECIPES / "handbook_qa.rlm"
-    estimate = estimate_plan(compile_file(recipe), {}, {}, "test")
+    estimate = estimate_plan(compile_file(recipe), {}, {}, "test", lm_all=True)
     step = next(s for s in estimate.steps if s.kind == "rlm")
     assert (step.calls_min, step.calls_max) == (1, 12 + 1 + 40)
-    rlm_dsl.load(recipe).run(lm="test", db=tmp_path / "run.duckdb")
+    rlm_dsl.load(recipe).run(lm="test", lm_all=True, db=tmp_path / "run.duckdb")
     calls, tokens = _actual(tmp_path / "run.duckdb")["rlm-answer"]
     assert step.calls_min <= calls <= step.calls_max
     assert step.tokens_min <= tokens <= step.tokens_max
@@ -145,10 +145,10 @@ def test_rlm_step_is_a_range_containing_the_run(typed_test_lm, tmp_path) -> None
 
 def test_cli_estimate_text_and_json(tmp_path, capsys) -> None:
     recipe = str(RECIPES / "label_counting.rlm")
-    assert main(["plan", recipe, "--estimate", "--lm", "test"]) == 0
+    assert main(["plan", recipe, "--estimate", "--lm-all", "test"]) == 0
     text = capsys.readouterr().out
     assert "estimate: label_counting" in text and "map-label: one call per row" in text
-    assert main(["plan", recipe, "--estimate", "--lm", "test", "--format", "json"]) == 0
+    assert main(["plan", recipe, "--estimate", "--lm-all", "test", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     rows = sum(1 for line in (RECIPES / "data/questions.jsonl").read_text().splitlines() if line)
     assert data["estimate"]["total"]["calls"] == rows

@@ -20,6 +20,8 @@ from rlm_dsl.runtime.lm.testing import compute, parse_options
     ("just text\nmore", "str", "just text"),
     ("Where is the human here?", "Literal['entity', 'human']", "human"),
     ("No label word", "Literal['entity', 'human']", "entity"),
+    ("no number here", "Union[int, NoneType]", "0"),  # an int? answer is still an int
+    ('COUNT "a"\na\nb\na', "Optional[int]", "2"),
 ])
 def test_test_lm_conventions(prompt, kind, answer):
     assert compute(prompt, kind) == answer

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(path: Path, **options):
-    return execute(compile_file(path), RunOptions(lm="test", **options))
+    return execute(compile_file(path), RunOptions(lm="test", lm_all=True, **options))
 
 
 @pytest.fixture

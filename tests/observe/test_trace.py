@@ -64,8 +64,8 @@ def test_map_chunks_keep_split_calls_and_failures(synthetic_db) -> None:
     trace = open_trace(str(synthetic_db[0]))
     step = _find(trace.root, "map-notes")
     assert [c.label for c in step.children] == ["chunk 0", "chunk 1", "chunk 2"]
-    split = step.children[1]
-    assert [c.depth for c in split.children] == [1, 1]
+    (level,) = step.children[1].children  # a split row: its calls under their split level
+    assert (level.label, [c.depth for c in level.children]) == ("split 1 (2 piece calls)", [1, 1])
     failed = step.children[2]
     assert failed.own.failures == 1 and failed.stats.errors == 1
     assert failed.detail["failures"][0]["error"] == "TimeoutError: slow"

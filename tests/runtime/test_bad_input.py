@@ -130,9 +130,10 @@ def test_failed_run_json_carries_the_step_failure_as_an_object(cli, spec, good):
     code, out, err = cli("run", path, "--lm", "test", "--input", f"items={good}", "--json")
     assert code == 1
     assert err.strip().startswith(f"step 'map-n' ({path}:8:1) failed on chunk 0: template error")
-    failure = json.loads(out)["error"]
+    failure = json.loads(out)["error"]  # the --json object's error: every error has its type
     assert failure == {
-        "error": "step_failed", "message": err.strip(), "exit_code": 1, "step": "map-n",
+        "type": "SpecStepFailed", "error": "step_failed", "message": err.strip(),
+        "exit_code": 1, "step": "map-n",
         "chunk_id": 0, "span": {"file": str(path), "line": 8, "col": 1},
         "cause": {"type": "SpecError", "message": "template error: ZeroDivisionError: "
                   "integer division or modulo by zero"},

@@ -50,7 +50,7 @@ def test_incremental_run_sends_only_the_new_log_records_to_the_lm(spec, cli, tmp
     assert query(db, "SELECT count(*) FROM logs")[0][0] == 30
 
 
-def test_without_incremental_a_finished_run_is_not_read_again(spec, cli, tmp_path):
+def test_without_incremental_a_grown_log_is_read_again_in_full(spec, cli, tmp_path):
     log, db = tmp_path / "app.log", tmp_path / "run.duckdb"
     log.write_text(_log_lines(0, 5))
     args = ("run", spec(LOG_RECIPE), "--input", f"logs={log}", "--lm", "test", "--db", db,
@@ -58,5 +58,7 @@ def test_without_incremental_a_finished_run_is_not_read_again(spec, cli, tmp_pat
     assert cli(*args)[0] == 0
     with log.open("a") as handle:
         handle.write(_log_lines(5, 3))
-    code, out, _ = cli(*args)
-    assert (code, len(json.loads(out)["outputs"]["note"])) == (0, 5)
+    code, out, _ = cli(*args)  # never the stale answer; the 5 old lines come from the cache
+    result = json.loads(out)
+    assert (code, len(result["outputs"]["note"])) == (0, 8)
+    assert result["summary"]["cache_hits"] == 5

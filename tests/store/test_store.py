@@ -14,6 +14,7 @@ from rlm_dsl.runtime.store.store import SYSTEM_TABLES, Store
 EXPECTED = {
     "runs": "run_id recipe started_at finished_at status params inputs summary",
     "step_status": "run_id step status rows started_at finished_at",
+    "step_fingerprints": "step fingerprint parts status run_id at",
     "lm_calls": (
         "call_id run_id step chunk_id depth parent_id model cache_key messages response "
         "prompt_tokens completion_tokens cost_usd latency_s cached error started_at"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The run contract, tried as a new user would (issue 15 "Done when"): one --db reused across
+# a fresh run, a changed param, input, prompt and model, a kill -9 and resume, a budget stop and
+# resume, failed rows and --retry-failed, and a model with no API key. Every step checks the
+# answer against a fresh database's and the exit code against the README rule; the script exits
+# 1 at the first wrong one. Usage: bench/contract_walkthrough.sh [rlm executable] (default: rlm).
+set -u
+RLM=${1:-rlm}
+unset OPENAI_API_KEY
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+DB=state/run.duckdb  # in a directory that does not exist yet: rlm creates it
+
+cat > count.rlm <<'EOF'
+recipe count "Count the lines holding a keyword."
+param kw: str = "bad"
+input items: lines with path="items.txt"
+chunk items -> pieces by lines(1)
+map pieces -> hits: int with retries=1 """
+  COUNT "{{ kw }}"
+  {{ chunk.text }}
+"""
+reduce hits -> total: int by sql "SELECT sum(hits) FROM {{ input }}"
+output total
+EOF
+write_items() {  # write_items N: N lines "item <i> bad|ok", every 4th bad
+  python3 -c "import sys; n=int(sys.argv[1]); print(''.join(f'item {i} ' + ('bad' if i % 4 == 0 else 'ok') + chr(10) for i in range(n)), end='')" "$1" > items.txt
+}
+
+failed=0
+field() { python3 -c "import json,sys; o=json.load(sys.stdin); print(eval(sys.argv[1], {}, o))" "$1"; }
+
+# step NAME WANT_EXIT WANT_TOTAL ARGS...: run, check exit code and answer, print one line
+step() {
+  local name=$1 want_exit=$2 want_total=$3; shift 3
+  "$RLM" run count.rlm --json -q "$@" > out.json 2> err.txt
+  local code=$?
+  local total calls status reasons
+  total=$(field "outputs['total'] if outputs else None" < out.json 2>/dev/null || echo "?")
+  calls=$(field "summary['calls'] if summary else None" < out.json 2>/dev/null || echo "?")
+  status=$(field "status" < out.json 2>/dev/null || echo "no JSON")
+  reasons=$(field "'; '.join(f'{k} {v[\"action\"]}' + ('' if v['action'] == 'reused' else f' ({v[\"reason\"]})') for k, v in (summary or {}).get('steps', {}).items() if k.startswith('map'))" < out.json 2>/dev/null)
+  local verdict=ok
+  if [[ $code != "$want_exit" || $total != "$want_total" ]]; then verdict=WRONG; failed=1; fi
+  printf '%-34s exit %s (want %s)  total=%-4s (want %-4s) status=%-8s calls=%-4s %s\n' \
+    "$name" "$code" "$want_exit" "$total" "$want_total" "$status" "$calls" "$verdict"
+  [[ -n $reasons ]] && printf '%34s %s\n' "" "$reasons"
+  if [[ $code != 0 ]]; then sed 's/^/                                   | /' err.txt | grep -v WARNING | head -4; fi
+}
+fresh_total() {  # the answer of a fresh database for the same arguments
+  "$RLM" run count.rlm --json -q --db "fresh-$RANDOM.duckdb" "$@" 2>/dev/null | field "outputs['total']"
+}
+
+write_items 100
+step "1. fresh db" 0 25 --lm test --db $DB
+step "2. same command again" 0 25 --lm test --db $DB
+step "3. change param kw=ok" 0 "$(fresh_total --lm test -p kw=ok)" --lm test --db $DB -p kw=ok
+write_items 40
+step "4. change input (40 lines)" 0 "$(fresh_total --lm test)" --lm test --db $DB
+sed -i 's/COUNT "{{ kw }}"/COUNT "{{ kw }}" (case matters)/' count.rlm
+step "5. change prompt" 0 "$(fresh_total --lm test)" --lm test --db $DB
+step "6. change model" 0 10 --lm test:seed=9 --db $DB
+
+write_items 400
+"$RLM" run count.rlm -q --lm test:delay=0.05 --concurrency 2 --db $DB > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 600); do  # until about a fifth of the map is recorded (the WAL grows)
+  [[ $(stat -c %s $DB.wal 2>/dev/null || echo 0) -gt 60000 ]] && break
+  sleep 0.2
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+last_status() { "$RLM" sql $DB "SELECT status FROM runs ORDER BY started_at DESC LIMIT 1 OFFSET $1" --format csv 2>/dev/null | tail -1; }
+echo "7. kill -9 mid-map                  the killed run's row says: $(last_status 0), $(
+  "$RLM" sql $DB "SELECT count(*) FROM lm_calls WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)" --format csv | tail -1) calls recorded"
+step "8. resume (same command)" 0 100 --lm test:delay=0.05 --concurrency 2 --db $DB
+echo "                                   the killed run's row now says: $(last_status 1)"
+
+write_items 120
+step "9. budget stop (--max-calls 50)" 3 None --lm test --db $DB --max-calls 50
+resume=$(grep '^resume with: ' err.txt | sed 's/^resume with: //')
+echo "                                   hint: $resume"
+eval "${resume/rlm run count.rlm/step \"10. resume with the hint\" 0 30}"
+
+write_items 60
+step "11. LM failing 20 % of calls" 4 "$(fresh_total --lm test:fail=0.2,seed=5)" --lm test:fail=0.2,seed=5 --db $DB
+step "12. --retry-failed" 0 15 --lm test:fail=0.2,seed=5 --db $DB --retry-failed
+step "13. no API key" 4 None --lm openai/gpt-4o-mini --db nokey.duckdb
+exit $failed

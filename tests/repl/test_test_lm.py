@@ -1,0 +1,33 @@
+"""``--lm test`` runs a free-form ``rlm`` step for real: the test LM writes REPL code that reads
+``context``, asks ``llm_query`` (where its conventions compute the answer) and SUBMITs it typed."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+
+from rlm_dsl.cli.main import main
+
+
+def test_the_test_lm_answers_an_rlm_step_through_the_repl(tmp_path, capsys):
+    data = tmp_path / "items.txt"
+    data.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(40)))
+    spec = tmp_path / "free.rlm"
+    spec.write_text('recipe free "Count with the REPL."\ninput items: lines\n'
+                    'rlm items -> n: int with max_iterations=3 """\n  COUNT "bad"\n"""\n'
+                    "output n\n")
+    db = tmp_path / "run.duckdb"
+    code = main(["run", str(spec), "-i", f"items={data}", "--lm", "test", "--db", str(db),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["outputs"] == {"n": 10}
+    with duckdb.connect(str(db), read_only=True) as con:
+        calls = con.execute("SELECT depth, response FROM lm_calls ORDER BY call_id").fetchall()
+        actions = con.execute("SELECT code, output FROM rlm_iterations WHERE depth = 0 AND "
+                              "code LIKE 'import json%'").fetchall()
+    assert [(depth, response) for depth, response in calls if depth == 1] == [(1, "10")]
+    assert len(actions) == 1 and "llm_query(task" in actions[0][0]
+    assert actions[0][1].strip() == "FINAL: {'n': 10}"  # the typed SUBMIT
+    assert "variables_info" not in captured.out

@@ -110,6 +110,21 @@ def test_strategy_option_skips_the_planner(tmp_path: Path) -> None:
     assert result.summary["planner_calls"] == 0
 
 
+@pytest.mark.parametrize(("strategy", "make"), [
+    ("summarize", lambda path: write_essay(path, FACT, lines=600)),
+    ("timeline", lambda path: write_log(path, lines=60)),
+])
+def test_lm_reduce_answers_cite_the_runtime_evidence_at_real_lines(tmp_path: Path, strategy: str,
+                                                                   make) -> None:
+    source = make(tmp_path / "input.txt")
+    lines = source.read_text(encoding="utf-8").splitlines()
+    result = rlm_dsl.ask("What happened?", [str(source)], lm="test:window=2048",
+                         strategy=strategy)
+    assert result.evidence and result.answer
+    for row in result.evidence:  # each cited line is the input's line of that number
+        assert row["source"] == str(source) and row["text"] == lines[row["line"] - 1]
+
+
 @pytest.mark.parametrize(("argv", "code", "message"), [
     (["ask", "Q?", "missing.txt", "--lm", "test"], 2, "no such file or directory: 'missing.txt'"),
     (["ask", "Q?", "{essay}", "--lm", "test", "--strategy", "guess"], 1, "unknown strategy"),

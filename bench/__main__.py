@@ -22,6 +22,7 @@ from pathlib import Path
 from bench.quality import report
 from bench.quality.methods import METHODS
 from bench.quality.perf import run_perf
+from bench.quality.perf_targets import format_table, target_rows
 from bench.quality.suite import FULL, run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", type=int, nargs="+", help="only these of each task's sizes")
     parser.add_argument("--perf", action="store_true", help="run the perf benches instead")
+    parser.add_argument("--only", nargs="+", metavar="WORD",
+                        help="with --perf: only the bench scripts whose name has one of these")
     parser.add_argument("--merge", action="store_true",
                         help="keep the other tasks' rows of an earlier results file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality.json")
@@ -50,8 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "bench", *argv])
     if args.perf:
-        rows = run_perf(args.quick)
-        report.write_json(ROOT / "bench" / "results" / "perf.json", rows, {"command": command})
+        rows = run_perf(args.quick, args.only)
+        targets = target_rows()
+        print(format_table(targets))
+        report.write_json(ROOT / "bench" / "results" / "perf.json", rows,
+                          {"command": command, "targets": targets,
+                           "load_after": [round(x, 2) for x in os.getloadavg()]})
         return max(r["rc"] for r in rows)
     instances = args.instances or (1 if args.quick else 3)
     earlier = load_earlier(args) if args.merge and args.out.is_file() else None

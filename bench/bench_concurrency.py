@@ -1,23 +1,35 @@
-"""Benchmark: map concurrency through LiteLLM against a loopback OpenAI-compatible server.
+"""Benchmark: map concurrency against a loopback OpenAI-compatible server, floor to runtime.
 
-Run ``python bench/bench_concurrency.py``. The bench starts its own HTTP server on 127.0.0.1 that
-speaks ``POST /v1/chat/completions``, sleeps 100 ms per request (like a remote model) and answers
-with the deterministic test LM's text for the prompt it received; it serves a bounded number of
-requests and stops itself. A spec maps 400 one-line chunks through an ``openai/…`` model with
-``api_base`` pointing at it — the real path: DSPy → our call gate → LiteLLM → HTTP — at
-``--concurrency 32``. Ideal wall time is 400 / 32 * 0.1 s = 1.25 s; the target is <= 1.25 * ideal
-for the map step. The server runs in its own process so that its work does not share our GIL, and
-the same run measures a baseline: 400 bare ``litellm.completion`` calls from 32 threads, which is
-the floor any LiteLLM-based runtime can reach on this machine. Prints a table and saves
-``bench/results/bench_concurrency.json``.
+Run ``python bench/bench_concurrency.py [--quick]``. The bench starts its own HTTP server on
+127.0.0.1 in its own process (so its work does not share our GIL) that speaks
+``POST /v1/chat/completions``, sleeps 100 ms per request (like a remote model) and answers with
+the deterministic test LM's text for the prompt it received. For each case (chunks by
+concurrency) the same run measures, in turn, each in a fresh process after a warm-up pass:
+
+* *raw HTTP*: the same requests with ``http.client`` from N threads, one keep-alive connection
+  each, no LM library at all — the floor of this machine;
+* *bare LiteLLM*: ``litellm.completion`` from N threads (no rlm-dsl);
+* *rlm, LiteLLM engine*: a spec that maps the chunks through ``openai/…`` with ``api_base`` and
+  ``engine="litellm"`` — DSPy → call gate → LiteLLM → HTTP;
+* *rlm, async engine*: the same spec on the default engine for OpenAI-compatible servers
+  (:mod:`rlm_dsl.runtime.lm.openai_async`).
+
+Ideal wall time is chunks / concurrency * 0.1 s; the target is the rlm map step (its
+``step_status`` start to finish) within 1.11 x ideal at 400 chunks and concurrency 32. Prints a
+table, and saves ``bench/results/bench_concurrency.json``; the exit status is 1 if that target
+is missed.
 """
 
 from __future__ import annotations
 
+import argparse
+import http.client
 import json
 import multiprocessing
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,12 +44,12 @@ from rlm_dsl.runtime.executor import RunOptions, execute
 from rlm_dsl.runtime.lm.testing import answer
 
 RESULTS = Path(__file__).parent / "results" / "bench_concurrency.json"
-CHUNKS, CONCURRENCY, DELAY_S = 400, 32, 0.1
-IDEAL_S = CHUNKS / CONCURRENCY * DELAY_S
-TARGET_S = 1.25 * IDEAL_S
-MAX_REQUESTS = 4 * CHUNKS  # the server stops itself after this many
+DELAY_S = 0.1
+CASES = [(400, 32), (400, 128), (1000, 32), (1000, 128)]
+QUICK_CASES = [(400, 32)]
+TARGET_CASE, TARGET_RATIO = (400, 32), 1.11
 SPEC = '''recipe fanout "Count marked lines remotely."
-lm remote = "openai/bench-model" with api_base="{base}", api_key_env="RLM_BENCH_KEY"
+lm remote = "openai/bench-model" with api_base="{base}", api_key_env="RLM_BENCH_KEY"{extra}
 input items: lines
 chunk items -> pieces by lines(1)
 map pieces -> n: int using remote """
@@ -62,7 +74,6 @@ class _Handler(BaseHTTPRequestHandler):
             _Handler.served += 1
             _Handler.active += 1
             _Handler.peak = max(_Handler.peak, _Handler.active)
-            last = _Handler.served >= MAX_REQUESTS
         time.sleep(DELAY_S)
         with _Handler.lock:
             _Handler.active -= 1
@@ -81,60 +92,109 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        if last:
-            threading.Thread(target=self.server.shutdown, daemon=True).start()
 
     def do_GET(self) -> None:
-        """``/stats``: requests served and the peak in flight."""
+        """``/stats``: requests served and the peak in flight (which the call resets);
+        ``/quit``: stop the server."""
         payload = json.dumps({"served": _Handler.served, "peak": _Handler.peak}).encode()
+        _Handler.peak = 0
         self.send_response(200)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+        if self.path == "/quit":
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
 
     def log_message(self, *args: object) -> None:
         """Quiet."""
 
 
-def _serve(ports: multiprocessing.Queue) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen() backlog: the default 5 resets bursts of new connections
+
+
+def _serve(ports: multiprocessing.Queue, lifetime_s: float) -> None:
+    server = _Server(("127.0.0.1", 0), _Handler)
     ports.put(server.server_address[1])
+    threading.Timer(lifetime_s, server.shutdown).start()  # bounded even if the bench dies
     server.serve_forever()
 
 
-def _start_server() -> tuple[multiprocessing.Process, str]:
+def _start_server(lifetime_s: float) -> tuple[multiprocessing.Process, str]:
     context = multiprocessing.get_context("fork")
     ports = context.Queue()
-    process = context.Process(target=_serve, args=(ports,), daemon=True)
+    process = context.Process(target=_serve, args=(ports, lifetime_s), daemon=True)
     process.start()
     return process, f"http://127.0.0.1:{ports.get(timeout=30)}"
 
 
-def _stats(base: str) -> dict:
-    with urllib.request.urlopen(f"{base}/stats", timeout=10) as reply:
+def _stats(root: str, path: str = "/stats") -> dict:
+    with urllib.request.urlopen(f"{root}{path}", timeout=10) as reply:
         return json.loads(reply.read())
-
-
-def _bare_litellm(base: str, lines: list[str]) -> float:
-    """Wall time of the same 400 requests as bare ``litellm.completion`` calls, 32 threads."""
-    import litellm
-
-    def call(line: str) -> None:
-        litellm.completion(model="openai/bench-model", api_base=f"{base}/v1", api_key="loopback",
-                           messages=[{"role": "user", "content": f'COUNT "mark"\n{line}'}])
-
-    call(lines[0])  # warm LiteLLM's lazy imports and client cache
-    started = time.perf_counter()
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        list(pool.map(call, lines))
-    return time.perf_counter() - started
 
 
 def _text(content: object) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content)
+
+
+def _prompts(lines: list[str]) -> list[str]:
+    return [f'COUNT "mark"\n{line}' for line in lines]
+
+
+def raw_http(root: str, lines: list[str], concurrency: int) -> float:
+    """Wall time of the requests over ``http.client``, one keep-alive connection per thread."""
+    host, port = root.removeprefix("http://").split(":")
+    local = threading.local()
+
+    def call(prompt: str) -> None:
+        if not hasattr(local, "con"):
+            local.con = http.client.HTTPConnection(host, int(port), timeout=30)
+        body = json.dumps({"model": "bench-model",
+                           "messages": [{"role": "user", "content": prompt}]})
+        local.con.request("POST", "/v1/chat/completions", body,
+                          {"Content-Type": "application/json"})
+        reply = local.con.getresponse()
+        json.loads(reply.read())
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(call, _prompts(lines[:concurrency])))  # open the connections first
+        started = time.perf_counter()
+        list(pool.map(call, _prompts(lines)))
+    return time.perf_counter() - started
+
+
+def bare_litellm(root: str, lines: list[str], concurrency: int) -> float:
+    """Wall time of the requests as bare ``litellm.completion`` calls from N threads."""
+    import litellm
+
+    def call(prompt: str) -> None:
+        litellm.completion(model="openai/bench-model", api_base=f"{root}/v1", api_key="loopback",
+                           messages=[{"role": "user", "content": prompt}])
+
+    call(lines[0])  # warm LiteLLM's lazy imports and client cache
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(call, _prompts(lines)))
+    return time.perf_counter() - started
+
+
+def rlm_map(root: str, lines: list[str], concurrency: int, engine: str) -> float:
+    """Wall time of the map step of the spec (from ``step_status``), outputs checked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "items.txt").write_text("\n".join(lines) + "\n")
+        extra = ', engine="litellm"' if engine == "litellm" else ""
+        (folder / "fanout.rlm").write_text(SPEC.format(base=f"{root}/v1", extra=extra))
+        db = folder / "run.duckdb"
+        result = execute(compile_file(folder / "fanout.rlm"),
+                         RunOptions(inputs={"items": str(folder / "items.txt")}, db=str(db),
+                                    concurrency=concurrency))
+        assert result.summary["failures"] == 0, result.summary
+        assert result.outputs["n"] == [int("mark" in line) for line in lines]
+        return _step_wall(db)
 
 
 def _step_wall(db: Path) -> float:
@@ -147,46 +207,84 @@ def _step_wall(db: Path) -> float:
     return (finished - started).total_seconds()
 
 
-def main() -> None:
-    process, root = _start_server()
-    base = f"{root}/v1"
+MEASURES = {
+    "raw HTTP (http.client threads)": raw_http,
+    "bare LiteLLM threads": bare_litellm,
+    "rlm map, LiteLLM engine": lambda root, lines, n: rlm_map(root, lines, n, "litellm"),
+    "rlm map, async engine": lambda root, lines, n: rlm_map(root, lines, n, "async"),
+}
+
+
+def run_case(root: str, chunks: int, concurrency: int) -> dict:
+    """Every measure of one case, each in a fresh process (LiteLLM's background threads and
+    import state would otherwise carry from one measure into the next)."""
+    ideal = chunks / concurrency * DELAY_S
+    row: dict = {"chunks": chunks, "concurrency": concurrency, "ideal_s": round(ideal, 3)}
+    for name in MEASURES:
+        command = [sys.executable, __file__, "--one", name, str(chunks), str(concurrency), root]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+        wall, cpu_ms = json.loads(done.stdout.strip().splitlines()[-1])
+        row[name] = {"wall_s": round(wall, 3), "x_ideal": round(wall / ideal, 3),
+                     "cpu_ms_per_call": round(cpu_ms, 2), "peak_in_flight": _stats(root)["peak"]}
+    return row
+
+
+def measure_one(name: str, chunks: int, concurrency: int, root: str) -> None:
+    """One measure in this process: prints ``[wall seconds, CPU ms per call]``."""
     os.environ["RLM_BENCH_KEY"] = "loopback"
-    lines = [f"item {i} {'mark' if i % 5 == 0 else 'plain'}" for i in range(CHUNKS)]
-    bare = _bare_litellm(root, lines)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "items.txt").write_text("\n".join(lines) + "\n")
-        (folder / "fanout.rlm").write_text(SPEC.format(base=base))
-        db = folder / "run.duckdb"
-        started = time.perf_counter()
-        result = execute(compile_file(folder / "fanout.rlm"),
-                         RunOptions(inputs={"items": str(folder / "items.txt")}, db=str(db),
-                                    concurrency=CONCURRENCY))
-        total = time.perf_counter() - started
-        step = _step_wall(db)
-    stats = _stats(root)
-    process.terminate()
-    assert result.summary["failures"] == 0, result.summary
-    assert sum(result.outputs["n"]) == sum("mark" in line for line in lines)
-    verdict = "PASS" if step <= TARGET_S else "FAIL"
-    report = {"chunks": CHUNKS, "concurrency": CONCURRENCY, "delay_s": DELAY_S,
-              "ideal_s": IDEAL_S, "target_s": TARGET_S, "map_step_wall_s": round(step, 3),
-              "run_wall_s": round(total, 3), "ratio_to_ideal": round(step / IDEAL_S, 3),
-              "bare_litellm_wall_s": round(bare, 3),
-              "ratio_to_bare_litellm": round(step / bare, 3),
-              "calls": result.summary["calls"], "requests_served": stats["served"],
-              "peak_in_flight": stats["peak"],
-              "verdict": verdict,
+    lines = [f"item {i} {'mark' if i % 5 == 0 else 'plain'}" for i in range(chunks)]
+    MEASURES[name](root, lines[:concurrency], concurrency)  # warm imports, connections, caches
+    cpu = time.process_time()
+    wall = MEASURES[name](root, lines, concurrency)
+    print(json.dumps([wall, (time.process_time() - cpu) / chunks * 1e3]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="only the target case")
+    parser.add_argument("--one", nargs=4, metavar=("MEASURE", "CHUNKS", "CONC", "ROOT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        name, chunks, concurrency, root = args.one
+        measure_one(name, int(chunks), int(concurrency), root)
+        return 0
+    cases = QUICK_CASES if args.quick else CASES
+    process, root = _start_server(lifetime_s=1800)
+    load = os.getloadavg()
+    rows = [run_case(root, chunks, concurrency) for chunks, concurrency in cases]
+    served = _stats(root, "/quit")["served"]
+    process.join(timeout=10)
+    target = next(r for r in rows if (r["chunks"], r["concurrency"]) == TARGET_CASE)
+    achieved = target["rlm map, async engine"]["x_ideal"]
+    verdict = "PASS" if achieved <= TARGET_RATIO else "FAIL"
+    print(f"{'chunks':>6} {'conc':>5} {'ideal s':>8}  {'measure':<32} {'wall s':>7} "
+          f"{'x ideal':>8} {'CPU ms/call':>12}")
+    for row in rows:
+        for name in MEASURES:
+            cell = row[name]
+            print(f"{row['chunks']:>6} {row['concurrency']:>5} {row['ideal_s']:>8.2f}  "
+                  f"{name:<32} {cell['wall_s']:>7.2f} {cell['x_ideal']:>8.2f} "
+                  f"{cell['cpu_ms_per_call']:>12.2f}")
+    print(f"target: rlm map (async engine), {TARGET_CASE[0]} chunks at concurrency "
+          f"{TARGET_CASE[1]} <= {TARGET_RATIO} x ideal: {achieved:.2f} x: {verdict}")
+    save(RESULTS, {"delay_s": DELAY_S, "cases": rows, "target": {
+        "case": TARGET_CASE, "ratio": TARGET_RATIO, "achieved": achieved, "verdict": verdict},
+        "requests_served": served}, load)
+    return 0 if verdict == "PASS" else 1
+
+
+def save(path: Path, report: dict, load: tuple[float, ...]) -> None:
+    """Write ``report`` as JSON with the load average before (``load``) and after the run, and
+    the machine."""
+    report = {**report, "load_before": [round(x, 2) for x in load],
+              "load_after": [round(x, 2) for x in os.getloadavg()],
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    print(f"{'chunks':>7} {'conc':>5} {'ideal s':>8} {'litellm s':>10} {'map s':>7} {'run s':>7} "
-          f"{'x ideal':>8} {'x litellm':>10}")
-    print(f"{CHUNKS:>7} {CONCURRENCY:>5} {IDEAL_S:>8.2f} {bare:>10.2f} {step:>7.2f} {total:>7.2f} "
-          f"{step / IDEAL_S:>8.2f} {step / bare:>10.2f}")
-    print(f"peak requests in flight at the server: {stats['peak']}")
-    print(f"target: map step <= {TARGET_S:.3f} s: {verdict}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -132,6 +132,7 @@ LM_OPTIONS: dict[str, Rule] = {
     "top_p": Rule("float", 0, 1), "top_k": COUNT, "presence_penalty": Rule("float", -2, 2),
     "frequency_penalty": Rule("float", -2, 2), "seed": Rule("int"),
     "context_window": Rule("int", 256), "n_threads": COUNT, "pull": Rule("bool"),
+    "engine": Rule("str"),
 }
 
 # Defaults lowering writes into the plan so that dumps show the effective values.

@@ -1,8 +1,9 @@
-"""The executor: walks a Plan in one topological order over one DuckDB store, step after step.
+"""The executor: walks a Plan over one DuckDB store, the independent steps of it at once.
 
 Executor stage (DESIGN §3). :func:`execute` opens the store, resolves the LMs the plan uses and
-wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then runs every step, one after the
-other in one deterministic topological order, through its entry in the handler table
+wraps each in the call gate (:mod:`rlm_dsl.runtime.lm.gate`), then runs every step — generation
+after topological generation, the steps of one generation side by side
+(:mod:`rlm_dsl.runtime.steps.overlap`) — through its entry in the handler table
 (:mod:`rlm_dsl.runtime.handlers`) — input, chunk, filter, map, reduce, rlm, and maps over
 ``use``d recipes (run as sub-plans, see :mod:`rlm_dsl.runtime.steps.recipe`). A step's result
 from an earlier run of the same ``--db`` is reused only when its fingerprint matches
@@ -20,6 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import dspy
@@ -45,6 +47,7 @@ from rlm_dsl.runtime.steps.fingerprint import Fingerprint, fingerprint
 from rlm_dsl.runtime.steps.incremental import clear_results
 from rlm_dsl.runtime.steps.outcome import open_failures, rows_failed, status_of, with_result
 from rlm_dsl.runtime.steps.outputs import read_evidence, read_outputs
+from rlm_dsl.runtime.steps.overlap import generations, run_together
 from rlm_dsl.runtime.steps.predict import BudgetStop, ItemFailed, RowError, TooLarge
 from rlm_dsl.runtime.steps.reuse import Stored, clear, decide, load_stored, record
 from rlm_dsl.runtime.store import queries
@@ -156,49 +159,55 @@ def _close_lms(lms: dict[str | None, BoundLM]) -> None:
 
 
 def walk_plan(walk: _Walk, plan: Plan) -> None:
-    """Run every step of ``plan`` in deterministic topological order, reusing each stored
-    result whose fingerprint matches (:mod:`rlm_dsl.runtime.steps.reuse`)."""
+    """Run every step of ``plan``: generation after generation, the steps of one generation at
+    once (:mod:`~rlm_dsl.runtime.steps.overlap`), reusing each stored result whose fingerprint
+    matches (:mod:`rlm_dsl.runtime.steps.reuse`)."""
+    for generation in generations(plan):
+        run_together([partial(_walk_step, walk, plan, step) for step in generation],
+                     walk.ctx.stopping)
+
+
+def _walk_step(walk: _Walk, plan: Plan, step: Step) -> None:
     ctx = walk.ctx
-    for step in plan.steps():
-        key = ctx.key(step)
-        new = fingerprint(ctx, step, walk.modules, walk.prints)
-        walk.prints[step.id] = new
-        reran = [p.id for p in plan.parents(step.id) if p.id in walk.ran]
-        decision = decide(ctx, step, new, walk.stored.get(key), reran,
-                          ctx.retry_failed and queries.has_open_failures(ctx.store, key))
-        if not ctx.prefix:  # sub-recipe rows are told by their map step
-            walk.decisions[key] = decision.to_dict()
-        if not decision.runs:
-            continue
-        if decision.fresh:
-            clear(ctx, step)
-        elif ctx.incremental:
-            clear_results(ctx, step)
-        record(ctx, step, new, "running")
-        ctx.tick(step, 0, None)
-        _step_budget(ctx, step, key)
-        began = datetime.now(UTC)
-        try:
-            rows = run_step(ctx, step, walk.modules, walk_plan_factory(walk))
-        except BudgetStop:
-            _status(ctx, key, "partial", None, began)
-            record(ctx, step, new, "partial")
-            raise
-        except ItemFailed as exc:
-            ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
-            _status(ctx, key, "failed", None, began)
-            record(ctx, step, new, "failed")
-            walk.ran.add(step.id)
-            continue
-        except InputError:
-            raise  # names the file and line already
-        except (RowError, TooLarge, Exception) as exc:
-            raise _step_error(step, exc) from None
+    key = ctx.key(step)
+    new = fingerprint(ctx, step, walk.modules, walk.prints)
+    walk.prints[step.id] = new
+    reran = [p.id for p in plan.parents(step.id) if p.id in walk.ran]
+    decision = decide(ctx, step, new, walk.stored.get(key), reran,
+                      ctx.retry_failed and queries.has_open_failures(ctx.store, key))
+    if not ctx.prefix:  # sub-recipe rows are told by their map step
+        walk.decisions[key] = decision.to_dict()
+    if not decision.runs:
+        return
+    if decision.fresh:
+        clear(ctx, step)
+    elif ctx.incremental:
+        clear_results(ctx, step)
+    record(ctx, step, new, "running")
+    ctx.tick(step, 0, None)
+    _step_budget(ctx, step, key)
+    began = datetime.now(UTC)
+    try:
+        rows = run_step(ctx, step, walk.modules, walk_plan_factory(walk))
+    except BudgetStop:
+        _status(ctx, key, "partial", None, began)
+        record(ctx, step, new, "partial")
+        raise
+    except ItemFailed as exc:
+        ctx.fail(step, None, str(exc), exc.raw, exc.attempts)
+        _status(ctx, key, "failed", None, began)
+        record(ctx, step, new, "failed")
         walk.ran.add(step.id)
-        _status(ctx, key, "done", rows, began)
-        record(ctx, step, new, "done")
-        if key in walk.failed_before:
-            queries.resolve_step_failures(ctx.store, key)
+        return
+    except InputError:
+        raise  # names the file and line already
+    except (RowError, TooLarge, Exception) as exc:
+        raise _step_error(step, exc) from None
+    walk.ran.add(step.id)
+    _status(ctx, key, "done", rows, began)
+    record(ctx, step, new, "done")
+    if key in walk.failed_before:
+        queries.resolve_step_failures(ctx.store, key)
 
 
 def walk_plan_factory(walk: _Walk) -> Any:

@@ -1,6 +1,7 @@
 """Shared pytest configuration: ``--update-golden``, the ``golden`` fixture, local-model skips.
 
-The ``loopback`` fixture starts OpenAI-compatible chat servers on 127.0.0.1 for LM tests.
+The ``loopback`` fixture starts OpenAI-compatible chat servers on 127.0.0.1 for LM tests;
+``serve`` starts one whose replies (status, body, headers, delay) a script decides per request.
 Tests marked ``local_model`` need llama-cpp-python and the pulled model; without them they are
 skipped here, in one place, with the reason and the command that fixes it.
 
@@ -15,6 +16,7 @@ import importlib.util
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -145,3 +147,94 @@ def store() -> Iterator[Store]:
     """An empty in-memory store (folders with their own ``store`` fixture override it)."""
     with Store.open(None) as opened:
         yield opened
+
+
+# One scripted reply: (status, JSON body, extra headers, seconds to wait first).
+Reply = tuple[int, dict, dict, float]
+
+
+class ScriptedServer:
+    """A loopback Chat Completions server: ``script(body, n)`` decides reply ``n`` (from 0)."""
+
+    def __init__(self, script: Callable[[dict, int], Reply]) -> None:
+        self.script = script
+        self.bodies: list[dict] = []
+        self.headers: list = []
+        self.active = self.peak = 0
+        self.lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    number = len(server.bodies)
+                    server.bodies.append(body)
+                    server.headers.append(self.headers)
+                    server.active += 1
+                    server.peak = max(server.peak, server.active)
+                status, payload, headers, wait = server.script(body, number)
+                time.sleep(wait)
+                with server.lock:
+                    server.active -= 1
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def ok(text: str, wait: float = 0.0) -> Reply:
+    return 200, {
+        "id": "chatcmpl-7", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+    }, {}, wait
+
+
+def failure(status: int, code: str | None = None, headers: dict | None = None) -> Reply:
+    return status, {"error": {"message": f"scripted {status}", "type": "error", "code": code}}, (
+        headers or {}), 0.0
+
+
+def answering(body: dict, number: int) -> Reply:
+    """The deterministic test LM's answer to the prompt, as a remote model would give it."""
+    from rlm_dsl.runtime.lm.testing import answer
+
+    messages = body["messages"]
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    return ok(answer(system, messages[-1]["content"]))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[dict, int], Reply]], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(script: Callable[[dict, int], Reply]) -> ScriptedServer:
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()

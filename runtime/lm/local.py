@@ -1,20 +1,25 @@
 """The embedded local model (runtime stage: LM back ends): llama.cpp in-process as a DSPy engine.
 
 ``local`` is the pinned GGUF from the model store, ``local:/path/model.gguf`` any other file.
-:class:`LlamaEngine` implements DSPy 3.4's engine interface (``complete(Request) -> Response``)
-over ``llama_cpp.Llama.create_chat_completion``, so the chat template is the one in the GGUF and
-token usage comes back in the response. A llama.cpp context is not thread-safe: each loaded model
-has one lock and calls are serialised (``max_concurrency`` is 1 so the gate does not queue threads
-for nothing). A step's output schema (``response_format``) constrains decoding through a grammar
-(:func:`constrained`). Models are loaded once per process per (path, n_ctx, n_threads).
-"""
+:class:`LlamaEngine` implements DSPy 3.4's engine interface (``complete(Request) -> Response``) over
+``llama_cpp.Llama.create_chat_completion``, so the chat template is the one in the GGUF and token
+usage comes back in the response. A llama.cpp context is not thread-safe: each loaded model has one
+lock and calls are serialised (``max_concurrency`` is 1 so the gate does not queue threads for
+nothing). A step's output schema (``response_format``) constrains decoding through a grammar
+(:func:`constrained`). Models are loaded once per process per (path, n_ctx, n_threads). Prefix
+reuse: llama-cpp-python evaluates only the tokens after the longest prefix a prompt shares with the
+previous call, so consecutive calls of one step skip their common system message and instructions;
+:class:`PrefixStates` keeps that working when steps take turns on one model (branches that overlap,
+an ``rlm`` step's sub-calls) by swapping in each step's own KV cache."""
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ from dspy.lm15 import ContextLengthError, Message, Request, Response, TextPart, 
 
 from rlm_dsl.errors import LMError
 from rlm_dsl.runtime.lm.chat_grammar import grammar_for
+from rlm_dsl.runtime.lm.gate import current_scope
 from rlm_dsl.runtime.lm.models import ensure_local_model
 from rlm_dsl.runtime.lm.resolve import ResolvedLM, register_backend
 
@@ -34,6 +40,7 @@ LOCAL_OPTIONS = frozenset(
 )
 _FINISH = {"stop": "stop", "length": "length"}
 _LOADED: dict[tuple[str, int, int | None], tuple[Any, threading.Lock]] = {}
+_PREFIXES: dict[int, PrefixStates] = {}  # id(llama) → its saved states
 _LOAD_LOCK = threading.Lock()
 
 
@@ -45,6 +52,7 @@ def _close_all() -> None:
         for llama, _lock in _LOADED.values():
             llama.close()
         _LOADED.clear()
+        _PREFIXES.clear()
 
 
 def load_llama(path: Path, n_ctx: int, n_threads: int | None = None) -> tuple[Any, threading.Lock]:
@@ -80,15 +88,19 @@ class LlamaEngine:
     supports_response_schema = False
 
     def __init__(self, llama: Any, lock: threading.Lock, *, temperature: float = 0.0,
-                 max_tokens: int = DEFAULT_MAX_TOKENS, seed: int | None = None) -> None:
+                 max_tokens: int = DEFAULT_MAX_TOKENS, seed: int | None = None,
+                 prefixes: PrefixStates | None = None) -> None:
         self.llama = llama
         self.lock = lock
         self.defaults = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+        self.prefixes = prefixes
 
     def complete(self, request: Request) -> Response:
         validate_request(request)
         arguments = self._arguments(request)
         with self.lock:
+            if self.prefixes is not None:
+                self.prefixes.switch_to(prefix_key())
             try:
                 raw = self.llama.create_chat_completion(**arguments)
             except ValueError as exc:  # llama-cpp-python's "Requested tokens … exceed context"
@@ -121,6 +133,79 @@ def constrained(response_format: Mapping[str, Any]) -> dict[str, Any]:
         schema = response_format.get("schema") or response_format["json_schema"]["schema"]
         return {"grammar": grammar_for(json.dumps(schema))}  # field order matters
     return {"response_format": dict(response_format)}
+
+
+class PrefixStates:
+    """Each step's KV cache, so steps that take turns on one model keep their own prompt prefix.
+
+    llama-cpp-python already skips the prefix a prompt shares with the tokens in the KV cache (its
+    ``generate`` trims the cache at the first difference), but there is one cache: when two steps
+    alternate, each call finds the other step's prompt there and evaluates its whole system
+    message and instructions again. Before a call, :meth:`switch_to` saves the cache of the step
+    that used the model last (sequence 0 only — llama.cpp's ``llama_state_seq_*``, a few MB per
+    thousand tokens, not ``Llama.save_state``, which also copies up to 300 MB of logits) and loads
+    the calling step's own, if kept. At most ``max_states`` caches of ``max_bytes`` in all are
+    kept, least recently used dropped first. Call under the model's lock.
+    """
+
+    def __init__(self, llama: Any, max_states: int = 8, max_bytes: int = 256 << 20) -> None:
+        self.llama = llama
+        self.max_states = max_states
+        self.max_bytes = max_bytes
+        self.current: Any = None
+        self.saved: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()  # key → (tokens, KV bytes)
+        self.swaps = 0
+
+    def switch_to(self, key: Any) -> None:
+        if key == self.current:
+            return
+        if self.current is not None and self.llama.n_tokens > 0:
+            self._save(self.current)
+        state = self.saved.get(key)
+        if state is not None:
+            self._load(*state)
+            self.saved.move_to_end(key)
+            self.swaps += 1
+        self.current = key
+
+    def _save(self, key: Any) -> None:
+        import llama_cpp  # the optional `local` extra; loaded already when a model is
+
+        llama = self.llama
+        size = llama_cpp.llama_state_seq_get_size(llama._ctx.ctx, 0)
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(llama._ctx.ctx, data, size, 0)
+        if written != size:  # a model that cannot save its sequence: keep nothing for it
+            return
+        self.saved[key] = (llama.input_ids[: llama.n_tokens].copy(), data)
+        self.saved.move_to_end(key)
+        while len(self.saved) > self.max_states or (
+                sum(len(d) for _, d in self.saved.values()) > self.max_bytes):
+            self.saved.popitem(last=False)
+
+    def _load(self, tokens: Any, data: Any) -> None:
+        import llama_cpp  # the optional `local` extra; loaded already when a model is
+
+        llama = self.llama
+        llama._ctx.kv_cache_seq_rm(0, -1, -1)
+        if llama_cpp.llama_state_seq_set_data(llama._ctx.ctx, data, len(data), 0) != len(data):
+            llama.reset()  # nothing usable restored: the next call evaluates its whole prompt
+            return
+        llama.input_ids[: len(tokens)] = tokens
+        llama.n_tokens = len(tokens)
+        llama._requires_eval = True  # the logits are not restored; generate re-evaluates one token
+
+
+def prefix_key() -> tuple[str | None, int]:
+    """Calls of one step at one depth share their prompt's prefix (system message, instructions)."""
+    scope = current_scope()
+    return scope.step, scope.depth
+
+
+def prefix_states(llama: Any) -> PrefixStates:
+    """The process-wide :class:`PrefixStates` of a loaded model (engines over it share them)."""
+    with _LOAD_LOCK:
+        return _PREFIXES.setdefault(id(llama), PrefixStates(llama))
 
 
 def chat_messages(request: Request) -> list[dict[str, str]]:
@@ -164,6 +249,7 @@ def resolve_local(model_id: str, options: dict[str, Any]) -> ResolvedLM:
         temperature=float(options.get("temperature", 0.0)),
         max_tokens=int(options.get("max_tokens", DEFAULT_MAX_TOKENS)),
         seed=options.get("seed"),
+        prefixes=prefix_states(llama),
     )
     return ResolvedLM(
         model_id=model_id,

@@ -2,8 +2,10 @@
 
 A model id is either claimed by a registered back end (``local``, ``local:<file.gguf>``, the
 executor's ``test``) or handed to LiteLLM (``openai/gpt-4o-mini``, ``anthropic/…``,
-``ollama/…``, ``openai/<name>`` with ``api_base`` for any OpenAI-compatible server). Everything
-is checked here, before any call: the provider must be one LiteLLM knows, options must be known,
+``ollama/…``, ``openai/<name>`` with ``api_base`` for any OpenAI-compatible server; those
+and LiteLLM's other plain Chat Completions providers get the pooled async engine of
+:mod:`~rlm_dsl.runtime.lm.openai_async` unless ``engine="litellm"``). Everything is checked
+here, before any call: the provider must be one LiteLLM knows, options must be known,
 ``api_key_env`` must be set, and an ``api_base`` must accept a TCP connection. The result carries
 what the runtime needs to plan calls (context window, token counter, price, concurrency) and
 builds the ``dspy.LM`` that the executor's gated engine wraps.
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 import dspy
 
 from rlm_dsl.errors import LMError
+from rlm_dsl.runtime.lm.openai_async import ENGINES, OpenAICompatEngine, compatible_base
 from rlm_dsl.runtime.lm.tokens import TokenCounter, get_counter
 
 # LiteLLM fetches its price table from GitHub when imported unless told not to; the run must
@@ -35,7 +38,7 @@ DEFAULT_CONTEXT_WINDOW = 8192
 
 LITELLM_OPTIONS = frozenset(
     {"api_base", "api_key", "api_key_env", "temperature", "max_tokens", "n_ctx",
-     "context_window", "timeout", "num_retries", "max_concurrency"}
+     "context_window", "timeout", "num_retries", "max_concurrency", "engine"}
 )
 _LM_SETTINGS = ("temperature", "max_tokens", "num_retries")
 _PROBE_TIMEOUT_S = 3.0
@@ -129,13 +132,13 @@ def _resolve_litellm(model_id: str, options: dict[str, Any]) -> ResolvedLM:
 
     litellm = get_litellm(feature="rlm-dsl model resolution")
     api_base = options.get("api_base")
-    _check_provider(litellm, model_id, api_base)
+    route = _check_provider(litellm, model_id, api_base)
     if api_base:
         probe_api_base(str(api_base), model_id)
     info = _model_info(litellm, model_id)
     client = {"api_base": api_base, "api_key": _api_key(model_id, options),
               "timeout": float(options.get("timeout", DEFAULT_TIMEOUT_S))}
-    engine = LiteLLMChatEngine(**{k: v for k, v in client.items() if v is not None})
+    engine = _engine(model_id, options, route, client)
     lm_kwargs = {k: options[k] for k in _LM_SETTINGS if k in options}
     return ResolvedLM(
         model_id=model_id,
@@ -156,9 +159,10 @@ def _json_schema_output(litellm: Any, model_id: str) -> bool:
         return False
 
 
-def _check_provider(litellm: Any, model_id: str, api_base: Any) -> None:
+def _check_provider(litellm: Any, model_id: str, api_base: Any) -> tuple[Any, ...]:
+    """LiteLLM's route for the model: (wire model, provider, key from the env, base URL)."""
     try:
-        litellm.get_llm_provider(model_id, api_base=api_base)
+        return tuple(litellm.get_llm_provider(model_id, api_base=api_base))
     except Exception as exc:  # LiteLLM raises its BadRequestError with a banner; say it plainly
         raise LMError(
             f"unknown model '{model_id}': LiteLLM knows no provider for it. "
@@ -167,6 +171,22 @@ def _check_provider(litellm: Any, model_id: str, api_base: Any) -> None:
             "openai/<name> with api_base for an OpenAI-compatible server), "
             "'local', or 'local:/path/model.gguf'"
         ) from exc
+
+
+def _engine(model_id: str, options: Mapping[str, Any], route: tuple[Any, ...],
+            client: dict[str, Any]) -> Any:
+    """The async engine for an OpenAI-compatible server, else LiteLLM's (``engine`` option)."""
+    choice = options.get("engine", "async")
+    if choice not in ENGINES:
+        raise LMError(f"model '{model_id}': engine must be one of {', '.join(ENGINES)}, "
+                      f"got {choice!r}")
+    wire_model, provider, env_key, base = route
+    base = compatible_base(provider, client["api_base"], base)
+    if choice == "async" and base:
+        return OpenAICompatEngine(base_url=base, wire_model=wire_model,
+                                  api_key=client["api_key"] or env_key,
+                                  timeout=client["timeout"])
+    return LiteLLMChatEngine(**{k: v for k, v in client.items() if v is not None})
 
 
 def probe_api_base(url: str, model_id: str) -> None:

@@ -74,6 +74,7 @@ class RunContext:
     modules_prefix: str = ""  # key prefix of a sub-recipe's step modules (``<alias>/``)
     row: dict[str, Any] | None = None  # the parent row a sub-recipe run reads as its input
     warnings: list[str] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)  # interrupted
     _env: jinja2.Environment = field(init=False, repr=False)
     _templates: dict[str, tuple[jinja2.Template, dict[str, Any]]] = field(default_factory=dict,
                                                                           repr=False)

@@ -160,6 +160,7 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
     base = contextvars.copy_context()
     if ctx.concurrency <= 1 or len(jobs) == 1:
         for fn, arg in jobs:
+            _check_stopping(ctx)
             base.copy().run(fn, arg)
         return len(jobs)
     todo = iter(jobs)
@@ -170,7 +171,7 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
     def work() -> None:
         while True:
             with lock:
-                job = None if stop.is_set() else next(todo, None)
+                job = None if stop.is_set() or ctx.stopping.is_set() else next(todo, None)
             if job is None:
                 return
             try:
@@ -193,7 +194,15 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
             thread.join()
     if errors:
         raise next((e for e in errors if isinstance(e, BudgetStop)), errors[0])
+    _check_stopping(ctx)
     return len(jobs)
+
+
+def _check_stopping(ctx: RunContext) -> None:
+    """Raise KeyboardInterrupt when the run was interrupted while this step ran in a branch
+    thread (:mod:`~rlm_dsl.runtime.steps.overlap`): the step is not finished."""
+    if ctx.stopping.is_set():
+        raise KeyboardInterrupt
 
 
 class _Solver:

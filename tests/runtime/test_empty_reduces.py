@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from rlm_dsl.errors import RowsFailed
 from rlm_dsl.runtime.runinfo import summary_line
 
 FILTERED = '''
@@ -112,7 +113,9 @@ def test_all_rows_failed_is_named(spec, run_spec, items):
         """
         output answer
     '''
-    result = run_spec(spec(text), lm="test:fail=1.0", inputs={"doc": str(items)})
+    with pytest.raises(RowsFailed) as failed:  # exit 4: rows failed (the run contract)
+        run_spec(spec(text), lm="test:fail=1.0", inputs={"doc": str(items)})
+    result = failed.value.result
     assert result.outputs["answer"] is None
     assert result.summary["calls"] == 2  # the two map rows; no reduce call
     assert result.summary["empty"] == {"answer": "all 2 rows of 'map-hit' failed"}

@@ -74,7 +74,8 @@ def test_worker_pool_runs_every_job_in_the_callers_context(concurrency):
     marker.set("caller")
     seen: list[tuple[int, str]] = []
     jobs = [(lambda i: seen.append((i, marker.get())), i) for i in range(50)]
-    assert run_parallel(SimpleNamespace(concurrency=concurrency), jobs) == 50
+    ctx = SimpleNamespace(concurrency=concurrency, stopping=threading.Event())
+    assert run_parallel(ctx, jobs) == 50
     assert sorted(seen) == [(i, "caller") for i in range(50)]
 
 
@@ -93,5 +94,5 @@ def test_worker_pool_stops_on_error_and_prefers_the_budget_stop():
 
     jobs = [(job, i) for i in range(100)]
     with pytest.raises(BudgetStop):
-        run_parallel(SimpleNamespace(concurrency=2), jobs)
+        run_parallel(SimpleNamespace(concurrency=2, stopping=threading.Event()), jobs)
     assert len(started) < 100  # no job starts after the first error

@@ -86,7 +86,7 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     planner_lm = resolved.make_lm(num_retries=0, temperature=0, max_tokens=PLANNER_TOKENS)
     with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
-                         use_lm=use_lm)
+                         use_lm=use_lm, structured=resolved.structured)
     chosen = replace(chosen, lm_calls=len(planner_lm.history),
                      lm_tokens=sum(int((h.get("usage") or {}).get("total_tokens") or 0)
                                    for h in planner_lm.history))
@@ -133,7 +133,7 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
         outputs = result.outputs
         answer = answer_value(outputs["answer"] if "answer" in outputs else
                               outputs.get("counts"))
-        cited = evidence(store, chosen.strategy, chosen.slots, answer)
+        cited = evidence(store, chosen.strategy, chosen.slots, result.evidence.get("answer"))
     summary = dict(result.summary) | {"strategy": chosen.strategy, "planned_by": chosen.source,
                                       "planner_calls": chosen.lm_calls,
                                       "planner_tokens": chosen.lm_tokens,

@@ -1,13 +1,16 @@
 """Evidence and answer shape for ``rlm ask``: which input rows an answer came from.
 
-Planner stage (``rlm ask``), read after a run from its store. Each strategy knows the table of
-rows its answer stands on — ``lookup``: the candidates whose finding is the voted answer;
-``extract_all``: the accepted candidates (or those that yielded an item); ``count``: the
-records with the target label, or the matching records; ``pairs``: the labelled records that
-pair — and :func:`evidence` returns them as ``{source, line, text}`` (first ``limit``), the
-answer bound as a query parameter. :func:`answer_value` turns a run's ``answer`` output into
-a plain value: an SQL reduce's single cell becomes a scalar, one column a list, two a list of
-pairs.
+Planner stage (``rlm ask``), read after a run. Where the answer is an LM reduce or a vote
+(``lookup``, ``summarize``, ``timeline``), the runtime already wrote its evidence
+(:mod:`rlm_dsl.runtime.steps.evidence`: the rows that voted for the winner, or whose value the
+answer names); :func:`evidence` cites those rows at their grounded line, with that line's text
+read from the chunk table the map read. Where the answer is an SQL reduce, each strategy knows
+the table of rows it stands on — ``extract_all``: the accepted candidates (or those that yielded
+an item); ``count``: the records with the target label, or the matching records; ``pairs``: the
+labelled records that pair — and reads them from the store. Either way the result is
+``{source, line, text}`` rows (first ``limit``). :func:`answer_value` turns a run's ``answer``
+output into a plain value: an SQL reduce's single cell becomes a scalar, one column a list, two
+a list of pairs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any
 import duckdb
 
 EVIDENCE_LIMIT = 20
+# strategies whose answer step writes the runtime's evidence → the chunk table its map read
+CHUNK_TABLES = {"lookup": "candidates", "summarize": "parts", "timeline": "periods"}
 _QUERIES: dict[str, str] = {
-    "lookup": """SELECT c.source, c.first_line, c.text FROM candidates AS c
-        JOIN findings_filtered AS f USING (id) WHERE trim(f.findings) = trim(?) ORDER BY c.id""",
     "extract_all_shape": """SELECT c.source, c.first_line, c.text FROM candidates AS c
         JOIN verdict AS v USING (id) WHERE CAST(v.verdict AS VARCHAR) = 'yes' ORDER BY c.id""",
     "extract_all": """SELECT c.source, c.first_line, c.text FROM candidates AS c
@@ -35,8 +38,6 @@ _QUERIES: dict[str, str] = {
 
 def evidence_query(strategy: str, slots: Any) -> tuple[str, list[Any]] | None:
     """The evidence query of a strategy and its parameters (None: no row-level evidence)."""
-    if strategy == "lookup":
-        return _QUERIES["lookup"], ["answer"]
     if strategy == "extract_all":
         return _QUERIES["extract_all_shape" if slots.shape else "extract_all"], []
     if strategy == "count" and slots.labels:
@@ -48,22 +49,45 @@ def evidence_query(strategy: str, slots: Any) -> tuple[str, list[Any]] | None:
     return None
 
 
-def evidence(db: str, strategy: str, slots: Any, answer: Any,
+def evidence(db: str, strategy: str, slots: Any, run_evidence: list[dict[str, Any]] | None,
              limit: int = EVIDENCE_LIMIT) -> list[dict[str, Any]]:
-    """Up to ``limit`` ``{source, line, text}`` rows the answer stands on."""
+    """Up to ``limit`` ``{source, line, text}`` rows the answer stands on (``run_evidence``: the
+    runtime's evidence rows of the ``answer`` output, when its step wrote them)."""
+    if strategy in CHUNK_TABLES:
+        return _cited(db, CHUNK_TABLES[strategy], (run_evidence or [])[:limit])
     query = evidence_query(strategy, slots)
-    if query is None or (strategy == "lookup" and not isinstance(answer, str)):
+    if query is None:
         return []
     sql, params = query
-    params = [answer if p == "answer" else p for p in params]
+    rows = _read(db, f"{sql} LIMIT {int(limit)}", params)
+    return [{"source": s, "line": line, "text": text} for s, line, text in rows]
+
+
+def _cited(db: str, table: str, cited: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runtime's evidence rows at their line, with that line's text from ``table``."""
+    if not cited:
+        return []
+    texts = dict(_read(db, f"SELECT id, text FROM {table} WHERE id IN "
+                           f"(SELECT unnest(?::BIGINT[]))", [[row["id"] for row in cited]]))
+    found = []
+    for row in cited:
+        first = row.get("first_line")
+        line = row.get("line") if row.get("line") is not None else first
+        lines = str(texts.get(row["id"], "")).split("\n")
+        at = line - first if isinstance(line, int) and isinstance(first, int) else 0
+        found.append({"source": row.get("source"), "line": line,
+                      "text": lines[at] if 0 <= at < len(lines) else lines[0]})
+    return found
+
+
+def _read(db: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     con = duckdb.connect(db, read_only=True)
     try:
-        rows = con.execute(f"{sql} LIMIT {int(limit)}", params).fetchall()
+        return con.execute(sql, params).fetchall()
     except duckdb.CatalogException:  # the step never ran (nothing matched upstream)
-        rows = []
+        return []
     finally:
         con.close()
-    return [{"source": s, "line": line, "text": text} for s, line, text in rows]
 
 
 def answer_value(value: Any) -> Any:

@@ -2,9 +2,11 @@
 
 Planner stage (``rlm ask``). :class:`Planner` is a ``dspy.Module`` (so ``rlm optimize``-style
 tuning sees its predictors): ``choose`` is a ``dspy.Predict`` over the typed signature
-:class:`ChooseStrategy` (the strategy a ``Literal`` enum — decoded under a grammar where the back
-end constrains output — plus keywords and labels), ``repair`` a ``dspy.Predict`` over
-:class:`RepairSpec` that gets the compiler's diagnostics. The LM's plan is merged with the
+:class:`ChooseStrategy` (the strategy a ``Literal`` enum, plus keywords and labels), ``repair`` a
+``dspy.Predict`` over :class:`RepairSpec` that gets the compiler's diagnostics. With
+``structured=True`` (a back end that constrains output, ``ResolvedLM.structured``) both calls send
+their output fields as a JSON schema (:func:`~rlm_dsl.runtime.lm.structured.response_format`),
+so the local engine decodes them under a grammar. The LM's plan is merged with the
 deterministic :func:`~rlm_dsl.questions.heuristics.heuristic_plan`: a cue word in the question
 decides the strategy; otherwise the LM's choice stands when it fits the input (``pairs`` and
 labelled ``count`` need labels, ``timeline`` a time column or text); keywords the LM adds are
@@ -30,6 +32,7 @@ from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan
 from rlm_dsl.questions.literals import label
 from rlm_dsl.questions.profile import InputProfile
 from rlm_dsl.questions.strategies import STRATEGIES, Layout, Slots, render
+from rlm_dsl.runtime.lm.structured import response_format
 
 log = logging.getLogger(__name__)
 StrategyName = Literal["lookup", "extract_all", "count", "pairs", "summarize", "timeline",
@@ -82,9 +85,12 @@ class Planner(dspy.Module):
         self.choose = dspy.Predict(ChooseStrategy)
         self.repair = dspy.Predict(RepairSpec)
         self.max_repairs = max_repairs
+        self.structured = False  # set per call by forward(structured=…)
 
     def forward(self, question: str, profile: InputProfile, layout: Layout,
-                strategy: str | None = None, use_lm: bool = True) -> Chosen:
+                strategy: str | None = None, use_lm: bool = True,
+                structured: bool = False) -> Chosen:
+        self.structured = structured
         base = heuristic_plan(question, profile)
         notes: list[str] = []
         if strategy is not None:
@@ -101,7 +107,8 @@ class Planner(dspy.Module):
     def _with_lm(self, question: str, profile: InputProfile, base: HeuristicPlan,
                  notes: list[str]) -> tuple[str, Slots, str]:
         try:
-            answer = self.choose(question=question, profile=profile.describe())
+            answer = self.choose(question=question, profile=profile.describe(),
+                                 **self._schema(self.choose))
         except Exception as error:  # an LM that answers garbage is expected: plan without it
             notes.append(f"planner LM unusable ({type(error).__name__}); keyword heuristics used")
             return base.strategy, base.slots, "heuristic"
@@ -116,7 +123,8 @@ class Planner(dspy.Module):
                 break
             notes.append(f"spec had {len(error.diagnostics)} error(s); asked the LM to repair")
             try:
-                spec = self.repair(spec=spec, diagnostics=str(error)).fixed_spec
+                spec = self.repair(spec=spec, diagnostics=str(error),
+                                   **self._schema(self.repair)).fixed_spec
             except Exception:  # as above: an unusable repair ends the repairs
                 break
             error, source = _compile(spec), "repaired"
@@ -127,6 +135,12 @@ class Planner(dspy.Module):
         if isinstance(error, CompileError):
             raise error
         return Chosen(name, slots, spec, error, source, tuple(notes))
+
+    def _schema(self, predictor: dspy.Predict) -> dict[str, Any]:
+        """The ``config`` that sends ``predictor``'s output fields as a JSON schema, if asked."""
+        if not self.structured:
+            return {}
+        return {"config": {"response_format": response_format(predictor.signature)}}
 
 
 def _compile(spec: str) -> Plan | CompileError:

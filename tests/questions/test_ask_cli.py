@@ -28,6 +28,17 @@ def test_lookup_answers_from_the_planted_line_with_its_evidence(tmp_path: Path) 
     assert result.summary["calls"] == 1  # only the planted line was read
 
 
+def test_lookup_with_no_grounded_finding_answers_not_found(tmp_path: Path) -> None:
+    # The planted line names the project but the test LM's answer (NONE: the FIND term is in no
+    # line) is not in it: the grounded map re-asks once, nulls it, and the vote sees nothing.
+    essay = write_essay(tmp_path / "essay.txt",
+                        'The vault of project kestrel-onyx. FIND "absent-xyzzy"')
+    result = rlm_dsl.ask(QUESTION, [str(essay)], lm="test")
+    assert result.strategy == "lookup"
+    assert result.answer == "not found" and result.evidence == []
+    assert result.summary["calls"] == 2  # the answer and its one grounded re-ask
+
+
 def test_lookup_reads_every_passage_when_no_row_holds_a_term(tmp_path: Path) -> None:
     essay = write_essay(tmp_path / "essay.txt", "nothing to see", lines=2_000)
     db = tmp_path / "run.duckdb"
@@ -97,6 +108,21 @@ def test_strategy_option_skips_the_planner(tmp_path: Path) -> None:
     result = rlm_dsl.ask(QUESTION, [str(essay)], lm="test", strategy="summarize")
     assert result.strategy == "summarize" and result.summary["planned_by"] == "forced"
     assert result.summary["planner_calls"] == 0
+
+
+@pytest.mark.parametrize(("strategy", "make"), [
+    ("summarize", lambda path: write_essay(path, FACT, lines=600)),
+    ("timeline", lambda path: write_log(path, lines=60)),
+])
+def test_lm_reduce_answers_cite_the_runtime_evidence_at_real_lines(tmp_path: Path, strategy: str,
+                                                                   make) -> None:
+    source = make(tmp_path / "input.txt")
+    lines = source.read_text(encoding="utf-8").splitlines()
+    result = rlm_dsl.ask("What happened?", [str(source)], lm="test:window=2048",
+                         strategy=strategy)
+    assert result.evidence and result.answer
+    for row in result.evidence:  # each cited line is the input's line of that number
+        assert row["source"] == str(source) and row["text"] == lines[row["line"] - 1]
 
 
 @pytest.mark.parametrize(("argv", "code", "message"), [

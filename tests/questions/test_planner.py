@@ -68,6 +68,22 @@ def test_the_lm_decides_when_no_cue_word_does() -> None:
     assert "invented" not in chosen.slots.keywords  # not a word of the question: dropped
 
 
+def test_a_structured_back_end_gets_the_planner_fields_as_a_json_schema() -> None:
+    # the local engine turns this schema into a grammar (runtime/lm/local.py constrained)
+    planner, lm = _planner({"strategy": "summarize", "keywords": "[]", "labels": "[]"})
+    with dspy.context(lm=lm):
+        planner(question="What do the essays say about gardens?", profile=PROFILES["text"],
+                layout=Layout(), structured=True)
+    schema = lm.history[0]["kwargs"]["response_format"]["json_schema"]["schema"]
+    assert list(schema["properties"]) == ["strategy", "keywords", "labels"]
+    assert "free_form" in schema["properties"]["strategy"]["enum"]
+    plain, lm = _planner({"strategy": "summarize", "keywords": "[]", "labels": "[]"})
+    with dspy.context(lm=lm):
+        plain(question="What do the essays say about gardens?", profile=PROFILES["text"],
+              layout=Layout())
+    assert "response_format" not in lm.history[0]["kwargs"]
+
+
 def test_an_lm_plan_that_does_not_fit_falls_back() -> None:
     planner, lm = _planner({"strategy": "pairs", "keywords": "[]", "labels": "[]"})
     with dspy.context(lm=lm):

@@ -16,12 +16,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,7 +156,7 @@ def loopback() -> Iterator[Callable[[Callable[[list[dict]], str]], LoopbackServe
 
     def start(reply: Callable[[list[dict]], str]) -> LoopbackServer:
         state = LoopbackServer(reply)
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+        httpd = _QuietServer(("127.0.0.1", 0), _handler(state))
         thread = threading.Thread(target=httpd.serve_forever, daemon=True)
         thread.start()
         started.append((httpd, thread))
@@ -175,6 +177,17 @@ def store() -> Iterator[Store]:
         yield opened
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A loopback server that does not print a client's hang-up: a timed-out request's handler
+    writes after the client has left, and the traceback would land in a later test's stderr."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 # One scripted reply: (status, JSON body, extra headers, seconds to wait first).
 Reply = tuple[int, dict, dict, float]
 
@@ -188,8 +201,7 @@ class ScriptedServer:
         self.headers: list = []
         self.active = self.peak = 0
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 

@@ -120,9 +120,10 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         summary["steps"] = walk.decisions if walk is not None else {}
         status = status_of(error)
         _finish_run(ctx, status, summary)
-        result = RunResult(outputs=_outputs(ctx, error), summary=summary,
-                           run_id=ledger.run_id, db=options.db, warnings=summary["warnings"],
-                           status=status, evidence=_evidence(ctx, error))
+        result = RunResult(
+            outputs=_read_kept(read_outputs, ctx, error, dict.fromkeys(plan.outputs)),
+            summary=summary, run_id=ledger.run_id, db=options.db, warnings=summary["warnings"],
+            status=status, evidence=_read_kept(read_evidence, ctx, error, {}))
         if error is not None:
             raise with_result(error, result)
         return result
@@ -134,25 +135,15 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
             store.close()
 
 
-def _outputs(ctx: RunContext, error: BaseException | None) -> dict[str, Any]:
-    """The output values in the store; after an error, what could be read (a broken store
-    must not hide the error that broke the run)."""
-    if error is None:
-        return read_outputs(ctx)
+def _read_kept(read: Any, ctx: RunContext, error: BaseException | None, lost: Any) -> Any:
+    """``read(ctx)`` of the store (outputs, evidence); after an error, what could be read, else
+    ``lost`` (a broken store must not hide the error that broke the run)."""
     try:
-        return read_outputs(ctx)
-    except Exception:
-        return {name: None for name in ctx.plan.outputs}
-
-
-def _evidence(ctx: RunContext, error: BaseException | None) -> dict[str, list[dict[str, Any]]]:
-    """The rows each output rests on; after an error, what could be read (as :func:`_outputs`)."""
-    try:
-        return read_evidence(ctx)
+        return read(ctx)
     except Exception:
         if error is None:
             raise
-        return {}
+        return lost
 
 
 def _close_lms(lms: dict[str | None, BoundLM]) -> None:

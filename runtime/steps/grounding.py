@@ -4,10 +4,11 @@ Step-handler stage (``map … with grounded=[field, …]``, checked by
 :mod:`rlm_dsl.compiler.trust_checks`). After a row's answer, every named field — the map's value
 itself when it is text, else a ``str`` / ``list[str]`` field of its record (of each record of a
 list) — must occur in the row's text, compared case- and whitespace-insensitively as whole
-words (surrounding quotes and punctuation of the value ignored); a list is checked per element. When one does not,
-the model is asked once more with the offending values named; whatever is still not in the text
-is set to null (a list loses those elements). :class:`Grounder` says whether the row's answer was
-grounded as first given, so the map table records it in its ``grounded`` column.
+words (surrounding quotes and punctuation of the value ignored); a list is checked per element.
+When one does not, the model is asked once more with the offending values named; whatever is
+still not in the text is set to null (a list loses those elements). :class:`Grounder` says
+whether the row's answer was grounded as first given, so the map table records it in its
+``grounded`` column.
 """
 
 from __future__ import annotations

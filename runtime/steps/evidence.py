@@ -52,12 +52,18 @@ def _line_of(text: str, values: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def says_nothing(item: Any) -> bool:
+    """A reduce item that carries nothing: null (not found, not grounded) or an empty list (a
+    list map's row that found none)."""
+    return item is None or item == []
+
+
 def supporting(rows: list[dict[str, Any]], items: list[Any], value: Any,
                strategy: str) -> list[dict[str, Any]]:
     """The evidence rows of a reduced ``value`` (``rows[i]`` is the row of ``items[i]``)."""
     if value is None:
         return []
-    kept = [(row, item) for row, item in zip(rows, items, strict=True) if item is not None]
+    kept = [(row, item) for row, item in zip(rows, items, strict=True) if not says_nothing(item)]
     if strategy == "vote":
         return [row for row, item in kept if item == value]
     answer = normalise(value if isinstance(value, str) else json.dumps(value, default=str))

@@ -117,6 +117,10 @@ def estimate_filter_sql(walker: Any, local: Step, step: Step, result: StepEstima
     with walker.store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(local.table)} AS "
                     f"SELECT * FROM {source} WHERE {where} ORDER BY id", args)
+    producer = next((s for s in walker.plan.steps() if s.table == step.source), None)
+    if producer is not None and producer.kind in ("map", "reduce", "rlm"):
+        walker.uncertain.add(local.table)  # which rows pass depends on the LM's answers
+        result.note = "rows kept depend on the LM's answers: later steps are ranges"
 
 
 def estimate_filter_lm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:

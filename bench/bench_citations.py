@@ -33,9 +33,10 @@ def cited_line(cite: str) -> str | None:
     return lines[number - 1] if 0 < number <= len(lines) else None
 
 
-def verdict(answer: Any, cites: list[str]) -> str:
-    """``not found``, ``cited`` (a cited line contains the answer), ``prose`` or ``UNCITED``."""
-    if answer is None or normalise(str(answer)) in NOT_FOUND:
+def verdict(answer: Any, cites: list[str], empty: bool = False) -> str:
+    """``not found`` (null, an empty list, "not found" or the recipe's declared empty default),
+    ``cited`` (a cited line contains the answer), ``prose`` or ``UNCITED``."""
+    if empty or answer in (None, []) or normalise(str(answer)) in NOT_FOUND:
         return "not found"
     texts = [t for t in (cited_line(c) for c in cites) if t is not None]
     if any(occurs(str(answer), normalise(t)) for t in texts):
@@ -43,14 +44,17 @@ def verdict(answer: Any, cites: list[str]) -> str:
     return "prose" if len(str(answer)) > 80 and texts else "UNCITED"
 
 
-def answers(path: Path) -> list[tuple[str, Any, list[str]]]:
-    """(label, answer, cites) of every row of a bench results file or a ``--json`` envelope."""
+def answers(path: Path) -> list[tuple[str, Any, list[str], bool]]:
+    """(label, answer, cites, declared empty) of every row of a bench results file or of every
+    reduced output of a ``--json`` envelope (outputs without evidence, e.g. SQL ones, skipped)."""
     data = json.loads(path.read_text())
     if "rows" in data:
         return [(f"{r['task']} {r['size']} #{r.get('instance', 0)} {r['method']}", r["answer"],
-                 [c for cs in (r.get("cites") or {}).values() for c in cs]) for r in data["rows"]]
-    return [(f"{path.name} {name}", value, [e["cite"] for e in data["evidence"].get(name, [])])
-            for name, value in data["outputs"].items()]
+                 [c for cs in (r.get("cites") or {}).values() for c in cs], False)
+                for r in data["rows"]]
+    empty = data["summary"].get("empty") or {}
+    return [(f"{path.name} {name}", value, [e["cite"] for e in data["evidence"][name]],
+             name in empty) for name, value in data["outputs"].items() if name in data["evidence"]]
 
 
 def main() -> int:
@@ -60,8 +64,8 @@ def main() -> int:
     args = parser.parse_args()
     bad = 0
     for path in [*args.results, *args.runs]:
-        for label, answer, cites in answers(path):
-            said = verdict(answer, cites)
+        for label, answer, cites, empty in answers(path):
+            said = verdict(answer, cites, empty)
             bad += said == "UNCITED"
             print(f"{said:9} {label}: {str(answer)[:60]!r} {' '.join(cites[:3])}")
     return 1 if bad else 0

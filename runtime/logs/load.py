@@ -35,6 +35,7 @@ from rlm_dsl.runtime.logs.parse import (
     fold_continuations,
     format_hits,
     insert_sql,
+    marked_copy,
     newline_width,
     read_lines_sql,
     stage_sql,
@@ -265,7 +266,6 @@ def _recover(
         elif "GZIP" in message.upper() and path.endswith(".gz"):
             _parse_gzip_prefix(con, table, path, forced, tail, result, report, encoding)
         elif "state machine reached an invalid state" in message and not path.endswith(".gz"):
-            result.note = "lone carriage returns (CR) read as line breaks"
             _parse_cr_split(con, table, path, forced, tail, result, report, encoding)
         else:
             result.error = f"cannot read: {_first_line(message)}"
@@ -302,14 +302,15 @@ def _parse_cr_split(
     report: LoadReport,
     encoding: str | None,
 ) -> None:
-    """Parse a copy of ``path`` whose bare CRs are LFs: same bytes, so offsets stay exact."""
-    fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
-    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-        for line in src:  # split at LF only; a CR before the LF is a CRLF ending, kept
-            body, end = (line[:-2], line[-2:]) if line.endswith(b"\r\n") else (line, b"")
-            dst.write(body.replace(b"\r", b"\n") + end)
+    """Parse :func:`marked_copy` of ``path``: bare CRs read as line breaks, and a file mixing
+    CRLF and LF endings keeps every line, exact offsets and no stray CR."""
+    copy, lone, crlf = marked_copy(path)
+    notes = (["lone carriage returns (CR) read as line breaks"] if lone else []) + (
+        ["CRLF and LF line endings mixed"] if crlf else [])
+    result.note = "; ".join(notes)
     try:
-        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8")
+        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8",
+                    crlf_marked=True)
     finally:
         os.unlink(copy)
 
@@ -365,14 +366,17 @@ def _parse_file(
     result: FileResult,
     report: LoadReport,
     encoding: str,
+    crlf_marked: bool = False,
 ) -> None:
-    fmt = _file_format(con, read_path, source, forced, tail, result, encoding)
+    fmt = _file_format(con, read_path, source, forced, tail, result, encoding, crlf_marked)
     if fmt is None:
         return
     first_line, first_byte = (1, 0) if tail is None else (tail.next_line, tail.next_byte)
     parent = None if tail is None else tail.parent
-    base, nl = _next_id(con, table), newline_width(read_path)
-    read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
+    base = _next_id(con, table)
+    nl = "nl" if crlf_marked else newline_width(read_path)
+    read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding,
+                          crlf_marked=crlf_marked)
     stage = stage_sql(
         fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
     )
@@ -384,7 +388,6 @@ def _parse_file(
         file_time=_file_time_sql(source),
         first_line=first_line,
         parent_id=parent,
-        newline=nl,
     )
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
     con.begin()
@@ -422,15 +425,16 @@ def _file_format(
     tail: _Tail | None,
     result: FileResult,
     encoding: str,
+    crlf_marked: bool,
 ) -> LogFormat | None:
     """The format to parse ``source`` with, or None (and ``result.error``) when it must not be."""
     if tail is not None and forced is None:
-        return FORMATS.get(tail.format) or detect_format(con, read_path, encoding)[0]
+        return FORMATS.get(tail.format) or detect_format(con, read_path, encoding, crlf_marked)[0]
     if forced is None:
-        return detect_format(con, read_path, encoding)[0]
-    if format_hits(con, read_path, forced, encoding) > 0:
+        return detect_format(con, read_path, encoding, crlf_marked)[0]
+    if format_hits(con, read_path, forced, encoding, crlf_marked) > 0:
         return forced
-    detected, _, total = detect_format(con, read_path, encoding)
+    detected, _, total = detect_format(con, read_path, encoding, crlf_marked)
     if total == 0:
         return forced
     result.error = (

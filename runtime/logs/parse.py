@@ -12,6 +12,8 @@ insert and only multi-line records pay for aggregation.
 from __future__ import annotations
 
 import gzip
+import os
+import tempfile
 from typing import Any
 
 from rlm_dsl.errors import SpecError
@@ -87,13 +89,42 @@ def duckdb_encoding(name: str) -> str:
                         "latin-1)") from None
 
 
-def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
-    """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``."""
-    return (
+# What the CR of a CRLF ending becomes in the copy of a file that mixes line endings (DuckDB's
+# reader rejects such files); the read strips it again and counts a 2-byte newline.
+CRLF_MARK = b"\x1f"
+
+
+def marked_copy(path: str) -> tuple[str, bool, bool]:
+    """A temporary copy of ``path`` that DuckDB's line reader takes; ``(copy, lone CRs seen,
+    CRLF seen)``. Bare CRs (progress bars) become LFs, the CR of each CRLF becomes
+    :data:`CRLF_MARK` (read back with ``crlf_marked``): same bytes, so offsets stay exact."""
+    fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
+    lone = crlf = False
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        for line in src:  # split at LF only; a CR before the LF is a CRLF ending
+            body, end = (line[:-2], CRLF_MARK + b"\n") if line.endswith(b"\r\n") else (line, b"")
+            lone = lone or b"\r" in body
+            crlf = crlf or bool(end)
+            dst.write(body.replace(b"\r", b"\n") + end)
+    return copy, lone, crlf
+
+
+def read_lines_sql(
+    path: str, *, skip: int = 0, encoding: str = "utf-8", crlf_marked: bool = False
+) -> str:
+    """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``; with
+    ``crlf_marked`` (a copy whose CRLF endings are :data:`CRLF_MARK` + LF) a subquery whose
+    lines lose the mark and whose ``nl`` column is each line's newline width (1 or 2)."""
+    read = (
         f"read_csv({sql_str(path)}, columns={{'line': 'VARCHAR'}}, sep='{_SEP}', quote='', "
         f"escape='', header=false, auto_detect=false, skip={skip}, "
         f"max_line_size={MAX_LINE_BYTES}, encoding={sql_str(encoding)})"
     )
+    if not crlf_marked:
+        return read
+    marked = f"ends_with(line, chr({CRLF_MARK[0]}))"
+    return (f"(SELECT CASE WHEN {marked} THEN line[:-2] ELSE line END AS line, "
+            f"CASE WHEN {marked} THEN 2 ELSE 1 END AS nl FROM {read})")
 
 
 def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
@@ -107,7 +138,9 @@ def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
     return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'
 
 
-def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogFormat, int, int]:
+def detect_format(
+    con: Any, path: str, encoding: str = "utf-8", crlf_marked: bool = False
+) -> tuple[LogFormat, int, int]:
     """Score every format on the first lines of ``path``; best match, its hits, lines sampled.
 
     A format scores the number of sampled non-empty lines its ``detect`` pattern matches; ties
@@ -115,7 +148,8 @@ def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogForm
     """
     formats = list(FORMATS.values())
     hits = ", ".join(f"count_if(regexp_matches(line, {sql_str(f.detect)}))" for f in formats)
-    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
+    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
     row = con.execute(f"SELECT count(*), {hits} FROM ({sample}) WHERE line <> ''").fetchone()
     total, scores = row[0], [hits or 0 for hits in row[1:]]  # no lines: NULL counts
     best = max(range(len(formats)), key=lambda i: (scores[i], -i))
@@ -124,9 +158,12 @@ def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogForm
     return formats[best], scores[best], total
 
 
-def format_hits(con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8") -> int:
+def format_hits(
+    con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8", crlf_marked: bool = False
+) -> int:
     """How many of the first sampled lines of ``path`` look like ``fmt``."""
-    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
+    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
     query = f"SELECT count_if(regexp_matches(line, {sql_str(fmt.detect)})) FROM ({sample})"
     return con.execute(query).fetchone()[0]
 
@@ -155,18 +192,20 @@ def stage_sql(
     first_line: int = 1,
     first_byte: int = 0,
     parent_id: int | None = None,
-    newline: int = 1,
+    newline: int | str = 1,
 ) -> str:
     """Number the lines of ``read`` into the temp table :data:`STAGE` (one ordered pass).
 
     Streaming window functions need ordered, single-threaded input, so this pass does only the
     cheap work — line numbers, byte offsets and record numbers — and the parallel
-    :func:`insert_sql` does the parsing.
+    :func:`insert_sql` does the parsing. ``newline`` is the width of a line ending: a number,
+    or ``"nl"`` when ``read`` gives each line's own (:func:`read_lines_sql`, ``crlf_marked``).
     """
+    length = f"strlen(coalesce(line, '')) + {newline}"
     lines = (
         f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
-        f"{first_byte} + sum(strlen(coalesce(line, '')) + {newline}) OVER "
-        f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
+        f"{first_byte} + sum({length}) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+        f"- ({length}) AS byte_offset FROM {read}"
     )
     create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
     if not fmt.multiline:  # every line is a record: nothing more to number
@@ -185,7 +224,6 @@ def insert_sql(
     file_time: str = "current_localtimestamp()",
     first_line: int = 1,
     parent_id: int | None = None,
-    newline: int = 1,
 ) -> str:
     """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``.
 
@@ -217,7 +255,7 @@ def insert_sql(
         f'INSERT INTO "{table}" ({columns}) SELECT {record_id} AS id, '
         f"{sql_str(source)} AS source, "
         f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
-        f"end_byte - strlen(line) - {newline} AS byte_offset,\n  "
+        "byte_offset,\n  "
         f"CASE WHEN _ok THEN {message} WHEN _gok THEN {generic_message} ELSE line END AS message, "
         f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  {fields}\n"
         f"FROM ({_parsed_lines_sql(fmt, file_time)})"

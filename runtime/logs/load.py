@@ -29,7 +29,7 @@ from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
 from rlm_dsl.runtime.logs.parse import (
     MAX_LINE_BYTES,
     STAGE,
-    create_table_sql,
+    create_log_view,
     detect_format,
     duckdb_encoding,
     fold_continuations,
@@ -42,6 +42,7 @@ from rlm_dsl.runtime.logs.parse import (
     update_record_columns,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
+from rlm_dsl.runtime.logs.view import create_stored_sql, stored_name
 
 if TYPE_CHECKING:
     from rlm_dsl.runtime.store.store import Store
@@ -171,12 +172,13 @@ def load_log(
     files = expand_paths(paths)
     with store.write() as con:  # the store's write lock: no other writer interleaves
         _check_table(con, table, dedup, incremental)
-        con.execute(create_table_sql(table, store.text_type))
+        con.execute(create_stored_sql(table, store.text_type))
         report = LoadReport(table=table, first_new_id=_next_id(con, table))
         for path in files:
             result = FileResult(source=path)
             report.files.append(result)
             _load_file(con, table, path, forced, incremental, result, report, chosen)
+        create_log_view(con, table)
         if dedup:
             dedup_table(con, table)
     report.seconds = time.perf_counter() - started
@@ -197,22 +199,23 @@ def append_new(store: Store, table: str, paths: list[str], format: str | None = 
 
 
 def _check_table(con: Any, table: str, dedup: bool, incremental: bool) -> None:
-    cols = [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-        ).fetchall()
-    ]
-    if cols and "template" in cols:
+    found = con.execute(
+        "SELECT table_type, list(column_name) FROM information_schema.tables JOIN "
+        "information_schema.columns USING (table_catalog, table_schema, table_name) "
+        "WHERE table_name = ? AND table_schema = 'main' GROUP BY table_type", [table]
+    ).fetchall()
+    kind, cols = found[0] if found else ("", [])
+    if "template" in cols:
         raise InputError(f"table '{table}' holds deduplicated logs; ingest into a new table")
-    if cols and "parse_error" not in cols:
+    if cols and ("parse_error" not in cols or kind != "VIEW"):
         raise InputError(f"table '{table}' exists and is not a log table")
     if dedup and incremental:
         raise InputError("incremental log ingest cannot be combined with dedup")
 
 
 def _next_id(con: Any, table: str) -> int:
-    return con.execute(f'SELECT coalesce(max(id) + 1, 0) FROM "{table}"').fetchone()[0]
+    return con.execute(
+        f'SELECT coalesce(max(id) + 1, 0) FROM "{stored_name(table)}"').fetchone()[0]
 
 
 def _load_file(
@@ -347,7 +350,7 @@ def _tail(con: Any, table: str, source: str) -> _Tail | None:
     """Where ``source``'s lines beyond its last record in ``table`` start, or None."""
     row = con.execute(
         f"SELECT id, end_line_no, byte_offset + strlen(text), format, end_line_no - line_no + 1 "
-        f'FROM "{table}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
+        f'FROM "{stored_name(table)}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
         [source],
     ).fetchone()
     if row is None:
@@ -399,7 +402,8 @@ def _parse_file(
     update_record_columns(con, fmt, table, ids)
     rows, errors, grew = con.execute(
         f"SELECT count(*) FILTER (id >= {base}), count(parse_error) FILTER (id >= {base}), "
-        f'count(*) FILTER (id < {base} AND end_line_no >= {first_line}) FROM "{table}" '
+        f"count(*) FILTER (id < {base} AND end_line_no >= {first_line}) "
+        f'FROM "{stored_name(table)}" '
         f"WHERE {ids}"
     ).fetchone()
     con.commit()

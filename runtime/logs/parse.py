@@ -2,11 +2,13 @@
 
 This is the *parse* stage of log ingest, and all of it runs inside DuckDB (DESIGN §3): lines are
 read by ``read_csv`` as one VARCHAR column, numbered and byte-offset by streaming window
-functions, split into columns by one ``regexp_extract`` (a STRUCT of groups), and — for
-multi-line formats — grouped into records by a running sum of "this line starts a record"
-flags. Continuation lines are inserted with ``end_line_no`` NULL and folded into their parent
-record by one ``string_agg`` update in the same transaction, so the hot path stays a streaming
-insert and only multi-line records pay for aggregation.
+functions, parsed by the file's format (one ``regexp_extract``: a STRUCT of groups) far enough
+for the stored columns — ``ts``, ``format``, ``parse_error`` — of the log table's stored half
+(:mod:`~rlm_dsl.runtime.logs.view` derives the rest on demand), and — for multi-line formats —
+grouped into records by a running sum of "this line starts a record" flags. Continuation
+lines are inserted with ``end_line_no`` NULL and folded into their parent record by one
+``string_agg`` update in the same transaction, so the hot path stays a streaming insert and
+only multi-line records pay for aggregation.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from rlm_dsl.runtime.logs.formats import (
     RAW,
     LogFormat,
     generic_columns,
-    generic_header_sql,
     generic_ok_sql,
 )
-from rlm_dsl.runtime.logs.logformat import PARSED
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import find_ts_sql
+from rlm_dsl.runtime.logs.view import stored_name, view_sql
 
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
@@ -60,7 +61,6 @@ LOG_COLUMNS = (
     ("user_agent", "VARCHAR"),
     ("fields", "MAP(VARCHAR, VARCHAR)"),
 )
-_LONG = ("message", "text")
 
 
 def newline_width(path: str) -> int:
@@ -127,15 +127,11 @@ def read_lines_sql(
             f"CASE WHEN {marked} THEN 2 ELSE 1 END AS nl FROM {read})")
 
 
-def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
-    """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema).
-
-    ``text_type`` is the type of the two long columns, ``message`` and ``text``
-    (:attr:`rlm_dsl.runtime.store.store.Store.text_type`: ZSTD-compressed where the database has
-    it).
-    """
-    cols = ", ".join(f"{name} {text_type if name in _LONG else kind}" for name, kind in LOG_COLUMNS)
-    return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'
+def create_log_view(con: Any, table: str) -> None:
+    """(Re)create log view ``table`` over its stored table, for the formats it holds now."""
+    formats = [row[0] for row in con.execute(
+        f'SELECT DISTINCT format FROM "{stored_name(table)}" ORDER BY 1').fetchall()]
+    con.execute(view_sql(table, formats, tuple(name for name, _ in LOG_COLUMNS)))
 
 
 def detect_format(
@@ -232,10 +228,7 @@ def insert_sql(
     TIMESTAMP: the year of timestamps written without one.
     """
     is_start, rec = ("is_start", "rec") if fmt.multiline else _record_ids(fmt, first_line, None)
-    fallback = {} if fmt is GENERIC else generic_columns("g", "gh")
-    fields = ",\n  ".join(f"{_column_sql(fmt, c, fallback)} AS {c}" for c in PARSED)
-    message = fmt.columns.get("message", "line")
-    generic_message = fallback.get("message", "line")
+    fallback = {} if fmt is GENERIC else {"ts": generic_columns("g", "gh")["ts"]}
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
@@ -247,17 +240,13 @@ def insert_sql(
         f"ELSE {sql_str(reason)} END"
     )
     fmt_name = f"CASE WHEN _gok THEN 'generic' ELSE {sql_str(fmt.name)} END"
-    columns = ", ".join(
-        ("id", "source", "line_no", "end_line_no", "byte_offset", "message", "text", "format",
-         "parse_error", *PARSED)
-    )
+    columns = "id, source, line_no, end_line_no, byte_offset, text, format, parse_error, ts"
     return (
-        f'INSERT INTO "{table}" ({columns}) SELECT {record_id} AS id, '
+        f'INSERT INTO "{stored_name(table)}" ({columns}) SELECT {record_id} AS id, '
         f"{sql_str(source)} AS source, "
-        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
-        "byte_offset,\n  "
-        f"CASE WHEN _ok THEN {message} WHEN _gok THEN {generic_message} ELSE line END AS message, "
-        f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  {fields}\n"
+        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, byte_offset, "
+        f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  "
+        f"{_column_sql(fmt, 'ts', fallback)} AS ts\n"
         f"FROM ({_parsed_lines_sql(fmt, file_time)})"
     )
 
@@ -268,24 +257,25 @@ def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
 
 
 def _parsed_lines_sql(fmt: LogFormat, file_time: str) -> str:
-    """The staged lines with ``m`` (the format's STRUCT), ``_ok`` and the generic fallback."""
+    """The staged lines with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
+    not parse the generic fallback's timestamp STRUCT ``g`` and ``_gok``."""
     lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM {STAGE}"
     checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
     if fmt is GENERIC:
-        return f"SELECT *, {generic_header_sql('m')} AS h, false AS _gok FROM ({checked})"
+        return f"SELECT *, false AS _gok FROM ({checked})"
     found = f"SELECT *, CASE WHEN NOT _ok THEN {find_ts_sql('line')} END AS g FROM ({checked})"
     return (
-        f"SELECT *, CASE WHEN g IS NOT NULL THEN {generic_header_sql('g')} END AS gh, "
-        f"CASE WHEN _ok THEN false ELSE coalesce({generic_ok_sql('g')}, false) END AS _gok "
-        f"FROM ({found})"
+        f"SELECT *, CASE WHEN _ok THEN false ELSE coalesce({generic_ok_sql('g')}, false) END "
+        f"AS _gok FROM ({found})"
     )
 
 
 def update_record_columns(con: Any, fmt: LogFormat, table: str, ids: str) -> None:
-    """Recompute ``fmt.record_columns`` from each new record's (folded) ``text``."""
-    if fmt.record_columns:
-        sets = ", ".join(f"{c} = {sql}" for c, sql in fmt.record_columns.items())
-        con.execute(f'UPDATE "{table}" SET {sets} WHERE ({ids}) AND format = {sql_str(fmt.name)}')
+    """Recompute a stored ``ts`` that ``fmt`` reads from each new record's (folded) ``text``
+    (the view derives its other record columns)."""
+    if "ts" in fmt.record_columns:
+        con.execute(f'UPDATE "{stored_name(table)}" SET ts = {fmt.record_columns["ts"]} '
+                    f"WHERE ({ids}) AND format = {sql_str(fmt.name)}")
 
 
 def fold_continuations(con: Any, table: str, ids: str) -> int:
@@ -293,15 +283,16 @@ def fold_continuations(con: Any, table: str, ids: str) -> int:
 
     ``ids`` is a SQL predicate on ``id`` limiting the work to the rows just inserted.
     """
-    scope = f'FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL'
+    stored = stored_name(table)
+    scope = f'FROM "{stored}" WHERE ({ids}) AND end_line_no IS NULL'
     n = con.execute(f"SELECT count(*) {scope}").fetchone()[0]
     if n == 0:
         return 0
     con.execute(
-        f'UPDATE "{table}" AS t SET text = t.text || chr(10) || c.extra, '
-        "message = t.message || chr(10) || c.extra, end_line_no = c.last FROM ("
-        "SELECT id, string_agg(text, chr(10) ORDER BY line_no) AS extra, max(line_no) AS last "
-        f"{scope} GROUP BY id) AS c WHERE t.id = c.id AND t.end_line_no IS NOT NULL"
+        f'UPDATE "{stored}" AS t SET text = t.text || chr(10) || c.extra, end_line_no = c.last '
+        "FROM (SELECT id, string_agg(text, chr(10) ORDER BY line_no) AS extra, "
+        f"max(line_no) AS last {scope} GROUP BY id) AS c "
+        "WHERE t.id = c.id AND t.end_line_no IS NOT NULL"
     )
-    con.execute(f'DELETE FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL')
+    con.execute(f'DELETE FROM "{stored}" WHERE ({ids}) AND end_line_no IS NULL')
     return n

@@ -69,6 +69,7 @@ def chunk(
         raise SpecError.for_step(step.id, f"unknown chunk strategy '{strategy}'")
     if not store.table_exists(source_table):
         raise InputError.for_step(step.id, f"no table '{source_table}' to chunk")
+    store.drop(step.table)  # a table or a lazy view (rowchunks.py) of an earlier run
     source = Source(store, source_table, step, explode=strategy in LINE_STRATEGIES)
     tokens = TokenSql(store, source, counter)
     try:
@@ -163,12 +164,17 @@ class TokenSql:
                 self._ratio = chars_per_token(store, source.table, counter)
 
     def of(self, column: str) -> str:
-        exact = self.counter.sql(column)
-        if exact is not None:
-            return exact
         if self._udf is not None:
             return f"{self._udf}({column})"
-        return f"CAST(ceil(length({column}) / {self._ratio!r}) AS BIGINT)"
+        return self.of_length(f"length({column})") or ""
+
+    def of_length(self, chars: str) -> str | None:
+        """The count for a text of ``chars`` characters (SQL); None when counting needs the
+        text itself (the counter runs as a UDF)."""
+        if self._udf is not None:
+            return None
+        return self.counter.sql_of_length(chars) or (
+            f"CAST(ceil(({chars}) / {self._ratio!r}) AS BIGINT)")
 
     def _register(self) -> str:
         name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"

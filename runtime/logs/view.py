@@ -18,9 +18,8 @@ from __future__ import annotations
 from rlm_dsl.runtime.logs.formats import FORMATS, GENERIC, generic_header_sql
 from rlm_dsl.runtime.logs.logformat import LogFormat
 from rlm_dsl.runtime.logs.sql import sql_str
+from rlm_dsl.runtime.store.store import STORED
 
-# The suffix of a view's backing table (log inputs here, lazy chunk tables in runtime/ingest).
-STORED = "__stored"
 STORED_COLUMNS = (
     ("id", "BIGINT"),
     ("source", "VARCHAR"),

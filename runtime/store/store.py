@@ -42,6 +42,8 @@ import duckdb
 
 from rlm_dsl.errors import InputError
 
+# The table behind a view the runtime writes (a log input, a lazy chunk table): view + STORED.
+STORED = "__stored"
 SYSTEM_TABLES: dict[str, str] = {
     "runs": """run_id VARCHAR, recipe VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
         status VARCHAR, params JSON, inputs JSON, summary JSON""",
@@ -235,12 +237,13 @@ class Store:
             con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS {sql}")
 
     def drop(self, name: str) -> None:
-        """Drop table ``name``, or view ``name`` and the table behind it (``name__stored``)."""
+        """Drop table ``name``, or view ``name`` and the table behind it (``name`` +
+        :data:`STORED`)."""
         with self.write() as con:
             if self._is_view(name):
                 con.execute(f"DROP VIEW {quote_ident(name)}")
             con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}; "
-                        f"DROP TABLE IF EXISTS {quote_ident(name + '__stored')}")
+                        f"DROP TABLE IF EXISTS {quote_ident(name + STORED)}")
 
     def _create_system_tables(self) -> None:
         with self.write() as con:  # one round trip for all of them

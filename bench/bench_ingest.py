@@ -196,12 +196,16 @@ def main() -> None:
     file_mb = round(os.path.getsize(path) / 1e6, 1)
     print(f"file: {path} ({file_mb} MB, {runs['raw']['rows']} lines, {os.cpu_count()} cpus, "
           f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f})")
-    print(f"{'measure':<12}{'seconds':>9}{'MB/s':>8}{'x raw':>7}{'CPU s':>8}{'peak RSS MB':>13}"
-          f"{'rows':>11}")
-    for kind, run in runs.items():
+    print(f"{'measure':<12}{'seconds':>9}{'MB/s':>8}{'x raw':>7}{'CPU s':>8}{'MB/CPU-s':>10}"
+          f"{'peak RSS MB':>13}{'rows':>11}")
+    for kind, run in runs.items():  # MB per CPU-second does not depend on the machine's load
         print(f"{kind:<12}{run['seconds']:>9.2f}{run['mb_per_s']:>8.1f}"
               f"{runs['raw']['seconds'] / run['seconds']:>7.2f}{run['cpu_s']:>8.2f}"
-              f"{run['peak_rss_mb']:>13.0f}{run['rows']:>11}")
+              f"{file_mb / run['cpu_s']:>10.1f}{run['peak_rss_mb']:>13.0f}{run['rows']:>11}")
+    for kind in ("text+chunk", "log+chunk"):
+        run = runs[kind]
+        print(f"  {kind}: load {run['load_s']:.2f} s + chunk {run['chunk_s']:.2f} s, "
+              f"{run['chunks']} chunks ({run['token_counter']})")
     lookups = runs["log+chunk"]["lookups"]
     print(f"point lookups (median of {LOOKUPS}): chunk text by id {lookups['chunk_text_view_ms']} "
           f"ms (view over the input) vs {lookups['chunk_text_copied_ms']} ms (text copied); "

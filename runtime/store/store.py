@@ -209,7 +209,11 @@ class Store:
         ]
 
     def count(self, name: str) -> int:
-        return int(self.scalar(f"SELECT count(*) FROM {quote_ident(name)}"))
+        """Rows of ``name``; of a view the runtime wrote, the rows of its ``__stored`` table
+        (one each: counting them is free, counting the view would derive its rows)."""
+        counted = name + STORED if self._is_view(name) and self.table_exists(name + STORED) \
+            else name
+        return int(self.scalar(f"SELECT count(*) FROM {quote_ident(counted)}"))
 
     def rows(self, name: str, order_by: str | None = "id") -> list[dict[str, Any]]:
         """Every row of ``name`` as a dict, ordered by ``order_by`` (a SQL expression)."""

@@ -119,8 +119,11 @@ def lazy_view_sql(table: str, source: str) -> str:
     picks = ", ".join(f"any_value(c.{name}) AS {name}" for name in
                       ("source", "first_line", "last_line", "start_byte", "end_byte", "n_rows",
                        "n_tokens", "key"))
+    # list() then list_sort(), not string_agg(… ORDER BY id): an ordered aggregate holds every
+    # row in memory (a whole 1 GB input read at once failed under a 1 GB limit); list() spills
+    rows = "list(struct_pack(i := s.id, t := coalesce(CAST(s.text AS VARCHAR), '')))"
     return f"""CREATE OR REPLACE VIEW {quote_ident(table)} AS SELECT c.id, {picks},
-        string_agg(coalesce(CAST(s.text AS VARCHAR), ''), chr(10) ORDER BY s.id) AS text
+        array_to_string(list_transform(list_sort({rows}), lambda r: r.t), chr(10)) AS text
         FROM {quote_ident(table + STORED)} c JOIN {quote_ident(source)} s
         ON s.id BETWEEN c.first_id AND c.last_id GROUP BY c.id"""
 

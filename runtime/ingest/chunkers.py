@@ -154,11 +154,13 @@ class TokenSql:
         self._ratio: float | None = None
         self.scratch: list[str] = []  # temporary tables to drop when the step is done
         if counter.sql("x") is None:
-            size = store.scalar(
-                f"SELECT coalesce(sum(strlen(CAST(text AS VARCHAR))), 0) "
-                f"FROM {quote_ident(source.table)}"
-            )
-            if size <= EXACT_TOKEN_BYTES:
+            # stops reading at the first row past the limit (not a pass over all the text)
+            running = (f"SELECT sum(strlen(CAST(text AS VARCHAR))) OVER (ROWS UNBOUNDED "
+                       f"PRECEDING) AS seen FROM {quote_ident(source.table)}")
+            larger = store.scalar(
+                f"SELECT count(*) FROM (SELECT 1 FROM ({running}) "
+                f"WHERE seen > {EXACT_TOKEN_BYTES} LIMIT 1)")
+            if not larger:
                 self._udf = self._register()
             else:
                 self._ratio = chars_per_token(store, source.table, counter)

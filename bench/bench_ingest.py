@@ -18,6 +18,7 @@ load + chunk ≥ 100 MB/s with peak RSS < 1.5 GB.
 
     python bench/bench_ingest.py              # 1 GB
     python bench/bench_ingest.py --size-mb 256
+    python bench/bench_ingest.py --quick      # 64 MB
 """
 
 from __future__ import annotations
@@ -183,14 +184,16 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--quick", action="store_true", help="64 MB instead of --size-mb")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "PATH", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
-    path = f"/tmp/rlm-bench-syslog-{args.size_mb}mb.log"
+    size_mb = 64 if args.quick else args.size_mb
+    path = f"/tmp/rlm-bench-syslog-{size_mb}mb.log"
     if not os.path.exists(path):
-        generate(path, args.size_mb)
+        generate(path, size_mb)
     load_before = os.getloadavg()[0]
     runs = {kind: measure(kind, path) for kind in ("raw", "parsed", "text+chunk", "log+chunk")}
     file_mb = round(os.path.getsize(path) / 1e6, 1)

@@ -36,31 +36,6 @@ _SEP = "\x01\x02\x03\x04"
 SAMPLE_LINES = 200
 MAX_LINE_BYTES = 1 << 24  # one longer line fails the file with a clear message
 
-LOG_COLUMNS = (
-    ("id", "BIGINT"),
-    ("source", "VARCHAR"),
-    ("line_no", "BIGINT"),
-    ("end_line_no", "BIGINT"),
-    ("byte_offset", "BIGINT"),
-    ("ts", "TIMESTAMP"),
-    ("level", "VARCHAR"),
-    ("host", "VARCHAR"),
-    ("process", "VARCHAR"),
-    ("pid", "BIGINT"),
-    ("component", "VARCHAR"),
-    ("message", "VARCHAR"),
-    ("text", "VARCHAR"),
-    ("format", "VARCHAR"),
-    ("parse_error", "VARCHAR"),
-    ("client", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("path", "VARCHAR"),
-    ("status", "INTEGER"),
-    ("bytes", "BIGINT"),
-    ("referrer", "VARCHAR"),
-    ("user_agent", "VARCHAR"),
-    ("fields", "MAP(VARCHAR, VARCHAR)"),
-)
 
 
 def newline_width(path: str) -> int:
@@ -131,7 +106,7 @@ def create_log_view(con: Any, table: str) -> None:
     """(Re)create log view ``table`` over its stored table, for the formats it holds now."""
     formats = [row[0] for row in con.execute(
         f'SELECT DISTINCT format FROM "{stored_name(table)}" ORDER BY 1').fetchall()]
-    con.execute(view_sql(table, formats, tuple(name for name, _ in LOG_COLUMNS)))
+    con.execute(view_sql(table, formats))
 
 
 def detect_format(

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_dsl.runtime.logs.parse import LOG_COLUMNS
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import BSD_TS, ISO_TS
-from rlm_dsl.runtime.logs.view import stored_name
+from rlm_dsl.runtime.logs.view import LOG_COLUMNS, stored_name
 
 WILDCARD = "<*>"
 HEAD_TOKENS = 2  # messages are grouped by token count and their first tokens

@@ -20,23 +20,36 @@ from rlm_dsl.runtime.logs.logformat import LogFormat
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.store.store import STORED
 
-STORED_COLUMNS = (
+# The log schema (docs/architecture.md), in the view's column order.
+LOG_COLUMNS = (
     ("id", "BIGINT"),
     ("source", "VARCHAR"),
     ("line_no", "BIGINT"),
     ("end_line_no", "BIGINT"),
     ("byte_offset", "BIGINT"),
     ("ts", "TIMESTAMP"),
+    ("level", "VARCHAR"),
+    ("host", "VARCHAR"),
+    ("process", "VARCHAR"),
+    ("pid", "BIGINT"),
+    ("component", "VARCHAR"),
+    ("message", "VARCHAR"),
     ("text", "VARCHAR"),
     ("format", "VARCHAR"),
     ("parse_error", "VARCHAR"),
+    ("client", "VARCHAR"),
+    ("method", "VARCHAR"),
+    ("path", "VARCHAR"),
+    ("status", "INTEGER"),
+    ("bytes", "BIGINT"),
+    ("referrer", "VARCHAR"),
+    ("user_agent", "VARCHAR"),
+    ("fields", "MAP(VARCHAR, VARCHAR)"),
 )
-DERIVED_TYPES = {
-    "level": "VARCHAR", "host": "VARCHAR", "process": "VARCHAR", "pid": "BIGINT",
-    "component": "VARCHAR", "message": "VARCHAR", "client": "VARCHAR", "method": "VARCHAR",
-    "path": "VARCHAR", "status": "INTEGER", "bytes": "BIGINT", "referrer": "VARCHAR",
-    "user_agent": "VARCHAR", "fields": "MAP(VARCHAR, VARCHAR)",
-}
+STORED_NAMES = ("id", "source", "line_no", "end_line_no", "byte_offset", "ts", "text", "format",
+                "parse_error")
+STORED_COLUMNS = tuple((name, kind) for name, kind in LOG_COLUMNS if name in STORED_NAMES)
+DERIVED_TYPES = {name: kind for name, kind in LOG_COLUMNS if name not in STORED_NAMES}
 # The first line of a (possibly folded, multi-line) record: what a format's SQL calls ``line``.
 _FIRST_LINE = "CASE WHEN contains(text, chr(10)) THEN split_part(text, chr(10), 1) ELSE text END"
 
@@ -54,9 +67,9 @@ def create_stored_sql(table: str, text_type: str = "VARCHAR") -> str:
     return f'CREATE TABLE IF NOT EXISTS "{stored_name(table)}" ({cols})'
 
 
-def view_sql(table: str, formats: list[str], columns: tuple[str, ...]) -> str:
-    """``CREATE OR REPLACE VIEW table`` over its stored table, deriving the log schema's
-    ``columns`` (in order) for rows of the named ``formats``."""
+def view_sql(table: str, formats: list[str]) -> str:
+    """``CREATE OR REPLACE VIEW table`` over its stored table, with the columns of
+    :data:`LOG_COLUMNS`, derived for rows of the named ``formats``."""
     packed = "STRUCT(" + ", ".join(f"{c} {t}" for c, t in DERIVED_TYPES.items()) + ")"
     rows = (f"SELECT *, {_FIRST_LINE} AS line, CAST(NULL AS {packed}) AS c "
             f'FROM "{stored_name(table)}"')
@@ -66,7 +79,7 @@ def view_sql(table: str, formats: list[str], columns: tuple[str, ...]) -> str:
             rows = _layer(rows, fmt)
     derived = {c: f"c.{c}" for c in DERIVED_TYPES}
     derived["message"] = "coalesce(c.message, text)"
-    select = ", ".join(derived.get(c, c) + f" AS {c}" for c in columns)
+    select = ", ".join(derived.get(c, c) + f" AS {c}" for c, _ in LOG_COLUMNS)
     return f'CREATE OR REPLACE VIEW "{table}" AS SELECT {select} FROM ({rows})'
 
 

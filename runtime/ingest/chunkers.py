@@ -171,12 +171,12 @@ class TokenSql:
         return self.of_length(f"length({column})") or ""
 
     def of_length(self, chars: str) -> str | None:
-        """The count for a text of ``chars`` characters (SQL); None when counting needs the
-        text itself (the counter runs as a UDF)."""
+        """The count for a text of ``chars`` characters (a SQL column or call); None when
+        counting needs the text itself (the counter runs as a UDF)."""
         if self._udf is not None:
             return None
         return self.counter.sql_of_length(chars) or (
-            f"CAST(ceil(({chars}) / {self._ratio!r}) AS BIGINT)")
+            f"CAST(ceil({chars} / {self._ratio!r}) AS BIGINT)")
 
     def _register(self) -> str:
         name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"

@@ -54,9 +54,10 @@ class TokenCounter:
         return self.sql_of_length(f"length({column})")
 
     def sql_of_length(self, chars: str) -> str | None:
-        """:meth:`sql` for a text of ``chars`` characters (SQL), when the count needs no more."""
+        """:meth:`sql` for a text of ``chars`` characters (a SQL column or call), when the count
+        needs no more."""
         if self.estimated:
-            return f"CAST(ceil(({chars}) / {CHARS_PER_TOKEN}.0) AS BIGINT)"
+            return f"CAST(ceil({chars} / {CHARS_PER_TOKEN}.0) AS BIGINT)"
         return None
 
 

@@ -44,6 +44,9 @@ def ask(
                                             help="Print the spec and its estimate; run nothing.")]
     = False,
     strategy: Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)] = None,
+    allow_weak_sandbox: Annotated[bool, typer.Option(
+        "--allow-weak-sandbox", help="Run a free-form plan even where the REPL sandbox has no "
+        "kernel isolation (no bubblewrap or seccomp here).")] = False,
 ) -> None:
     """Answer a question over huge inputs with a planned, checked, costed spec."""
     # DSPy and the runtime take seconds to import; `rlm --help` imports every command module
@@ -52,8 +55,10 @@ def ask(
 
     if not question.strip():
         raise InputError("rlm ask: the question is empty")
-    planned = plan_question(question, paths, lm=lm, strategy=strategy)
+    planned = plan_question(question, paths, lm=lm, strategy=strategy,
+                            spec_dir=None if save is None else str(save.parent))
     if save is not None:
+        save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(planned.spec, encoding="utf-8")
     shown = out if plan_only else err
     chosen = planned.chosen
@@ -71,7 +76,8 @@ def ask(
     if plan_only:
         return
     result = run_planned(planned, db=db, max_calls=max_calls, max_tokens=max_tokens,
-                         max_usd=max_usd, concurrency=concurrency, confirm=_confirm)
+                         max_usd=max_usd, concurrency=concurrency, confirm=_confirm,
+                         allow_weak_sandbox=allow_weak_sandbox)
     if as_json:
         out.print_json(json.dumps(result.to_json(), default=str))
     else:

@@ -75,8 +75,9 @@ class AskResult:
 
 def plan_question(question: str, paths: list[str], lm: str | None = None,
                   strategy: str | None = None, use_lm: bool = True,
-                  planner: Planner | None = None) -> Planned:
-    """Profile, plan, check and cost ``question`` over ``paths`` (spends only planner calls)."""
+                  planner: Planner | None = None, spec_dir: str | None = None) -> Planned:
+    """Profile, plan, check and cost ``question`` over ``paths`` (spends only planner calls);
+    the spec's paths are relative to ``spec_dir``, where it will be saved (default: here)."""
 
     model = lm or default_model_id()
     resolved = resolve_lm(model)
@@ -86,7 +87,7 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     planner_lm = resolved.make_lm(num_retries=0, temperature=0, max_tokens=PLANNER_TOKENS)
     with dspy.context(lm=planner_lm, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
-                         use_lm=use_lm, structured=resolved.structured)
+                         use_lm=use_lm, structured=resolved.structured, spec_dir=spec_dir)
     chosen = replace(chosen, lm_calls=len(planner_lm.history),
                      lm_tokens=sum(int((h.get("usage") or {}).get("total_tokens") or 0)
                                    for h in planner_lm.history))
@@ -115,9 +116,11 @@ def over_budget(planned: Planned, max_calls: int | None, max_tokens: int | None,
 def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
                 max_calls: int | None = None, max_tokens: int | None = None,
                 max_usd: float | None = None, concurrency: int = 8,
-                confirm: Callable[[str], bool] | None = None) -> AskResult:
+                confirm: Callable[[str], bool] | None = None,
+                allow_weak_sandbox: bool = False) -> AskResult:
     """Run a checked plan (exit 3 first when its forecast is over the budget, unless
-    ``confirm(reason)`` allows it)."""
+    ``confirm(reason)`` allows it; a free-form plan needs a strong REPL sandbox unless
+    ``allow_weak_sandbox``)."""
     reason = over_budget(planned, max_calls, max_tokens, max_usd)
     if reason and not (confirm and confirm(reason)):
         raise BudgetExhausted(f"rlm ask: {reason}; nothing was run. Raise --max-calls / "
@@ -127,7 +130,7 @@ def run_planned(planned: Planned, *, db: str | os.PathLike[str] | None = None,
         result = RecipeModule(planned.chosen.plan).run(
             inputs={"docs": list(planned.profile.paths)}, lm=planned.model, db=store,
             concurrency=concurrency, max_calls=max_calls, max_tokens=max_tokens,
-            max_usd=max_usd)
+            max_usd=max_usd, allow_weak_sandbox=allow_weak_sandbox)
         record_speed(planned.model, store)
         chosen = planned.chosen
         outputs = result.outputs
@@ -146,10 +149,12 @@ def ask(question: str, paths: list[str] | str, *, lm: str | None = None,
         db: str | os.PathLike[str] | None = None, strategy: str | None = None,
         max_calls: int | None = None, max_tokens: int | None = None,
         max_usd: float | None = None, concurrency: int = 8, use_planner_lm: bool = True,
-        confirm: Callable[[str], bool] | None = None) -> AskResult:
+        confirm: Callable[[str], bool] | None = None,
+        allow_weak_sandbox: bool = False) -> AskResult:
     """Answer ``question`` over the files at ``paths`` (files, directories, globs)."""
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     planned = plan_question(question, [os.fspath(p) for p in paths], lm=lm, strategy=strategy,
                             use_lm=use_planner_lm)
     return run_planned(planned, db=db, max_calls=max_calls, max_tokens=max_tokens,
-                       max_usd=max_usd, concurrency=concurrency, confirm=confirm)
+                       max_usd=max_usd, concurrency=concurrency, confirm=confirm,
+                       allow_weak_sandbox=allow_weak_sandbox)

@@ -86,11 +86,13 @@ class Planner(dspy.Module):
         self.repair = dspy.Predict(RepairSpec)
         self.max_repairs = max_repairs
         self.structured = False  # set per call by forward(structured=…)
+        self.spec_dir: str | None = None  # likewise: where the spec will be saved
 
     def forward(self, question: str, profile: InputProfile, layout: Layout,
                 strategy: str | None = None, use_lm: bool = True,
-                structured: bool = False) -> Chosen:
+                structured: bool = False, spec_dir: str | None = None) -> Chosen:
         self.structured = structured
+        self.spec_dir = spec_dir
         base = heuristic_plan(question, profile)
         notes: list[str] = []
         if strategy is not None:
@@ -116,7 +118,7 @@ class Planner(dspy.Module):
 
     def _checked(self, question: str, profile: InputProfile, layout: Layout, name: str,
                  slots: Slots, source: str, base: HeuristicPlan, notes: list[str]) -> Chosen:
-        spec = render(name, question, profile, slots, layout)
+        spec = render(name, question, profile, slots, layout, self.spec_dir)
         error = _compile(spec)
         for _ in range(self.max_repairs):
             if not isinstance(error, CompileError):
@@ -130,7 +132,7 @@ class Planner(dspy.Module):
             error, source = _compile(spec), "repaired"
         if isinstance(error, CompileError) and slots != base.slots:
             notes.append("falling back to the heuristic slots")
-            spec = render(name, question, profile, base.slots, layout)
+            spec = render(name, question, profile, base.slots, layout, self.spec_dir)
             error, source = _compile(spec), "heuristic"
         if isinstance(error, CompileError):
             raise error

@@ -82,6 +82,20 @@ def test_saved_spec_reproduces_the_run(tmp_path: Path, capsys, monkeypatch) -> N
     assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == asked == FACT
 
 
+def test_a_spec_saved_elsewhere_reads_every_input_path(tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_essay(tmp_path / "other.txt", "nothing to see here")
+    write_essay(tmp_path / "essay.txt", FACT)
+    assert main(["ask", QUESTION, "other.txt", "essay.txt", "--lm", "test",
+                 "--save", "specs/q.rlm"]) == 0
+    asked = capsys.readouterr().out.splitlines()[0]
+    spec = (tmp_path / "specs" / "q.rlm").read_text()
+    assert 'path=["../other.txt", "../essay.txt"]' in spec  # beside the spec, both of them
+    assert main(["run", "specs/q.rlm", "--lm", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == asked == FACT
+
+
 def test_plan_only_prints_spec_and_estimate_and_spends_nothing(tmp_path: Path, capsys) -> None:
     essay = write_essay(tmp_path / "essay.txt", FACT)
     db = tmp_path / "run.duckdb"
@@ -137,3 +151,20 @@ def test_bad_input_is_one_message_and_an_exit_code(tmp_path: Path, capsys, argv:
     assert main(argv) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_free_form_plan_on_a_weak_sandbox_needs_the_flag(tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    from rlm_dsl.runtime.repl import isolation, sandbox
+
+    weak = isolation.Isolation("none", warnings=(isolation.WEAK.format(
+        why="bubblewrap (`bwrap`) is not installed"),))
+    monkeypatch.delenv("RLM_ALLOW_WEAK_SANDBOX", raising=False)
+    monkeypatch.setattr(isolation, "isolation", lambda: weak)
+    monkeypatch.setattr(sandbox, "isolation", lambda: weak)
+    essay = write_essay(tmp_path / "essay.txt", FACT, lines=20)
+    argv = ["ask", QUESTION, str(essay), "--lm", "test", "--strategy", "free_form"]
+    assert main(argv) == 1
+    assert "REPL sandbox is weak" in capsys.readouterr().err
+    assert main([*argv, "--allow-weak-sandbox"]) == 0
+    assert "REPL sandbox is weak" in capsys.readouterr().err  # run, and said so

@@ -73,8 +73,6 @@ class Chosen:
     plan: Plan
     source: str  # heuristic | lm | forced (--strategy) | repaired
     notes: tuple[str, ...] = ()
-    lm_calls: int = 0  # the planner's own LM calls (outside the run's budget and store)
-    lm_tokens: int = 0
 
 
 class Planner(dspy.Module):

@@ -168,3 +168,24 @@ def test_a_free_form_plan_on_a_weak_sandbox_needs_the_flag(tmp_path: Path, capsy
     assert "REPL sandbox is weak" in capsys.readouterr().err
     assert main([*argv, "--allow-weak-sandbox"]) == 0
     assert "REPL sandbox is weak" in capsys.readouterr().err  # run, and said so
+
+
+def test_the_planners_calls_are_budgeted_recorded_and_cached_in_the_store(tmp_path: Path,
+                                                                         capsys) -> None:
+    notes = write_essay(tmp_path / "notes.txt", FACT)
+    db = tmp_path / "run.duckdb"
+    argv = ["ask", "What do the notes say about gardens?", str(notes), "--lm", "test",
+            "--db", str(db)]  # no cue word: the planner asks the LM
+    assert main([*argv, "--max-calls", "1"]) == 3
+    assert "after planning spent 1; the budget is 1" in capsys.readouterr().err
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["planned_by"] == "lm"
+    assert (summary["planner_calls"], summary["planner_cache_hits"]) == (0, 1)  # from the store
+    con = duckdb.connect(str(db), read_only=True)
+    planner = con.execute(
+        "SELECT l.cached, r.run_id IS NOT NULL FROM lm_calls l LEFT JOIN runs r USING (run_id) "
+        "WHERE l.step = 'planner' ORDER BY l.started_at").fetchall()
+    con.close()
+    # the refused ask's call is kept (it was paid for); the second is filed under its run
+    assert planner == [(False, False), (True, True)]

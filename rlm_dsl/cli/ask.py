@@ -44,6 +44,10 @@ def ask(
                                             help="Print the spec and its estimate; run nothing.")]
     = False,
     strategy: Annotated[str | None, typer.Option("--strategy", help=STRATEGY_HELP)] = None,
+    write_spec: Annotated[bool, typer.Option(
+        "--write-spec", help="Let the LM write its own spec from the chosen strategy (for "
+        "capable models); it must compile and read only the inputs, else the template runs.")]
+    = False,
     allow_weak_sandbox: Annotated[bool, typer.Option(
         "--allow-weak-sandbox", help="Run a free-form plan even where the REPL sandbox has no "
         "kernel isolation (no bubblewrap or seccomp here).")] = False,
@@ -60,7 +64,7 @@ def ask(
         # --plan-only plans in memory: it leaves no store behind
         planned = plan_question(question, paths, lm=lm, strategy=strategy,
                                 spec_dir=None if save is None else str(save.parent),
-                                db=None if plan_only else store, **caps)
+                                db=None if plan_only else store, write_spec=write_spec, **caps)
         if save is not None:
             save.parent.mkdir(parents=True, exist_ok=True)
             save.write_text(planned.spec, encoding="utf-8")

@@ -88,11 +88,13 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
                   strategy: str | None = None, use_lm: bool = True,
                   planner: Planner | None = None, spec_dir: str | None = None,
                   db: str | os.PathLike[str] | None = None, max_calls: int | None = None,
-                  max_tokens: int | None = None, max_usd: float | None = None) -> Planned:
+                  max_tokens: int | None = None, max_usd: float | None = None,
+                  write_spec: bool = False) -> Planned:
     """Profile, plan, check and cost ``question`` over ``paths`` (spends only planner calls,
     gated like a run's over ``db`` — in memory when None — and the caps; see
     :mod:`~rlm_dsl.questions.planner_lm`); the spec's paths are relative to ``spec_dir``, where
-    it will be saved (default: here)."""
+    it will be saved (default: here). ``write_spec`` lets the LM write its own spec from the
+    chosen template (checked as untrusted; the template runs when it never passes)."""
 
     model = lm or default_model_id()
     resolved = resolve_lm(model)
@@ -103,7 +105,8 @@ def plan_question(question: str, paths: list[str], lm: str | None = None,
     with planner_lm(resolved, db, budget) as (gated, ledger), \
             dspy.context(lm=gated, adapter=RobustAdapter()):
         chosen = planner(question=question, profile=profile, layout=layout, strategy=strategy,
-                         use_lm=use_lm, structured=resolved.structured, spec_dir=spec_dir)
+                         use_lm=use_lm, structured=resolved.structured, spec_dir=spec_dir,
+                         write=write_spec)
     spend = spend_of(ledger, recorded=db is not None)
     forecast = estimate_plan(chosen.plan, {"docs": list(paths)}, {}, model)
     total = forecast.to_json()["total"]
@@ -185,13 +188,14 @@ def ask(question: str, paths: list[str] | str, *, lm: str | None = None,
         max_calls: int | None = None, max_tokens: int | None = None,
         max_usd: float | None = None, concurrency: int = 8, use_planner_lm: bool = True,
         confirm: Callable[[str], bool] | None = None,
-        allow_weak_sandbox: bool = False) -> AskResult:
+        allow_weak_sandbox: bool = False, write_spec: bool = False) -> AskResult:
     """Answer ``question`` over the files at ``paths`` (files, directories, globs)."""
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     with run_store(db) as store:
         planned = plan_question(question, [os.fspath(p) for p in paths], lm=lm,
                                 strategy=strategy, use_lm=use_planner_lm, db=store,
-                                max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd)
+                                max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
+                                write_spec=write_spec)
         return run_planned(planned, db=store, max_calls=max_calls, max_tokens=max_tokens,
                            max_usd=max_usd, concurrency=concurrency, confirm=confirm,
                            allow_weak_sandbox=allow_weak_sandbox)

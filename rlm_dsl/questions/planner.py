@@ -19,6 +19,7 @@ then to the heuristic slots, before anything runs.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from rlm_dsl.compile import compile_text
 from rlm_dsl.compiler.diagnostics import CompileError
 from rlm_dsl.compiler.plan import Plan
 from rlm_dsl.errors import SpecError
+from rlm_dsl.questions import untrusted
 from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan
 from rlm_dsl.questions.literals import label
 from rlm_dsl.questions.profile import InputProfile
@@ -55,6 +57,18 @@ class ChooseStrategy(dspy.Signature):
                                               "else []")
 
 
+class WriteSpec(dspy.Signature):
+    """Write an .rlm spec that answers the question over the input, which no model can read at
+    once. The example spec runs as it is; change its steps where the question needs another
+    plan. Keep its `input docs` line and `param question` as they are, bind no LM, use no other
+    recipe, and end with `output answer`. SQL may read only the spec's own tables."""
+
+    question: str = dspy.InputField()
+    profile: str = dspy.InputField(desc="the input: kind, size, columns, sample rows")
+    example: str = dspy.InputField(desc="a spec from the strategy library that runs as it is")
+    spec: str = dspy.OutputField(desc="the whole .rlm spec")
+
+
 class RepairSpec(dspy.Signature):
     """Fix the errors the compiler reported in this .rlm spec; keep everything else."""
 
@@ -71,7 +85,7 @@ class Chosen:
     slots: Slots
     spec: str
     plan: Plan
-    source: str  # heuristic | lm | forced (--strategy) | repaired
+    source: str  # heuristic | lm | forced (--strategy) | repaired | written (--write-spec)
     notes: tuple[str, ...] = ()
 
 
@@ -81,6 +95,7 @@ class Planner(dspy.Module):
     def __init__(self, max_repairs: int = 2) -> None:
         super().__init__()
         self.choose = dspy.Predict(ChooseStrategy)
+        self.write = dspy.Predict(WriteSpec)
         self.repair = dspy.Predict(RepairSpec)
         self.max_repairs = max_repairs
         self.structured = False  # set per call by forward(structured=…)
@@ -88,7 +103,8 @@ class Planner(dspy.Module):
 
     def forward(self, question: str, profile: InputProfile, layout: Layout,
                 strategy: str | None = None, use_lm: bool = True,
-                structured: bool = False, spec_dir: str | None = None) -> Chosen:
+                structured: bool = False, spec_dir: str | None = None,
+                write: bool = False) -> Chosen:
         self.structured = structured
         self.spec_dir = spec_dir
         base = heuristic_plan(question, profile)
@@ -102,7 +118,8 @@ class Planner(dspy.Module):
             name, slots, source = self._with_lm(question, profile, base, notes)
         else:
             name, slots, source = base.strategy, base.slots, "heuristic"
-        return self._checked(question, profile, layout, name, slots, source, base, notes)
+        chosen = self._checked(question, profile, layout, name, slots, source, base, notes)
+        return self._written(question, profile, chosen, notes) if write else chosen
 
     def _with_lm(self, question: str, profile: InputProfile, base: HeuristicPlan,
                  notes: list[str]) -> tuple[str, Slots, str]:
@@ -136,11 +153,47 @@ class Planner(dspy.Module):
             raise error
         return Chosen(name, slots, spec, error, source, tuple(notes))
 
+    def _written(self, question: str, profile: InputProfile, example: Chosen,
+                 notes: list[str]) -> Chosen:
+        """The LM's own spec, starting from ``example``, once it compiles and passes
+        :func:`~rlm_dsl.questions.untrusted.problems` (repaired from what they report, at most
+        ``max_repairs`` times); else ``example``, with a note saying why."""
+        try:
+            spec = _bare(self.write(question=question, profile=profile.describe(),
+                                    example=example.spec, **self._schema(self.write)).spec)
+        except Exception as error:  # an LM that cannot write a spec leaves the template's
+            notes.append(f"the LM wrote no usable spec ({type(error).__name__}); "
+                         f"ran the {example.strategy} template")
+            return replace(example, notes=tuple(notes))
+        for attempt in range(self.max_repairs + 1):
+            checked = _compile(spec)
+            found = (str(checked) if isinstance(checked, CompileError)
+                     else "\n".join(untrusted.problems(checked, example.plan)))
+            if not found:
+                return Chosen("written", example.slots, spec, checked, "written", tuple(notes))
+            notes.append(f"the LM's spec failed its checks ({found.splitlines()[0]})")
+            if attempt == self.max_repairs:
+                break
+            try:
+                spec = _bare(self.repair(spec=spec, diagnostics=found,
+                                         **self._schema(self.repair)).fixed_spec)
+            except Exception:  # as in _checked: an unusable repair ends the repairs
+                break
+        notes.append(f"ran the {example.strategy} template instead")
+        return replace(example, notes=tuple(notes))
+
     def _schema(self, predictor: dspy.Predict) -> dict[str, Any]:
         """The ``config`` that sends ``predictor``'s output fields as a JSON schema, if asked."""
         if not self.structured:
             return {}
         return {"config": {"response_format": response_format(predictor.signature)}}
+
+
+def _bare(spec: str) -> str:
+    """An LM's spec without the Markdown fence it may be wrapped in, ending in a newline."""
+    text = spec.strip()
+    fenced = re.fullmatch(r"```[\w-]*\n(.*?)\n?```", text, re.S)
+    return (fenced.group(1).strip() if fenced else text) + "\n"
 
 
 def _compile(spec: str) -> Plan | CompileError:

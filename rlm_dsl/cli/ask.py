@@ -48,6 +48,9 @@ def ask(
         "--write-spec", help="Let the LM write its own spec from the chosen strategy (for "
         "capable models); it must compile and read only the inputs, else the template runs.")]
     = False,
+    no_opt: Annotated[bool, typer.Option(
+        "--no-opt", help="Plan with the untuned planner even when rlm optimize --planner saved "
+        "a tuned one.")] = False,
     allow_weak_sandbox: Annotated[bool, typer.Option(
         "--allow-weak-sandbox", help="Run a free-form plan even where the REPL sandbox has no "
         "kernel isolation (no bubblewrap or seccomp here).")] = False,
@@ -55,16 +58,21 @@ def ask(
     """Answer a question over huge inputs with a planned, checked, costed spec."""
     # DSPy and the runtime take seconds to import; `rlm --help` imports every command module
     from rlm_dsl.questions.ask import over_budget, plan_question, run_planned, run_store
+    from rlm_dsl.questions.tuning import load_planner
     from rlm_dsl.runtime.runinfo import summary_line
 
     if not question.strip():
         raise InputError("rlm ask: the question is empty")
     caps = {"max_calls": max_calls, "max_tokens": max_tokens, "max_usd": max_usd}
+    tuned = None if no_opt else load_planner()
+    if tuned is not None:
+        err.print(tuned[1], markup=False, highlight=False)
     with run_store(db) as store:
         # --plan-only plans in memory: it leaves no store behind
         planned = plan_question(question, paths, lm=lm, strategy=strategy,
                                 spec_dir=None if save is None else str(save.parent),
-                                db=None if plan_only else store, write_spec=write_spec, **caps)
+                                db=None if plan_only else store, write_spec=write_spec,
+                                planner=tuned[0] if tuned else None, **caps)
         if save is not None:
             save.parent.mkdir(parents=True, exist_ok=True)
             save.write_text(planned.spec, encoding="utf-8")

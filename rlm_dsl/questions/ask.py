@@ -188,12 +188,14 @@ def ask(question: str, paths: list[str] | str, *, lm: str | None = None,
         max_calls: int | None = None, max_tokens: int | None = None,
         max_usd: float | None = None, concurrency: int = 8, use_planner_lm: bool = True,
         confirm: Callable[[str], bool] | None = None,
-        allow_weak_sandbox: bool = False, write_spec: bool = False) -> AskResult:
-    """Answer ``question`` over the files at ``paths`` (files, directories, globs)."""
+        allow_weak_sandbox: bool = False, write_spec: bool = False,
+        planner: Planner | None = None) -> AskResult:
+    """Answer ``question`` over the files at ``paths`` (files, directories, globs); ``planner``
+    (default: a fresh one) may be a tuned one (:mod:`rlm_dsl.questions.tuning`)."""
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     with run_store(db) as store:
         planned = plan_question(question, [os.fspath(p) for p in paths], lm=lm,
-                                strategy=strategy, use_lm=use_planner_lm, db=store,
+                                strategy=strategy, use_lm=use_planner_lm, planner=planner, db=store,
                                 max_calls=max_calls, max_tokens=max_tokens, max_usd=max_usd,
                                 write_spec=write_spec)
         return run_planned(planned, db=store, max_calls=max_calls, max_tokens=max_tokens,

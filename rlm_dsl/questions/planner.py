@@ -30,7 +30,7 @@ from rlm_dsl.compiler.diagnostics import CompileError
 from rlm_dsl.compiler.plan import Plan
 from rlm_dsl.errors import SpecError
 from rlm_dsl.questions import untrusted
-from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan
+from rlm_dsl.questions.heuristics import HeuristicPlan, heuristic_plan, several
 from rlm_dsl.questions.literals import label
 from rlm_dsl.questions.profile import InputProfile
 from rlm_dsl.questions.strategies import STRATEGIES, Layout, Slots, render
@@ -213,14 +213,17 @@ def merge(question: str, profile: InputProfile, base: HeuristicPlan, answer: Any
     labels = tuple(x for x in (label(v) for v in _strings(getattr(answer, "labels", None))) if x)
     slots = replace(base.slots, keywords=tuple(dict.fromkeys(base.slots.keywords + extra)),
                     labels=base.slots.labels or labels)
-    if name not in STRATEGIES or not fits(name, slots, profile):
+    if name not in STRATEGIES or not fits(name, slots, profile, question):
         notes.append(f"planner LM chose {name!r}, which does not fit; used {base.strategy!r}")
         return base.strategy, base.slots, "heuristic"
     return name, slots, "lm"
 
 
-def fits(name: str, slots: Slots, profile: InputProfile) -> bool:
-    """Whether strategy ``name`` can run with ``slots`` on this input."""
+def fits(name: str, slots: Slots, profile: InputProfile, question: str = "") -> bool:
+    """Whether strategy ``name`` can run with ``slots`` on this input (``extract_all``: only
+    for a question about several things, see :func:`~rlm_dsl.questions.heuristics.several`)."""
+    if name == "extract_all":
+        return several(question)
     if name == "count":
         return bool(slots.labels or slots.entities or slots.keywords)
     if name == "pairs":

@@ -189,3 +189,15 @@ def test_the_planners_calls_are_budgeted_recorded_and_cached_in_the_store(tmp_pa
     con.close()
     # the refused ask's call is kept (it was paid for); the second is filed under its run
     assert planner == [(False, False), (True, True)]
+
+
+def test_lookup_weighs_a_rare_term_over_a_word_on_every_line(tmp_path: Path) -> None:
+    lines = [f"2026-12-07 01:27:{i % 60:02d} status installed pkg{i}:amd64 1.{i}" for i in range(200)]
+    lines.insert(150, "2026-12-07 01:27:20 install bubblewrap:amd64 <none> 0.8.0-2+deb12u1")
+    log = tmp_path / "dpkg.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = rlm_dsl.ask("Which version of bubblewrap was installed?", [str(log)], lm="test",
+                         strategy="lookup")
+    assert result.answer == lines[150]  # the test LM answers with the line it was shown
+    assert result.summary["calls"] == 1  # the one line naming the rare term, not 8 'installed'
+    assert result.evidence[0]["line"] == 151

@@ -192,7 +192,8 @@ def test_the_planners_calls_are_budgeted_recorded_and_cached_in_the_store(tmp_pa
 
 
 def test_lookup_weighs_a_rare_term_over_a_word_on_every_line(tmp_path: Path) -> None:
-    lines = [f"2026-12-07 01:27:{i % 60:02d} status installed pkg{i}:amd64 1.{i}" for i in range(200)]
+    lines = [f"2026-12-07 01:27:{i % 60:02d} status installed pkg{i}:amd64 1.{i}"
+             for i in range(200)]
     lines.insert(150, "2026-12-07 01:27:20 install bubblewrap:amd64 <none> 0.8.0-2+deb12u1")
     log = tmp_path / "dpkg.log"
     log.write_text("\n".join(lines) + "\n")

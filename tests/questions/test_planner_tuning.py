@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 
 import pytest
-from dspy.lm15 import Message, Response, TextPart, Usage
 
-from questions.inputs import write_essay
+from questions.inputs import reply, write_essay
 from rlm_dsl.cli.main import main
 from rlm_dsl.errors import InputError
 from rlm_dsl.questions.tuning import load_examples
@@ -38,9 +37,7 @@ class Learner:
         strategy = demos[-1] if demos else ("lookup" if number % 2 == 0 else "summarize")
         text = (f"[[ ## strategy ## ]]\n{strategy}\n\n[[ ## keywords ## ]]\n[]\n\n"
                 "[[ ## labels ## ]]\n[]\n\n[[ ## completed ## ]]")
-        return Response(id=None, model="learner", message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop",
-                        usage=Usage(input_tokens=10, output_tokens=10, total_tokens=20))
+        return reply("learner", text)
 
 
 @pytest.fixture(scope="module", autouse=True)

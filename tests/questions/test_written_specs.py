@@ -11,10 +11,9 @@ from pathlib import Path
 
 import dspy
 import pytest
-from dspy.lm15 import Message, Response, TextPart, Usage
 from dspy.utils import DummyLM
 
-from questions.inputs import PROFILES, write_essay
+from questions.inputs import PROFILES, reply, write_essay
 from rlm_dsl.cli.main import main
 from rlm_dsl.questions.heuristics import heuristic_plan
 from rlm_dsl.questions.planner import Planner
@@ -97,9 +96,7 @@ class SpecWriter:
         if "[[ ## example ## ]]" not in user:
             return self.test.complete(request)
         text = f"[[ ## spec ## ]]\n{self.spec_of(user)}\n\n[[ ## completed ## ]]"
-        return Response(id=None, model="writer", message=Message.assistant([TextPart(text)]),
-                        finish_reason="stop",
-                        usage=Usage(input_tokens=10, output_tokens=10, total_tokens=20))
+        return reply("writer", text)
 
 
 @pytest.fixture(scope="module", autouse=True)

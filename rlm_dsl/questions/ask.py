@@ -2,11 +2,13 @@
 
 Planner stage (``rlm ask``), on top of the compiler and the executor. :func:`plan_question`
 profiles the inputs, lets the :class:`~rlm_dsl.questions.planner.Planner` choose a strategy and fill
-its slots (its LM calls go to the run's model directly, outside the run's store) and returns the
-checked spec with its cost forecast (:func:`~rlm_dsl.runtime.estimator.estimate_plan`, plus the
+its slots (its LM calls pass the run's call gate: cached in, counted against and recorded in the
+run's store and budget, :mod:`~rlm_dsl.questions.planner_lm`) and returns the checked spec with
+its cost forecast (:func:`~rlm_dsl.runtime.estimator.estimate_plan`, plus the
 expected wall time for the local model from its measured tokens per second). :func:`ask` then
-stops when the forecast is over the budget (``confirm`` may allow it), runs the spec with the
-usual executor into a store (``db``, or a temporary one), and returns an :class:`AskResult`:
+stops when planning's spend plus the forecast is over the budget (``confirm`` may allow it), runs
+the spec with the usual executor into a store (``db``, or a temporary one) on what is left of the
+budget, and returns an :class:`AskResult`:
 the answer, the ``{source, line, text}`` evidence, the strategy, the spec and the run summary.
 """
 
@@ -121,19 +123,20 @@ def over_budget(planned: Planned, max_calls: int | None, max_tokens: int | None,
     total, spent = planned.estimate.to_json()["total"], planned.spend
     calls_cap = max_calls if max_calls is not None else DEFAULT_MAX_CALLS
     tokens_cap = max_tokens if max_tokens is not None else DEFAULT_MAX_TOKENS
-    planning = " after planning spent {:,}".format
     if spent.calls + total["calls"] > calls_cap:
-        return (f"the plan needs about {total['calls']:,} LM calls"
-                + (planning(spent.calls) if spent.calls else "") + f"; the budget is "
-                f"{calls_cap:,}")
+        return (f"the plan needs about {total['calls']:,} LM calls{_after(spent.calls)}; "
+                f"the budget is {calls_cap:,}")
     if spent.tokens + total["tokens"] > tokens_cap:
-        return (f"the plan needs about {total['tokens']:,} tokens"
-                + (planning(spent.tokens) if spent.tokens else "") + f"; the budget is "
-                f"{tokens_cap:,}")
+        return (f"the plan needs about {total['tokens']:,} tokens{_after(spent.tokens)}; "
+                f"the budget is {tokens_cap:,}")
     cost = None if total["cost_usd"] is None else total["cost_usd"] + spent.usd
     if max_usd is not None and cost is not None and cost > max_usd:
         return f"the plan costs about ${cost:.4f}; the budget is ${max_usd:.4f}"
     return None
+
+
+def _after(spent: int) -> str:
+    return f" after planning spent {spent:,}" if spent else ""
 
 
 @contextmanager

@@ -13,7 +13,10 @@ labelled ``count`` need labels, ``timeline`` a time column or text); keywords th
 kept only when they occur in the question, labels only when they are plain names. An LM that
 fails or answers garbage leaves the heuristic plan. Every spec goes through the compiler; a spec
 with errors is handed to ``repair`` with the diagnostics, at most ``max_repairs`` times, and
-then to the heuristic slots, before anything runs.
+then to the heuristic slots, before anything runs. With ``write=True`` the ``write`` predictor
+then writes a spec of its own from the checked one; it runs only once it compiles and passes
+:mod:`~rlm_dsl.questions.untrusted` (repaired the same bounded way), else the template runs.
+``extract_all`` fits only a question about several things.
 """
 
 from __future__ import annotations

@@ -64,6 +64,21 @@ def test_lines_kind_keeps_file_order_and_crlf_offsets(store: Store, write: Write
     ]
 
 
+def test_text_file_mixing_crlf_and_lf_keeps_every_line_without_carriage_returns(
+    store: Store, write: Write
+) -> None:
+    # DuckDB's line reader rejected the whole file ("state machine reached an invalid state")
+    path = write("mixed.txt", b"a one\r\nb two\n\r\nc three\r\nd\n")
+    load_input(store, input_step("text"), path)
+    assert provenance(store) == [
+        (0, "mixed.txt", 1, 0, "a one"),
+        (1, "mixed.txt", 2, 7, "b two"),
+        (2, "mixed.txt", 3, 13, ""),
+        (3, "mixed.txt", 4, 15, "c three"),
+        (4, "mixed.txt", 5, 24, "d"),
+    ]
+
+
 def test_byte_offsets_point_at_the_line_in_the_file(store: Store, write: Write) -> None:
     lines = [f"{'ü' * (i % 7)} line {i}" for i in range(500)]
     path = write("u.txt", "\n".join(lines) + "\n")

@@ -1,20 +1,20 @@
 """Benchmark: prompt-prefix reuse on the embedded local model (issue 19, item 4).
 
-Run ``python bench/bench_local_prefix.py [--chunks N]``. Each call is what a map step sends:
+Run ``python bench/bench_local_prefix.py [--chunks N] [--turns]``. Each call is what a map step
+sends:
 ``dspy.Predict`` with :class:`RobustAdapter` over the step's signature (system message with the
 instructions and field structure, then the chunk), through :class:`LlamaEngine` on one loaded
-model, temperature 0. Two workloads:
+model, temperature 0. The target workload (issue 19) is *one map*: N short chunks of one step,
+one after another, with prefix reuse off (*empty cache*: ``reset()`` before every call, so every
+prompt token is evaluated) against the engine the runtime binds for ``local`` (*runtime engine*:
+llama-cpp-python's reuse of the previous call's prefix plus :class:`PrefixStates`). With
+``--turns`` it also runs *two maps taking turns*: two steps with different instructions whose
+calls alternate (what overlapping branches, or an ``rlm`` step's sub-calls, do to the one local
+model), N each, with llama-cpp-python's reuse alone and with the runtime engine.
 
-* *one map*: N chunks of one step, one after another;
-* *two maps taking turns*: two steps with different instructions whose calls alternate (what
-  overlapping branches, or an ``rlm`` step's sub-calls, do to the one local model), N each.
-
-Variants, in one process on one model: *empty cache* (``reset()`` before every call: every
-prompt token is evaluated), *llama-cpp-python's reuse* (the engine without kept caches: only the
-previous call's prefix is reused), *kept per-step caches* (:class:`PrefixStates`, the runtime's
-default). Prompt tokens evaluated come from llama.cpp's perf counters; tokens/s is prompt plus
-generated tokens sent per wall second; answers must be identical across variants. Prints a table
-and saves ``bench/results/local_prefix.json``.
+All variants run in one process on one model. Prompt tokens evaluated come from llama.cpp's perf
+counters; tokens/s is prompt plus generated tokens sent per wall second; answers must be
+identical across variants. Prints a table and saves ``bench/results/local_prefix.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from rlm_dsl.compiler.types import Prim
 from rlm_dsl.runtime.lm import resolve_lm
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.gate import call_scope
-from rlm_dsl.runtime.lm.local import LlamaEngine, PrefixStates
+from rlm_dsl.runtime.lm.local import LlamaEngine
 from rlm_dsl.runtime.lm.signatures import make_signature
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_prefix.json"
@@ -63,6 +63,9 @@ def run(engine: LlamaEngine, calls: list[tuple[str, str]], empty_cache: bool,
         max_tokens: int) -> dict:
     llama = engine.llama
     llama.reset()
+    if engine.prefixes is not None:  # no variant starts with caches an earlier one kept
+        engine.prefixes.saved.clear()
+        engine.prefixes.current = None
     llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
     predictors = {step: dspy.Predict(make_signature("map", "answer", Prim("str"), instructions))
                   for step, (instructions, _) in STEPS.items()}
@@ -88,23 +91,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100, help="chunks per step")
     parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: its own)")
+    parser.add_argument("--turns", action="store_true",
+                        help="also two maps taking turns (llama-cpp-python's reuse alone too)")
     args = parser.parse_args()
-    resolved = resolve_lm("local", {"n_ctx": 2048})
-    kept = resolved.engine
-    plain = LlamaEngine(kept.llama, kept.lock)
-    with_states = LlamaEngine(kept.llama, kept.lock, prefixes=PrefixStates(kept.llama))
-    variants = {"empty cache": (plain, True), "llama-cpp-python's reuse": (plain, False),
-                "kept per-step caches": (with_states, False)}
+    options = {"n_ctx": 2048, **({"n_threads": args.threads} if args.threads else {})}
+    resolved = resolve_lm("local", options)
+    runtime = resolved.engine  # what `--lm local` binds: PrefixStates on the loaded model
+    assert runtime.prefixes is not None, "the runtime's local engine keeps no prefix states"
+    plain = LlamaEngine(runtime.llama, runtime.lock)
+    workloads = {"one map": {"empty cache": (plain, True), "runtime engine": (runtime, False)}}
+    if args.turns:
+        workloads["two maps taking turns"] = {"llama-cpp-python's reuse": (plain, False),
+                                              "runtime engine": (runtime, False)}
     load = os.getloadavg()
     rows = []
-    for name in ("one map", "two maps taking turns"):
+    for name, variants in workloads.items():
         calls = workload(name, args.chunks)
         for variant, (engine, empty) in variants.items():
-            if name != "one map" and variant == "empty cache":
-                continue  # the same per call as for one map, and the slowest: not repeated
             rows.append({"workload": name, "variant": variant,
                          **run(engine, calls, empty, args.max_tokens)})
-    for name in ("one map", "two maps taking turns"):
+    for name in workloads:
         answers = [r["answers"] for r in rows if r["workload"] == name]
         assert all(a == answers[0] for a in answers), f"{name}: answers differ between variants"
     print(f"{'workload':<22} {'variant':<26} {'calls':>5} {'sent':>7} {'evaluated':>9} "
@@ -114,7 +121,8 @@ def main() -> None:
               f"{r['prompt_tokens_sent']:>7} {r['prompt_tokens_evaluated']:>9} "
               f"{r['wall_s']:>7.1f} {r['tokens_per_s']:>6.1f}")
     print("answers identical across variants: yes")
-    report = {"chunks": args.chunks, "max_tokens": args.max_tokens, "rows": rows,
+    report = {"chunks": args.chunks, "max_tokens": args.max_tokens, "threads": args.threads,
+              "rows": rows,
               "load_before": [round(x, 2) for x in load],
               "load_after": [round(x, 2) for x in os.getloadavg()],
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}

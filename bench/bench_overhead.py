@@ -18,10 +18,14 @@ shared 2-core build machine is noisy; best-of is the stable statistic); the tabl
 medians and process CPU time (all threads). A runtime run also pays a start-up that does not
 grow with the calls (DuckDB store, input, chunks, tables: tens of ms, a tenth of these 2,000
 instant calls), so each runtime process also times the same spec over a one-line input: *per
-call* is (whole run - one-line run) / (calls - 1), the plain loop's is its wall / calls. Targets
-(issue 19): the runtime at concurrency 1 and 8 within 1.05 x the plain ``ChatAdapter`` loop, and
-at concurrency 1 within 1.2 x the loop with the same adapter — per call, with the whole-run
-ratios reported beside them. Prints a table and saves ``bench/results/bench_overhead.json``.
+call* is (whole run - one-line run) / (calls - 1), the plain loop's is its time / calls. Every
+variant is CPU-bound (the engine answers at once), so on an idle machine wall time equals CPU
+time; on this shared one a loaded spell stretches wall time by whatever share of the 2 cores the
+process got, so the targets are judged on CPU time per call (best of the runs), wall time shown
+beside it. Targets (issue 19): the runtime at concurrency 1 and 8 within 1.05 x the plain
+``ChatAdapter`` loop, and at concurrency 1 within 1.2 x the loop with the same adapter — per
+call, with the whole-run ratios reported too. Prints a table and saves
+``bench/results/bench_overhead.json``.
 """
 
 from __future__ import annotations
@@ -120,9 +124,9 @@ def _int_type():
     return Prim("int")
 
 
-def measure(variant: str) -> list[tuple[float, float, float]]:
+def measure(variant: str) -> list[tuple[float, ...]]:
     """One process's share: a warm-up run of ``variant``, then ``RUNS`` timed ones: (wall, CPU,
-    wall of the one-line run — 0 for a plain loop, which has no start-up)."""
+    wall and CPU of the one-line run — 0 for a plain loop, which has no start-up)."""
     lines = _lines()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -136,19 +140,19 @@ def measure(variant: str) -> list[tuple[float, float, float]]:
                 executor.Writer = _WithoutJournal
             runtime(folder, concurrency, db)
             return [(*runtime(folder, concurrency, db),
-                     runtime(folder, concurrency, db, "one.txt")[0]) for _ in range(RUNS)]
+                     *runtime(folder, concurrency, db, "one.txt")) for _ in range(RUNS)]
         adapter = RobustAdapter if variant == "plain-robust" else dspy.ChatAdapter
-        return [(*plain(lines, adapter()), 0.0) for _ in range(RUNS + 1)][1:]
+        return [(*plain(lines, adapter()), 0.0, 0.0) for _ in range(RUNS + 1)][1:]
 
 
-def _in_process(variant: str) -> list[tuple[float, float, float]]:
+def _in_process(variant: str) -> list[tuple[float, ...]]:
     out = subprocess.run([sys.executable, __file__, "--variant", variant], check=True,
                          capture_output=True, text=True).stdout
     return [tuple(pair) for pair in json.loads(out.strip().splitlines()[-1])]
 
 
 def main() -> None:
-    rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
+    rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in VARIANTS}
     for _ in range(ROUNDS):
         for name, variant in VARIANTS.items():
             rows[name].extend(_in_process(variant))
@@ -157,19 +161,21 @@ def main() -> None:
     for r in report.values():
         r["wall_ratio"] = round(r["best_wall_s"] / plain_["best_wall_s"], 3)
         r["cpu_ratio"] = round(r["best_cpu_s"] / plain_["best_cpu_s"], 3)
-        r["per_call_ratio"] = round(r["per_call_ms"] / plain_["per_call_ms"], 3)
-        r["per_call_vs_same_adapter"] = round(r["per_call_ms"] / same["per_call_ms"], 3)
-    print(f"{'':26} {'best s':>7} {'median s':>9} {'cpu s':>7} {'start s':>8} {'ms/call':>8} "
-          f"{'call x':>7} {'run x':>6} {'cpu x':>6}")
+        r["per_call_ratio"] = round(r["cpu_ms_per_call"] / plain_["cpu_ms_per_call"], 3)
+        r["per_call_vs_same_adapter"] = round(r["cpu_ms_per_call"] / same["cpu_ms_per_call"], 3)
+        r["wall_per_call_ratio"] = round(r["wall_ms_per_call"] / plain_["wall_ms_per_call"], 3)
+    print(f"{'':26} {'best s':>7} {'median s':>9} {'cpu s':>7} {'start s':>8} "
+          f"{'wall ms/call':>12} {'cpu ms/call':>11} {'call x':>7} {'wall x':>7} {'run x':>6}")
     for name, r in report.items():
         print(f"{name:26} {r['best_wall_s']:>7.3f} {r['median_wall_s']:>9.3f} "
-              f"{r['best_cpu_s']:>7.3f} {r['start_up_s']:>8.3f} {r['per_call_ms']:>8.3f} "
-              f"{r['per_call_ratio']:>7.3f} {r['wall_ratio']:>6.3f} {r['cpu_ratio']:>6.3f}")
+              f"{r['best_cpu_s']:>7.3f} {r['start_up_s']:>8.3f} {r['wall_ms_per_call']:>12.3f} "
+              f"{r['cpu_ms_per_call']:>11.3f} {r['per_call_ratio']:>7.3f} "
+              f"{r['wall_per_call_ratio']:>7.3f} {r['wall_ratio']:>6.3f}")
     targets = {
-        f"runtime, concurrency {n} per call <= {TARGET} x plain loop":
+        f"runtime, concurrency {n} CPU per call <= {TARGET} x plain loop":
             report[f"runtime, concurrency {n}"]["per_call_ratio"] <= TARGET for n in (1, 8)}
     same_ratio = report["runtime, concurrency 1"]["per_call_vs_same_adapter"]
-    targets[f"runtime per call <= {SAME_ADAPTER_TARGET} x loop with the same adapter"] = (
+    targets[f"runtime CPU per call <= {SAME_ADAPTER_TARGET} x loop with the same adapter"] = (
         same_ratio <= SAME_ADAPTER_TARGET)
     verdict = "PASS" if all(targets.values()) else "FAIL"
     for name, ok in targets.items():
@@ -185,15 +191,16 @@ def main() -> None:
     }, indent=2) + "\n")
 
 
-def _summary(runs: list[tuple[float, float, float]]) -> dict[str, float]:
-    """Best and median wall, best CPU, best one-line run and the per-call time they give."""
-    best = min(w for w, _, _ in runs)
-    start_up = min(s for _, _, s in runs)
-    return {"best_wall_s": round(best, 3),
-            "median_wall_s": round(statistics.median(w for w, _, _ in runs), 3),
-            "best_cpu_s": round(min(c for _, c, _ in runs), 3),
-            "start_up_s": round(start_up, 3),
-            "per_call_ms": round((best - start_up) / (CALLS - (1 if start_up else 0)) * 1e3, 4)}
+def _summary(runs: list[tuple[float, ...]]) -> dict[str, float]:
+    """Best and median wall, best CPU, best one-line run, and the per-call times they give."""
+    walls, cpus, one_walls, one_cpus = zip(*runs, strict=True)
+    calls = CALLS - (1 if min(one_cpus) else 0)  # the one-line run made one call
+    return {"best_wall_s": round(min(walls), 3),
+            "median_wall_s": round(statistics.median(walls), 3),
+            "best_cpu_s": round(min(cpus), 3), "start_up_s": round(min(one_walls), 3),
+            "start_up_cpu_s": round(min(one_cpus), 3),
+            "wall_ms_per_call": round((min(walls) - min(one_walls)) / calls * 1e3, 4),
+            "cpu_ms_per_call": round((min(cpus) - min(one_cpus)) / calls * 1e3, 4)}
 
 
 if __name__ == "__main__":

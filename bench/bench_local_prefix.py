@@ -15,6 +15,14 @@ model), N each, with llama-cpp-python's reuse alone and with the runtime engine.
 All variants run in one process on one model. Prompt tokens evaluated come from llama.cpp's perf
 counters; tokens/s is prompt plus generated tokens sent per wall second; answers must be
 identical across variants. Prints a table and saves ``bench/results/local_prefix.json``.
+
+On a shared machine the load drifts between two variants run one after the other, so
+``--interleave`` runs the one-map workload's two variants chunk by chunk instead (each chunk
+with reuse off, then through the runtime engine, whose own KV cache is set aside meanwhile and
+restored by :class:`PrefixStates` — one ~2 MB copy a call that a real map does not pay) and also
+times each call's CPU (llama.cpp on ``--threads 1`` computes in the calling thread), so tokens
+per CPU second compare the variants whatever share of the cores the process got. It saves
+``bench/results/local_prefix_interleaved.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ from rlm_dsl.runtime.lm.local import LlamaEngine
 from rlm_dsl.runtime.lm.signatures import make_signature
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_prefix.json"
+INTERLEAVED = RESULTS.with_name("local_prefix_interleaved.json")
+SET_ASIDE = ("bench: reuse off", 0)  # the prefix key the reuse-off calls run under
 STEPS = {  # step → (instructions, prompt template)
     "severity": ("Classify how severe a log line is.",
                  "Say ERROR, WARN or INFO for this log line:\n{line}"),
@@ -87,11 +97,58 @@ def run(engine: LlamaEngine, calls: list[tuple[str, str]], empty_cache: bool,
             "answers": answers}
 
 
+def interleaved(runtime: LlamaEngine, plain: LlamaEngine, calls: list[tuple[str, str]],
+                max_tokens: int) -> list[dict]:
+    """The one-map workload with reuse off and through the runtime engine, chunk by chunk."""
+    llama, prefixes = runtime.llama, runtime.prefixes
+    llama.reset()
+    prefixes.saved.clear()
+    prefixes.current = None
+    predictors = {step: dspy.Predict(make_signature("map", "answer", Prim("str"), instructions))
+                  for step, (instructions, _) in STEPS.items()}
+    lms = {name: dspy.LM("local", engine=engine, cache=False, num_retries=0,
+                         max_tokens=max_tokens)
+           for name, engine in (("empty cache", plain), ("runtime engine", runtime))}
+    totals = {name: {"wall_s": 0.0, "cpu_s": 0.0, "evaluated": 0, "answers": []} for name in lms}
+    with dspy.context(adapter=RobustAdapter(), disable_history=False):
+        for step, prompt in calls:
+            for name, lm in lms.items():
+                if name == "empty cache":
+                    prefixes.switch_to(SET_ASIDE)  # keeps the runtime step's cache aside
+                llama.reset()  # reuse off; before the runtime call: nothing of the other's kept
+                if name == "runtime engine":
+                    prefixes.current = None
+                before = llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval
+                wall, cpu = time.perf_counter(), time.process_time()
+                with dspy.context(lm=lm), call_scope(step=step):
+                    answer = predictors[step](prompt=prompt).answer
+                total = totals[name]
+                total["wall_s"] += time.perf_counter() - wall
+                total["cpu_s"] += time.process_time() - cpu
+                total["evaluated"] += llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval - before
+                total["answers"].append(answer)
+    rows = []
+    for name, lm in lms.items():
+        total = totals[name]
+        sent = sum(entry["usage"]["prompt_tokens"] for entry in lm.history)
+        generated = sum(entry["usage"]["completion_tokens"] for entry in lm.history)
+        rows.append({"workload": "one map, interleaved", "variant": name, "calls": len(calls),
+                     "prompt_tokens_sent": sent, "prompt_tokens_evaluated": total["evaluated"],
+                     "generated_tokens": generated, "wall_s": round(total["wall_s"], 2),
+                     "cpu_s": round(total["cpu_s"], 2),
+                     "tokens_per_s": round((sent + generated) / total["wall_s"], 1),
+                     "tokens_per_cpu_s": round((sent + generated) / total["cpu_s"], 1),
+                     "answers": total["answers"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=100, help="chunks per step")
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: its own)")
+    parser.add_argument("--interleave", action="store_true",
+                        help="one map only, the two variants chunk by chunk, CPU timed")
     parser.add_argument("--turns", action="store_true",
                         help="also two maps taking turns (llama-cpp-python's reuse alone too)")
     args = parser.parse_args()
@@ -105,7 +162,11 @@ def main() -> None:
         workloads["two maps taking turns"] = {"llama-cpp-python's reuse": (plain, False),
                                               "runtime engine": (runtime, False)}
     load = os.getloadavg()
-    rows = []
+    if args.interleave:
+        workloads = {"one map, interleaved": {}}
+        rows = interleaved(runtime, plain, workload("one map", args.chunks), args.max_tokens)
+    else:
+        rows = []
     for name, variants in workloads.items():
         calls = workload(name, args.chunks)
         for variant, (engine, empty) in variants.items():
@@ -115,19 +176,21 @@ def main() -> None:
         answers = [r["answers"] for r in rows if r["workload"] == name]
         assert all(a == answers[0] for a in answers), f"{name}: answers differ between variants"
     print(f"{'workload':<22} {'variant':<26} {'calls':>5} {'sent':>7} {'evaluated':>9} "
-          f"{'wall s':>7} {'tok/s':>6}")
+          f"{'wall s':>7} {'tok/s':>6} {'tok/CPU s':>9}")
     for r in rows:
         print(f"{r['workload']:<22} {r['variant']:<26} {r['calls']:>5} "
               f"{r['prompt_tokens_sent']:>7} {r['prompt_tokens_evaluated']:>9} "
-              f"{r['wall_s']:>7.1f} {r['tokens_per_s']:>6.1f}")
+              f"{r['wall_s']:>7.1f} {r['tokens_per_s']:>6.1f} "
+              f"{r.get('tokens_per_cpu_s', float('nan')):>9.1f}")
     print("answers identical across variants: yes")
     report = {"chunks": args.chunks, "max_tokens": args.max_tokens, "threads": args.threads,
               "rows": rows,
               "load_before": [round(x, 2) for x in load],
               "load_after": [round(x, 2) for x in os.getloadavg()],
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    out = INTERLEAVED if args.interleave else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -63,11 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     instances = args.instances or (1 if args.quick else 3)
     earlier = load_earlier(args) if args.merge and args.out.is_file() else None
     started, clock = datetime.now(UTC).strftime("%Y-%m-%d %H:%M"), time.perf_counter()
+
+    def describe() -> dict:
+        return {"command": command, "lm": args.lm, "quick": args.quick, "seed": args.seed,
+                "instances": instances, "started": started,
+                "wall_s": round(time.perf_counter() - clock, 1),
+                "load": [round(x, 2) for x in os.getloadavg()]}
+
     rows = run_suite(args.tasks, args.quick, args.lm, instances, args.seed, args.methods,
-                     only_sizes=args.sizes)
-    meta = {"command": command, "lm": args.lm, "quick": args.quick, "seed": args.seed,
-            "instances": instances, "started": started,
-            "wall_s": round(time.perf_counter() - clock, 1)}
+                     only_sizes=args.sizes,
+                     keep=lambda done: report.write_json(args.out, done,
+                                                        describe() | {"partial": True}))
+    meta = describe()
     if earlier:
         rows, meta = merge(earlier, rows, meta, set(args.tasks))
     report.write_json(args.out, rows, meta)

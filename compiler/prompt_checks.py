@@ -29,7 +29,8 @@ def _row_columns(ctx: Context, source: Binder | None) -> dict[str, Type | None] 
     if columns is None:
         return None
     value = ctx.scope.value_type(source)
-    return {c: (value if value is not None and c != "id" else Prim("int") if c == "id" else None)
+    value_column = columns[1] if value is not None else None  # a step's value follows its id
+    return {c: value if c == value_column else Prim("int") if c == "id" else None
             for c in columns}
 
 

@@ -27,6 +27,7 @@ INPUT_COLUMNS: dict[str, tuple[str, ...] | None] = {
     "text": LINE_COLUMNS, "lines": LINE_COLUMNS, "stdin": LINE_COLUMNS, "log": LOG_COLUMNS,
     "jsonl": None, "csv": None, "parquet": None, "files": ("id", "source", "size", "text"),
 }
+GROUNDED_MAP_COLUMNS = ("source", "first_line", "last_line", "line", "grounded", "line_text")
 RESERVED_TABLES = frozenset(["lm_calls", "failures", "rlm_iterations", "runs", "step_status"])
 
 Binder = ast.InputDecl | ast.Flow
@@ -80,6 +81,8 @@ class Scope:
                 return CHUNK_COLUMNS
             case ast.ReduceStmt(strategy=ast.Call(name=ast.Name("sql")), type=None):
                 return None  # the query's own columns
+            case ast.MapStmt() if _grounded(origin):
+                return ("id", origin.target.value, *GROUNDED_MAP_COLUMNS)
             case ast.MapStmt() | ast.ReduceStmt() | ast.RlmStmt():
                 return ("id", origin.target.value)
         return None
@@ -130,6 +133,11 @@ class Scope:
 
 def _dedup(decl: ast.InputDecl) -> bool:
     return any(kw.name.value == "dedup" and kw.value.value is True for kw in decl.options)
+
+
+def _grounded(stmt: ast.MapStmt) -> bool:
+    """A map ``with grounded=[…]``: its rows also carry provenance, ``grounded``, ``line_text``."""
+    return stmt.recipe is None and any(kw.name.value == "grounded" for kw in stmt.options)
 
 
 def build_scope(spec: ast.Spec) -> tuple[Scope, list[Diagnostic]]:

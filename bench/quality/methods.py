@@ -7,7 +7,8 @@ turned into an answer by :func:`recipe_answer`. ``rlm``: the free-form ``rlm`` s
 (``bench/recipes/free_rlm.rlm.tmpl`` with the iteration and sub-call budgets filled in). ``ask``:
 :func:`rlm_dsl.ask` on the question and the recipe's own input files, no hand-written spec (its
 planner's calls are counted in). Every other run goes through :func:`rlm_dsl.load`; each records
-score, calls, tokens and wall time from the run summary; a run that fails records its error and
+score, calls, tokens and wall time from the run summary (and ``cites``: each output's
+``source:line`` evidence); a run that fails records its error and
 scores 0.
 """
 
@@ -26,6 +27,7 @@ from bench.quality.instance import Instance
 from bench.quality.tasks import LABELS, gold_pairs
 from rlm_dsl.errors import RowsFailed
 from rlm_dsl.runtime.lm.resolve import resolve_lm
+from rlm_dsl.runtime.steps.evidence import citation
 
 METHODS = ("vanilla", "recipe", "rlm", "ask")
 REPO = Path(__file__).resolve().parents[2]
@@ -161,4 +163,5 @@ def run_method(method: str, inst: Instance, lm: str, window: int, budget: Budget
                                                        inst.labels), 4),
         "calls": result.summary["calls"], "tokens_used": result.summary["tokens"],
         "wall_s": result.summary["wall_s"], "failures": result.summary["failures"], "error": None,
+        "cites": {name: [citation(r) for r in rows] for name, rows in result.evidence.items()},
     }

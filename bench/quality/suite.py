@@ -9,6 +9,7 @@ result rows, printing one line per run as it goes.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from collections.abc import Callable, Iterable
@@ -39,10 +40,11 @@ QUICK_BUDGET = Budget(iterations=3, llm_calls=4, max_calls=300, action_tokens=25
 def run_suite(
     tasks: Iterable[str], quick: bool, lm: str, instances: int, seed: int,
     methods: Iterable[str] = METHODS, say: Callable[[str], None] = print,
-    only_sizes: Iterable[int] | None = None,
+    only_sizes: Iterable[int] | None = None, keep: Callable[[list[dict]], None] | None = None,
 ) -> list[dict]:
     """Every (task, size, instance, method) run; rows as :func:`run_method` returns them
-    (``only_sizes``: just those of each task's sizes)."""
+    (``only_sizes``: just those of each task's sizes; ``keep`` gets the rows so far after each
+    run, so a long grid that is stopped keeps what it finished)."""
     sizes, budget = (QUICK, QUICK_BUDGET) if quick else (FULL, FULL_BUDGET)
     if only_sizes is not None:
         sizes = {task: [s for s in grid if s in set(only_sizes)] for task, grid in sizes.items()}
@@ -55,8 +57,11 @@ def run_suite(
                 out.mkdir(parents=True)
                 inst = BUILDERS[task](size, random.Random(seed + number), out)
                 for method in methods:
-                    row = run_method(method, inst, lm, window, budget) | {"instance": number}
+                    row = run_method(method, inst, lm, window, budget) | {
+                        "instance": number, "load": round(os.getloadavg()[0], 1)}
                     rows.append(row)
+                    if keep is not None:
+                        keep(rows)
                     say(f"{task:7} {size:>9,} {method:8} score={row['score']:.2f} "
                         f"calls={row['calls']} wall={row['wall_s']}s"
                         + (f" error={row['error'][:80]}" if row["error"] else ""))

@@ -33,6 +33,8 @@ from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.ingest.params import coerce_params
 from rlm_dsl.runtime.lm.adapter import RobustAdapter
 from rlm_dsl.runtime.lm.signatures import combine
+from rlm_dsl.runtime.steps.evidence import LINE_TEXT_COLUMN, PROVENANCE
+from rlm_dsl.runtime.steps.grounding import GROUNDED_COLUMN
 from rlm_dsl.runtime.steps.map import MAX_DEPTH, split_row
 from rlm_dsl.runtime.steps.predict import StepModule
 from rlm_dsl.runtime.steps.recipe import row_input
@@ -115,6 +117,10 @@ def estimate_filter_sql(walker: Any, local: Step, step: Step, result: StepEstima
     with walker.store.write() as con:
         con.execute(f"CREATE OR REPLACE TABLE {quote_ident(local.table)} AS "
                     f"SELECT * FROM {source} WHERE {where} ORDER BY id", args)
+    producer = next((s for s in walker.plan.steps() if s.table == step.source), None)
+    if producer is not None and producer.kind in ("map", "reduce", "rlm"):
+        walker.uncertain.add(local.table)  # which rows pass depends on the LM's answers
+        result.note = "rows kept depend on the LM's answers: later steps are ranges"
 
 
 def estimate_filter_lm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
@@ -167,6 +173,22 @@ def estimate_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> 
         walker.keep_values(step, local, [
             (int(r["id"]), combine(step.output.type, [value] * pieces.get(int(r["id"]), 1)))
             for r in rows])
+        if step.options.get("grounded"):
+            _keep_grounding(walker, local)
+
+
+def _keep_grounding(walker: Any, local: Step) -> None:
+    """A grounded map's extra columns, for later steps' templates: provenance as NULL, the
+    row's first line standing in for ``line_text`` (the line its value was copied from)."""
+    table, source = quote_ident(local.table), quote_ident(local.source or "")
+    with walker.store.write() as con:
+        for name, kind in {**PROVENANCE, GROUNDED_COLUMN: "BOOLEAN",
+                           LINE_TEXT_COLUMN: "VARCHAR"}.items():
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {kind}")
+        columns = [c[0] for c in con.execute(f"DESCRIBE {source}").fetchall()]
+        if "text" in columns:
+            con.execute(f"UPDATE {table} SET line_text = split_part(s.text, chr(10), 1) "
+                        f"FROM {source} s WHERE {table}.id = s.id")
 
 
 def estimate_recipe(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:

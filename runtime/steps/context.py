@@ -47,6 +47,11 @@ class BoundLM:
     def window(self) -> int:
         return self.resolved.context_window
 
+    @property
+    def concurrency(self) -> int | None:
+        """How many calls the gate lets through at once (None: no gate)."""
+        return self.engine.gate.concurrency if self.engine is not None else None
+
     def count(self, text: str) -> int:
         return self.resolved.count_tokens(text)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.evidence import says_nothing
 from rlm_dsl.runtime.steps.reduce import source_items
 from rlm_dsl.runtime.store.store import quote_ident
 
@@ -25,7 +26,7 @@ def empty_values(ctx: RunContext) -> dict[str, str]:
             continue
         if not ctx.store.table_exists(ctx.table(step.table)):
             continue  # never ran (a budget stop, a failed step): reported elsewhere
-        if any(item is not None for item in source_items(ctx, step)):
+        if not all(says_nothing(item) for item in source_items(ctx, step)):
             continue
         empty[step.output.name] = _why(ctx, step.source or "")
     return empty
@@ -50,7 +51,7 @@ def _why(ctx: RunContext, table: str) -> str:
     rows = _rows(ctx, table)
     if rows:
         name = step.output.name if step.output else table
-        return f"all {rows} values of '{name}' are null (not found or not grounded)"
+        return f"all {rows} values of '{name}' are null or empty (not found or not grounded)"
     if step.kind == "input":
         return f"input '{step.name}' is empty"
     before = _rows(ctx, step.source or "")

@@ -2,7 +2,8 @@
 
 Step-handler stage. A map row keeps its chunk id (the row ``id``), ``source`` and line range
 (``first_line``, ``last_line``) from the row it read (a chunk, an input line, another map's row),
-plus ``line``: the line of the row's text holding its first grounded value, when it has one.
+plus ``line``: the line of the row's text holding its first grounded value, when it has one;
+a grounded map also keeps that line's text in ``line_text`` (what a later check step reads).
 A ``concat`` / ``tree`` / ``fold`` / ``vote`` reduce writes, beside its value, an ``evidence``
 list of those rows: for ``vote`` the rows that voted for the winner; for an LM reduce the rows
 whose value occurs in the answer, else every row it read. :func:`citation` renders one as
@@ -14,35 +15,47 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlm_dsl.runtime.steps.grounding import normalise
+from rlm_dsl.runtime.steps.grounding import normalise, occurs
 
 PROVENANCE = {"source": "VARCHAR", "first_line": "BIGINT", "last_line": "BIGINT",
               "line": "BIGINT"}
 EVIDENCE_TYPE = ("STRUCT(id BIGINT, source VARCHAR, first_line BIGINT, last_line BIGINT, "
                  "line BIGINT)[]")
 EVIDENCE_COLUMN = "evidence"
+LINE_TEXT_COLUMN = "line_text"
 
 
 def provenance(row: dict[str, Any], values: list[str] | None = None) -> dict[str, Any]:
-    """Source and line range of a source row; ``line`` where the first of ``values`` is."""
+    """Source and line range of a source row; ``line`` where the first of ``values`` is, and
+    that line's text."""
     first = row.get("first_line", row.get("line_no"))
     last = row.get("last_line", row.get("end_line_no", first))
-    found = row.get("line")
+    found, line_text = row.get("line"), row.get(LINE_TEXT_COLUMN)
     text = row.get("text")
     if values and isinstance(text, str) and isinstance(first, int):
-        found = _line_of(text, values, first) or found
-    return {"source": row.get("source"), "first_line": first, "last_line": last, "line": found}
+        hit = _line_of(text, values)
+        if hit is not None:
+            found, line_text = first + hit[0], hit[1]
+    return {"source": row.get("source"), "first_line": first, "last_line": last, "line": found,
+            LINE_TEXT_COLUMN: line_text}
 
 
-def _line_of(text: str, values: list[str], first: int) -> int | None:
+def _line_of(text: str, values: list[str]) -> tuple[int, str] | None:
+    """(offset, text) of the first line of ``text`` holding one of ``values``, tried in order."""
+    lines = text.split("\n")
     for value in values:
-        needle = normalise(value)
-        if not needle:
+        if not normalise(value):
             continue
-        for offset, line in enumerate(text.split("\n")):
-            if needle in normalise(line):
-                return first + offset
+        for offset, line in enumerate(lines):
+            if occurs(value, normalise(line)):
+                return offset, line
     return None
+
+
+def says_nothing(item: Any) -> bool:
+    """A reduce item that carries nothing: null (not found, not grounded) or an empty list (a
+    list map's row that found none)."""
+    return item is None or item == []
 
 
 def supporting(rows: list[dict[str, Any]], items: list[Any], value: Any,
@@ -50,7 +63,7 @@ def supporting(rows: list[dict[str, Any]], items: list[Any], value: Any,
     """The evidence rows of a reduced ``value`` (``rows[i]`` is the row of ``items[i]``)."""
     if value is None:
         return []
-    kept = [(row, item) for row, item in zip(rows, items, strict=True) if item is not None]
+    kept = [(row, item) for row, item in zip(rows, items, strict=True) if not says_nothing(item)]
     if strategy == "vote":
         return [row for row, item in kept if item == value]
     answer = normalise(value if isinstance(value, str) else json.dumps(value, default=str))

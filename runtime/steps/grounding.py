@@ -3,11 +3,12 @@
 Step-handler stage (``map … with grounded=[field, …]``, checked by
 :mod:`rlm_dsl.compiler.trust_checks`). After a row's answer, every named field — the map's value
 itself when it is text, else a ``str`` / ``list[str]`` field of its record (of each record of a
-list) — must occur in the row's text, compared case- and whitespace-insensitively (surrounding
-quotes and punctuation of the value ignored); a list is checked per element. When one does not,
-the model is asked once more with the offending values named; whatever is still not in the text
-is set to null (a list loses those elements). :class:`Grounder` says whether the row's answer was
-grounded as first given, so the map table records it in its ``grounded`` column.
+list) — must occur in the row's text, compared case- and whitespace-insensitively as whole
+words (surrounding quotes and punctuation of the value ignored); a list is checked per element.
+When one does not, the model is asked once more with the offending values named; whatever is
+still not in the text is set to null (a list loses those elements). :class:`Grounder` says
+whether the row's answer was grounded as first given, so the map table records it in its
+``grounded`` column.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Grounder:
         found: list[tuple[str, str]] = []
 
         def note(field: str, s: str) -> str:
-            if not _occurs(s, haystack):
+            if not occurs(s, haystack):
                 found.append((field, s))
             return s
 
@@ -62,7 +63,7 @@ class Grounder:
     def strip(self, value: Any, text: str) -> Any:
         """``value`` with every grounded string not in ``text`` nulled (dropped from lists)."""
         haystack = normalise(text)
-        return self._map(value, lambda _field, s: s if _occurs(s, haystack) else None)
+        return self._map(value, lambda _field, s: s if occurs(s, haystack) else None)
 
     def values(self, value: Any) -> list[str]:
         """Every grounded string of ``value``, in order."""
@@ -108,6 +109,15 @@ def _text(value: Any, keep: Keep, field: str) -> Any:
     return value
 
 
-def _occurs(value: str, haystack: str) -> bool:
+def occurs(value: str, haystack: str) -> bool:
+    """Whether ``value`` is in the normalised ``haystack`` as whole words: "10" is not in "2010"
+    (a small model's made-up number is often a piece of one in the text)."""
     needle = normalise(value).strip(_EDGES)
-    return not needle or needle in haystack
+    if not needle:
+        return True
+    pattern = re.escape(needle)
+    if needle[0].isalnum():
+        pattern = r"(?<!\w)" + pattern
+    if needle[-1].isalnum():
+        pattern += r"(?!\w)"
+    return re.search(pattern, haystack) is not None

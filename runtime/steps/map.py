@@ -29,7 +29,7 @@ from rlm_dsl.compiler.types import Prim, Type
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
-from rlm_dsl.runtime.steps.evidence import PROVENANCE, provenance
+from rlm_dsl.runtime.steps.evidence import LINE_TEXT_COLUMN, PROVENANCE, provenance
 from rlm_dsl.runtime.steps.grounding import GROUNDED_COLUMN, Grounder, row_text
 from rlm_dsl.runtime.steps.predict import (
     BudgetStop,
@@ -50,7 +50,8 @@ def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
     target = ctx.table(step.table)
     fields = step.options.get("grounded")
     grounder = Grounder(step.output.type, step.output.name, fields) if fields else None
-    extra = {**PROVENANCE, **({GROUNDED_COLUMN: "BOOLEAN"} if grounder else {})}
+    extra = {**PROVENANCE,
+             **({GROUNDED_COLUMN: "BOOLEAN", LINE_TEXT_COLUMN: "VARCHAR"} if grounder else {})}
     extra.pop(step.output.name, None)  # a value named like a bookkeeping column keeps its name
     ensure_table(ctx, target, step.output.name, step.output.type, extra)
     solver = _Solver(ctx, step, module, step.output.type, grounder)
@@ -138,16 +139,21 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
             resolved.append(chunk_id)
         ctx.tick(step)
 
+    # no more workers than the LM serves at once: with a serial model (the local engine) a row's
+    # grounding re-ask follows its first call and reuses that row's prompt prefix in the cache
+    workers = min(ctx.concurrency, solver.bound.concurrency or ctx.concurrency)
     with dspy.context(lm=solver.bound.lm, adapter=ctx.adapter):  # copied into every worker
-        written = run_parallel(ctx, [(one, row) for row in rows])
+        written = run_parallel(ctx, [(one, row) for row in rows], workers)
     ctx.writer.flush()
     if resolved:
         queries.resolve_row_failures(ctx.store, ctx.key(step), resolved)
     return written
 
 
-def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) -> int:
-    """Run ``fn(arg)`` jobs on ``ctx.concurrency`` threads; an error stops the rest.
+def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]],
+                 workers: int | None = None) -> int:
+    """Run ``fn(arg)`` jobs on ``workers`` (default ``ctx.concurrency``) threads; an error stops
+    the rest.
 
     Each job runs in a copy of the caller's context (its ``dspy.context`` and call scope). The
     workers take the next job from one shared list (no future or queue hand-off per job); after
@@ -158,7 +164,8 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
     if not jobs:
         return 0
     base = contextvars.copy_context()
-    if ctx.concurrency <= 1 or len(jobs) == 1:
+    workers = ctx.concurrency if workers is None else workers
+    if workers <= 1 or len(jobs) == 1:
         for fn, arg in jobs:
             _check_stopping(ctx)
             base.copy().run(fn, arg)
@@ -182,7 +189,7 @@ def run_parallel(ctx: RunContext, jobs: list[tuple[Callable[[Any], Any], Any]]) 
                 return
 
     threads = [threading.Thread(target=work, name=f"rlm-worker-{i}")
-               for i in range(min(ctx.concurrency, len(jobs)))]
+               for i in range(min(workers, len(jobs)))]
     for thread in threads:
         thread.start()
     try:

@@ -27,7 +27,12 @@ from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.lm.signatures import vote
 from rlm_dsl.runtime.steps.context import RunContext, where
-from rlm_dsl.runtime.steps.evidence import EVIDENCE_COLUMN, EVIDENCE_TYPE, supporting
+from rlm_dsl.runtime.steps.evidence import (
+    EVIDENCE_COLUMN,
+    EVIDENCE_TYPE,
+    says_nothing,
+    supporting,
+)
 from rlm_dsl.runtime.steps.map import ensure_table, run_parallel
 from rlm_dsl.runtime.steps.predict import ItemFailed, StepModule, TooLarge
 from rlm_dsl.runtime.steps.sql_value import typed_value
@@ -118,7 +123,7 @@ def run_sql(ctx: RunContext, step: Step) -> None:
 
 def run_vote(ctx: RunContext, step: Step) -> None:
     every = source_items(ctx, step)
-    items = [v for v in every if v is not None]
+    items = [v for v in every if not says_nothing(v)]
     if not items:
         write_value(ctx, step, step.options.get("empty"), [])
         return
@@ -137,10 +142,11 @@ class Reducer:
         self.fanin = max(2, int(step.options.get("fanin", 8)))
 
     def run(self) -> None:
-        # a null item says nothing (a row not found, a value that was not grounded); with no
-        # item left there is nothing to combine, and a small model asked anyway invents one
+        # a null item or an empty list says nothing (a row not found, a value that was not
+        # grounded, no incident in a window); with no item left there is nothing to combine, and
+        # a small model asked anyway invents one
         every = source_items(self.ctx, self.step)
-        items = [item for item in every if item is not None]
+        items = [item for item in every if not says_nothing(item)]
         if not items:
             write_value(self.ctx, self.step, self.step.options.get("empty"), [])
             return

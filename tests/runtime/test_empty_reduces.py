@@ -126,3 +126,26 @@ def test_a_reduce_with_items_is_not_listed_as_empty(spec, run_spec, items):
     result = run_spec(spec(text.format(strategy="concat")), inputs={"doc": str(items)})
     assert result.outputs["answer"]
     assert result.summary["empty"] == {}
+
+
+def test_empty_lists_say_nothing_either(spec, run_spec, items, tmp_path, query):
+    # a list map whose every row found nothing (the 0.5B model's incident lists over quiet log
+    # windows): no incident to merge, so no LM call and the declared default
+    db = tmp_path / "run.duckdb"
+    result = run_spec(spec('''
+        recipe quiet "Merge incident lists."
+        input doc: text
+        chunk doc -> parts by lines(25)
+        map parts -> hits: list[str] """
+          FIND "zebra"
+          {{ chunk.text }}
+        """
+        reduce hits -> report: str by tree(fanin=2) with empty="no incidents" """
+          {{ items | tojson }}
+        """
+        output report
+    '''), inputs={"doc": str(items)}, db=str(db))
+    assert result.outputs["report"] == "no incidents"
+    assert query(db, "SELECT count(*) FROM lm_calls WHERE step = 'reduce-report'")[0][0] == 0
+    assert result.summary["empty"] == {
+        "report": "all 4 values of 'hits' are null or empty (not found or not grounded)"}

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from rlm_dsl.compile import compile_text
+from rlm_dsl.compiler.diagnostics import CompileError
+
 
 def test_map_rows_keep_source_and_lines_and_the_answer_cites_the_line(spec, run_spec, items,
                                                                      tmp_path, query,
@@ -43,3 +48,22 @@ def test_an_empty_value_cites_nothing(spec, run_spec, items, find_spec):
     result = run_spec(spec(find_spec.replace("item 17 ", "zebra")), inputs={"doc": str(items)})
     assert result.outputs["answer"] is None
     assert result.evidence == {"answer": []}
+
+
+def test_a_grounded_map_keeps_the_text_of_its_cited_line_for_later_steps(spec, run_spec, items,
+                                                                         tmp_path, query,
+                                                                         find_spec):
+    check = find_spec.replace("reduce hit", 'filter hit where lm """\n  YES IF "item 17 "\n'
+                                            '  {{ chunk.line_text }}\n"""\nreduce hit')
+    db = tmp_path / "run.duckdb"
+    result = run_spec(spec(check), inputs={"doc": str(items)}, db=str(db))
+    assert query(db, "SELECT id, line, line_text FROM hit WHERE line IS NOT NULL") == [
+        (1, 18, "item 17 ok")]
+    assert result.outputs["answer"] == '["item 17 ok"]'
+
+
+def test_only_a_grounded_map_has_line_text(find_spec):
+    ungrounded = find_spec.replace(" with grounded=[hit]", "").replace(
+        "reduce hit", 'filter hit where lm """{{ chunk.line_text }}"""\nreduce hit')
+    with pytest.raises(CompileError, match="no column 'line_text'"):
+        compile_text(ungrounded)

@@ -50,3 +50,35 @@ def test_bare_and_quoted_names_compile_to_the_same_option():
     quoted = compile_text(spec.format(names='["value"]'))
     assert bare.step("map-finding").options["grounded"] == ["value"]
     assert bare.dumps() == quoted.dumps()
+
+
+def test_a_value_counts_only_as_whole_words_of_the_text():
+    # the 0.5B model answers "10" for a passage that only has "2010" and "100": not grounded
+    grounder = Grounder(Prim("str"), "code", ["code"])
+    text = "In 2010 we had 100 users; the code is XK-4411."
+    assert grounder.missing("10", text) == [("code", "10")]
+    assert grounder.missing("XK-44", text) == [("code", "XK-44")]
+    assert grounder.missing("2010", text) == []
+    assert grounder.missing("code is XK-4411", text) == []
+    assert grounder.missing("(XK-4411)", text) == []
+
+
+def test_a_serial_lm_gets_a_rows_re_ask_right_after_its_first_answer(spec, run_spec, items,
+                                                                     tmp_path, query):
+    # one model call at a time (the local engine): the re-ask must follow its own row's first
+    # call, so the model still holds that row's passage in its prompt cache
+    db = tmp_path / "run.duckdb"
+    run_spec(spec('''
+recipe r "x"
+lm one = "test:delay=0.01" with max_concurrency=1
+input doc: text
+chunk doc -> parts by lines(10)
+map parts -> hit: str? using one with grounded=[hit] """
+  made-up answer
+  {{ chunk.text }}
+"""
+output hit
+'''), inputs={"doc": str(items)}, db=str(db))
+    order = [row[0] for row in query(db, "SELECT chunk_id FROM lm_calls ORDER BY started_at")]
+    assert len(order) > 4 and order == sorted(order)
+    assert all(order.count(chunk) == 2 for chunk in set(order))

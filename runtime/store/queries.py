@@ -59,6 +59,13 @@ def forget_steps(store: Store, steps: list[str]) -> None:
                         [step, f"{step}__"])
 
 
+def forget_fingerprints_under(store: Store, prefix: str) -> None:
+    """Drop the stored fingerprints of every step key starting with ``prefix`` (the steps of one
+    sub-recipe row, once its tables are folded into its map's)."""
+    with store.write() as con:
+        con.execute("DELETE FROM step_fingerprints WHERE starts_with(step, ?)", [prefix])
+
+
 def supersede_failure(store: Store, step: str, chunk_id: int | None) -> int:
     """Resolve the open failures of ``step``'s row ``chunk_id`` (None: the step itself), which a
     new failure row replaces; returns the attempts they had made."""

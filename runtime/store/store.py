@@ -194,6 +194,12 @@ class Store:
         sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'"
         return bool(self.scalar(sql, [name]))
 
+    def tables_under(self, prefix: str) -> list[str]:
+        """The user tables whose names start with ``prefix``, sorted."""
+        sql = ("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND "
+               "starts_with(table_name, ?) ORDER BY table_name")
+        return [row[0] for row in self.con.execute(sql, [prefix]).fetchall()]
+
     def columns(self, name: str) -> list[tuple[str, str]]:
         """``[(column name, DuckDB type), ...]`` in table order."""
         return [

@@ -5,7 +5,8 @@ store and under the same budget and LMs, with its params from the step's ``param
 and its steps keyed ``<step id>__<row id>__<sub step>`` in the system tables (``lm_calls``,
 ``failures``: the trace draws them per row). The sub-recipe's first input is the row's ``text`` —
 as lines for line inputs, else one record — and its first output becomes the row's value in the
-step's table. While a row runs, its tables are scratch tables ``<step id>__<row id>__<table>``
+step's table, beside the parent row's source and line range (so a reduce over it cites them as
+evidence). While a row runs, its tables are scratch tables ``<step id>__<row id>__<table>``
 (a row stopped half-way resumes from them); when it finishes they are folded into ONE table per
 sub-recipe step, ``<step id>__<table>`` (``map-counts__parts`` holds the chunks of every row),
 whose rows carry the parent row's id in ``parent_id`` (a nested ``use`` adds ``parent_id_2``, …).
@@ -23,6 +24,7 @@ from rlm_dsl.errors import RlmError
 from rlm_dsl.runtime.ingest.params import coerce_params
 from rlm_dsl.runtime.lm.gate import call_scope
 from rlm_dsl.runtime.steps.context import RunContext
+from rlm_dsl.runtime.steps.evidence import PROVENANCE, provenance
 from rlm_dsl.runtime.steps.map import ensure_table, pending_rows
 from rlm_dsl.runtime.steps.outputs import read_value
 from rlm_dsl.runtime.store import queries
@@ -37,7 +39,8 @@ def run_recipe_map(ctx: RunContext, step: Step, sub_run: Callable[[RunContext, P
     assert step.output is not None and step.recipe is not None
     sub = ctx.plan.uses[step.recipe]
     target = ctx.table(step.table)
-    ensure_table(ctx, target, step.output.name, step.output.type)
+    extra = {k: v for k, v in PROVENANCE.items() if k != step.output.name}
+    ensure_table(ctx, target, step.output.name, step.output.type, extra)
     rows, _ = pending_rows(ctx, step, target)
     params = coerce_params(sub, dict(step.options.get("params") or {}))
     ctx.tick(step, 0, len(rows))
@@ -53,7 +56,7 @@ def run_recipe_map(ctx: RunContext, step: Step, sub_run: Callable[[RunContext, P
             continue
         value = read_value(sctx, sub.producer(sub.outputs[0])) if sub.outputs else None
         fold_row(ctx, step, int(row["id"]), prefix)
-        ctx.writer.add(target, {"id": row["id"], step.output.name: value})
+        ctx.writer.add(target, {**provenance(row), "id": row["id"], step.output.name: value})
         ctx.tick(step)
     ctx.writer.flush()
     return len(rows)

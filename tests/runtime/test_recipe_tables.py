@@ -82,3 +82,15 @@ def test_reuse_resume_explain_and_replay_hold_for_one_table_per_step(
     replayed = run_spec(main, inputs={"docs": str(docs)}, lm=f"replay:{db}",
                         db=str(tmp_path / "replayed.duckdb"))
     assert replayed.outputs["counts"] == [3] * 12
+
+
+def test_a_reduce_over_a_use_map_cites_the_files_its_rows_came_from(spec, run_spec, tmp_path):
+    spec(COUNTER, "counter.rlm")
+    main = spec(MAIN.replace("output counts", '''reduce counts -> busiest: int by vote
+    output busiest'''))
+    docs = _files(tmp_path, 8)
+    result = run_spec(main, inputs={"docs": str(docs)}, db=str(tmp_path / "run.duckdb"))
+    assert result.outputs["busiest"] in (0, 1, 2, 3)
+    cited = sorted(row["source"] for row in result.evidence["busiest"])
+    voters = [i for i in range(8) if i % 4 == result.outputs["busiest"]]
+    assert cited == [str(docs / f"f{i:02}.txt") for i in voters]

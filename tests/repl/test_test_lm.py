@@ -31,3 +31,23 @@ def test_the_test_lm_answers_an_rlm_step_through_the_repl(tmp_path, capsys):
     assert len(actions) == 1 and "llm_query(task" in actions[0][0]
     assert actions[0][1].strip() == "FINAL: {'n': 10}"  # the typed SUBMIT
     assert "variables_info" not in captured.out
+
+
+def test_the_test_lm_submits_a_record_answer_in_one_turn(tmp_path, capsys):
+    data = tmp_path / "items.txt"
+    data.write_text("".join(f"item {i} {'bad' if i % 4 == 0 else 'ok'}\n" for i in range(40)))
+    spec = tmp_path / "free.rlm"
+    spec.write_text('recipe free "Count with the REPL."\ninput items: lines\n'
+                    "type Hit { text: str, n: int, many: bool, notes: list[str], level: low | "
+                    "high, extra: str? }\n"
+                    'rlm items -> hit: Hit with max_iterations=3 """\n  COUNT "bad"\n"""\n'
+                    "output hit\n")
+    db = tmp_path / "run.duckdb"
+    code = main(["run", str(spec), "-i", f"items={data}", "--lm", "test", "--db", str(db),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    assert out["outputs"] == {"hit": {"text": "10", "n": 10, "many": False, "notes": ["10"],
+                                      "level": "low", "extra": "10"}}
+    assert out["summary"]["calls"] == 2  # one action, one llm_query: no turn wasted

@@ -88,7 +88,7 @@ eval "${resume/rlm run count.rlm/step \"10. resume with the hint\" 0 30}"
 write_items 60
 step "11. LM failing 20 % of calls" 4 "$(fresh_total --lm test:fail=0.2,seed=5)" --lm test:fail=0.2,seed=5 --db $DB
 step "12. --retry-failed" 0 15 --lm test:fail=0.2,seed=5 --db $DB --retry-failed
-step "13. no API key" 4 None --lm openai/gpt-4o-mini --db nokey.duckdb
+step "13. no API key" 4 None --lm openai/gpt-4o-mini --db nokey.duckdb  # stops at the first call
 # a map over a `use`d recipe: one sub-recipe run per file
 cat > counter.rlm <<'EOF'
 recipe counter "Count a word in one text."

@@ -9,6 +9,7 @@ import shlex
 from test_resume import ITEMS_SPEC  # the 100-item count recipe
 
 from rlm_dsl.cli.envelope import KEYS
+from tests.conftest import failure
 
 
 def _one_object(out: str) -> dict:
@@ -241,3 +242,29 @@ def _calls(node):
     return (n for n in _walk(node) if n["kind"] == "call")
 
 
+
+
+def test_a_model_with_no_api_key_stops_at_the_first_call_not_after_every_row(
+        tmp_path, spec, items, cli, query, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    db = tmp_path / "run.duckdb"
+    code, _, err = cli("run", spec(ITEMS_SPEC), "-i", f"items={items}", "--lm",
+                       "openai/gpt-4o-mini", "--db", db, "--concurrency", "2")
+    assert code == 4
+    assert "step 'map-n' (" in err and "no usable API key for 'openai/gpt-4o-mini'" in err
+    assert "Missing credentials" in err  # the provider's own words, kept
+    (sent,) = query(db, "SELECT count(*) FROM lm_calls")[0]
+    assert sent <= 2  # the rows in flight, not 100 rows x 2 attempts
+
+
+def test_a_rejected_api_key_stops_the_run_too(tmp_path, spec, items, cli, serve, monkeypatch):
+    monkeypatch.setenv("RLM_WRONG_KEY", "sk-wrong")
+    server = serve(lambda body, n: failure(401, "invalid_api_key"))
+    path = spec(ITEMS_SPEC.replace("input items", f'lm remote = "openai/m" with api_base='
+                                   f'"{server.url}", api_key_env="RLM_WRONG_KEY"\n'
+                                   "    input items")
+                .replace("with retries=1", "using remote with retries=1"))
+    code, _, err = cli("run", path, "-i", f"items={items}", "--db", tmp_path / "run.duckdb",
+                       "--concurrency", "1")
+    assert code == 4 and "no usable API key for 'openai/m'" in err
+    assert len(server.bodies) == 1

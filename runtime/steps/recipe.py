@@ -10,7 +10,9 @@ evidence). While a row runs, its tables are scratch tables ``<step id>__<row id>
 (a row stopped half-way resumes from them); when it finishes they are folded into ONE table per
 sub-recipe step, ``<step id>__<table>`` (``map-counts__parts`` holds the chunks of every row),
 whose rows carry the parent row's id in ``parent_id`` (a nested ``use`` adds ``parent_id_2``, …).
-Rows already done are skipped on resume; a sub-run that fails goes to ``failures`` like any row.
+Rows already done are skipped on resume; a sub-run that fails goes to ``failures`` like any row,
+and a row whose sub-run left failed rows of its own is not done: it is missing from the outputs
+(not half counted) until ``--retry-failed`` retries those rows from its scratch tables.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def run_recipe_map(ctx: RunContext, step: Step, sub_run: Callable[[RunContext, P
                 sub_run(sctx, sub)
         except RlmError as exc:
             ctx.fail(step, int(row["id"]), f"sub-recipe '{step.recipe}': {exc}", None, 1)
+            continue
+        if queries.has_open_failures_under(ctx.store, prefix):  # rows of it failed: the row
+            ctx.tick(step)  # is not done; its scratch tables wait for --retry-failed
             continue
         value = read_value(sctx, sub.producer(sub.outputs[0])) if sub.outputs else None
         fold_row(ctx, step, int(row["id"]), prefix)

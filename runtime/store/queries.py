@@ -91,9 +91,17 @@ def steps_with_step_failures(store: Store) -> set[str]:
 
 
 def has_open_failures(store: Store, step: str) -> bool:
-    """Whether ``step`` has any unresolved failure (of the step or of a row)."""
-    return bool(store.scalar("SELECT count(*) FROM failures WHERE step = ? AND NOT resolved",
-                             [step]))
+    """Whether ``step`` has any unresolved failure (of the step, of a row, or of a step of a
+    ``use``d recipe it ran, ``<step>__…``)."""
+    return bool(store.scalar("SELECT count(*) FROM failures WHERE (step = ? OR "
+                             "starts_with(step, ?)) AND NOT resolved", [step, f"{step}__"]))
+
+
+def has_open_failures_under(store: Store, prefix: str) -> bool:
+    """Whether a step keyed ``<prefix>…`` (one row of a ``use``d recipe) has an unresolved
+    failure."""
+    return bool(store.scalar("SELECT count(*) FROM failures WHERE starts_with(step, ?) AND "
+                             "NOT resolved", [prefix]))
 
 
 def open_failure_count(store: Store) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_dsl.errors import BudgetExhausted
+from rlm_dsl.errors import BudgetExhausted, RowsFailed
 from rlm_dsl.runtime.store.store import SYSTEM_TABLES
 from tests.runtime.test_recipe_map import COUNTER
 
@@ -94,3 +94,23 @@ def test_a_reduce_over_a_use_map_cites_the_files_its_rows_came_from(spec, run_sp
     cited = sorted(row["source"] for row in result.evidence["busiest"])
     voters = [i for i in range(8) if i % 4 == result.outputs["busiest"]]
     assert cited == [str(docs / f"f{i:02}.txt") for i in voters]
+
+
+def test_retry_failed_retries_the_rows_that_failed_inside_a_sub_recipe(spec, run_spec,
+                                                                       tmp_path, query):
+    spec(COUNTER, "counter.rlm")
+    main = spec(MAIN)
+    docs = _files(tmp_path, 12)
+    fresh = run_spec(main, inputs={"docs": str(docs)}, db=str(tmp_path / "fresh.duckdb"))
+    db = tmp_path / "run.duckdb"
+    with pytest.raises(RowsFailed) as failed:
+        run_spec(main, inputs={"docs": str(docs)}, db=str(db), lm="test:fail=0.3,seed=4")
+    assert "(map-n)" in str(failed.value) and " of row " in str(failed.value)
+    kept = failed.value.result.outputs["counts"]
+    assert len(kept) < 12  # a row whose sub-recipe lost a chunk is missing, not half counted
+    retried = run_spec(main, inputs={"docs": str(docs)}, db=str(db), lm="test:fail=0.3,seed=4",
+                       retry_failed=True)
+    assert retried.outputs == fresh.outputs
+    assert retried.summary["steps"]["map-counts"]["action"] == "resumed"
+    assert query(db, "SELECT count(*) FROM failures WHERE NOT resolved") == [(0,)]
+    assert query(db, 'SELECT count(*) FROM "map-counts__total"') == [(12,)]

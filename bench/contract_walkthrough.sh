@@ -131,18 +131,18 @@ step "17. use: change model" 0 "$(fresh_total --lm test:seed=3)" --lm test:seed=
 write_docs 200
 "$RLM" run perfile.rlm -q --lm test:delay=0.05 --concurrency 2 --db $UDB > /dev/null 2>&1 &
 pid=$!
-calls_so_far() {  # LM calls of the latest run, in a copy of the database (rlm holds its lock)
+calls_so_far() {  # this run's LM calls (its model), in a copy of the database (rlm holds the lock)
   cp $UDB probe.duckdb 2>/dev/null && { cp $UDB.wal probe.duckdb.wal 2>/dev/null || rm -f probe.duckdb.wal; }
-  python3 -c "import duckdb; print(duckdb.connect('probe.duckdb').execute('SELECT count(*) FROM lm_calls WHERE run_id = (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)').fetchone()[0])" 2>/dev/null || echo 0
+  python3 -c "import duckdb; print(duckdb.connect('probe.duckdb').execute(\"SELECT count(*) FROM lm_calls WHERE model = 'test:delay=0.05'\").fetchone()[0])" 2>/dev/null || echo 0
 }
 for _ in $(seq 600); do  # until about a quarter of the 500 calls are made (the WAL is checkpointed)
   [[ $(calls_so_far) -ge 120 ]] && break
   sleep 0.2
 done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
-echo "18. use: kill -9 mid-map              $("$RLM" sql $UDB "SELECT count(*) FROM counts" --format csv 2>/dev/null | tail -1) of 200 files done; user tables: $(tables)"
+echo "18. use: kill -9 mid-map              $("$RLM" sql $UDB "SELECT count(*) FROM counts" --format csv 2>/dev/null | tail -1) of 200 files done, $("$RLM" sql $UDB "SELECT count(*) FROM lm_calls WHERE model = 'test:delay=0.05'" --format csv 2>/dev/null | tail -1) calls recorded; user tables: $(tables)"
 step "19. use: resume (same command)" 0 300 --lm test:delay=0.05 --concurrency 2 --db $UDB
 echo "                                   user tables in the db: $(tables)"
-step "20. use: LM failing 5 % of calls" 4 "$(fresh_total --lm test:fail=0.05,seed=2)" --lm test:fail=0.05,seed=2 --db $UDB
-step "21. use: --retry-failed" 0 300 --lm test:fail=0.05,seed=2 --db $UDB --retry-failed
+step "20. use: LM failing 30 % of calls" 4 "$(fresh_total --lm test:fail=0.3,seed=4)" --lm test:fail=0.3,seed=4 --db $UDB
+step "21. use: --retry-failed" 0 300 --lm test:fail=0.3,seed=4 --db $UDB --retry-failed
 exit $failed

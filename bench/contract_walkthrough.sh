@@ -143,6 +143,6 @@ kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 echo "18. use: kill -9 mid-map              $("$RLM" sql $UDB "SELECT count(*) FROM counts" --format csv 2>/dev/null | tail -1) of 200 files done, $("$RLM" sql $UDB "SELECT count(*) FROM lm_calls WHERE model = 'test:delay=0.05'" --format csv 2>/dev/null | tail -1) calls recorded; user tables: $(tables)"
 step "19. use: resume (same command)" 0 300 --lm test:delay=0.05 --concurrency 2 --db $UDB
 echo "                                   user tables in the db: $(tables)"
-step "20. use: LM failing 30 % of calls" 4 "$(fresh_total --lm test:fail=0.3,seed=4)" --lm test:fail=0.3,seed=4 --db $UDB
-step "21. use: --retry-failed" 0 300 --lm test:fail=0.3,seed=4 --db $UDB --retry-failed
+step "20. use: LM failing 15 % of calls" 4 "$(fresh_total --lm test:fail=0.15,seed=1)" --lm test:fail=0.15,seed=1 --db $UDB
+step "21. use: --retry-failed" 0 300 --lm test:fail=0.15,seed=1 --db $UDB --retry-failed
 exit $failed

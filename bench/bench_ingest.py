@@ -1,33 +1,48 @@
-"""Benchmark of the log-ingest stage: parsed ingest vs DuckDB's raw one-column read.
+"""Benchmark of ingest and scale (issue 18, item 4): one command, one table, PASS/FAIL per target.
 
-Generates a syslog-style file in /tmp (with DuckDB, in seconds), then measures — each in its own
-subprocess, peak RSS from ``os.wait4`` (the child's own ``getrusage(RUSAGE_CHILDREN)`` record) —
-(1) DuckDB's raw one-column ``read_csv`` of the file into a table of a fresh database file, and
-(2) ``rlm_dsl.runtime.logs.load_log`` into a fresh database file (parsed columns, line numbers,
-byte offsets). Prints a table and saves ``bench/results/ingest.json``.
-Targets (issue 7): parsed ≥ 100 MB/s, ≥ 0.5 x raw, peak RSS < 1.5 GB.
+Generates a syslog-style file in /tmp (with DuckDB, in seconds; never committed), then measures,
+each in its own subprocess on a fresh database file with the same 1 GB DuckDB memory limit and
+a ``CHECKPOINT`` at the end of every timed step (peak RSS of the child from ``os.wait4``, i.e.
+``getrusage`` of that process):
+
+1. ``raw``: DuckDB's own one-column ``read_csv`` of the file into a table — the baseline;
+2. ``parsed``: ``load_log`` (a ``log`` input: stored columns + the log view);
+3. ``text+chunk``: ``load_input`` of a ``text`` input, then ``chunk … by lines(400)``;
+4. ``log+chunk``: the ``log`` input, then ``chunk … by lines(400)``;
+
+and, in the last child, point lookups: one chunk's text by id from the chunk view (text read
+through the input on demand) and from a materialised copy of the same chunks (the design
+before: text copied into the chunk table), and one 400-line range of the input by line numbers.
+Prints the table and saves ``bench/results/ingest.json``. Targets: parsed ≥ 0.5 x raw (wall);
+load + chunk ≥ 100 MB/s with peak RSS < 1.5 GB.
 
     python bench/bench_ingest.py              # 1 GB
-    python bench/bench_ingest.py --quick      # 64 MB
     python bench/bench_ingest.py --size-mb 256
+    python bench/bench_ingest.py --quick      # 64 MB
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import random
+import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 AVG_LINE_BYTES = 95  # measured on the generator below; only used to size the file
-MEMORY_LIMIT = "1GB"  # the same DuckDB limit for both measurements (rlm ingest's default)
+MEMORY_LIMIT = "1GB"  # the same DuckDB limit for every measurement (rlm ingest's default)
+LOOKUPS = 40
 
 
 def generate(path: str, size_mb: int) -> None:
@@ -48,35 +63,94 @@ def generate(path: str, size_mb: int) -> None:
     con.execute("SET enable_progress_bar = false")
     con.execute(
         f"COPY (SELECT {line} AS line FROM (SELECT i, TIMESTAMP '2026-03-01' + "
-        f"to_seconds(i // 100) AS ts FROM range({n}) t(i))) TO '{path}' "
+        f"to_seconds(i // 100) AS ts FROM range({n}) t(i))) TO '{path}.part' "
         "(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\x01')"
     )
+    os.replace(f"{path}.part", path)
 
 
-def worker(kind: str, path: str, db: str) -> None:
-    """Run one measurement in this process and print its JSON result."""
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(store: Any, step: Any) -> tuple[float, float]:
+    """Wall and CPU seconds of ``step()`` followed by a CHECKPOINT."""
+    started, cpu = time.perf_counter(), _cpu()
+    step()
+    store.con.execute("CHECKPOINT")
+    return time.perf_counter() - started, _cpu() - cpu
+
+
+def worker(kind: str, path: str, db: str) -> dict[str, Any]:
+    """Run one measurement in this process; its timings."""
+    from rlm_dsl.runtime.ingest.chunkers import chunk
+    from rlm_dsl.runtime.ingest.inputs import load_input
+    from rlm_dsl.runtime.lm.tokens import get_counter
     from rlm_dsl.runtime.logs import load_log
     from rlm_dsl.runtime.logs.parse import read_lines_sql
     from rlm_dsl.runtime.store.store import Store
 
-    store = Store.open(db)
+    store = Store.open(db, memory_limit=MEMORY_LIMIT)
     store.con.execute("SET enable_progress_bar = false")
-    store.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # as `rlm ingest` defaults to
-    started = time.perf_counter()
     if kind == "raw":
-        store.con.execute(f"CREATE TABLE raw AS SELECT line FROM {read_lines_sql(path)}")
-        rows = store.count("raw")
-    else:
-        rows = load_log(store, "logs", [path]).rows
-    store.con.execute("CHECKPOINT")
-    seconds = time.perf_counter() - started
+        sql = f"CREATE TABLE raw AS SELECT line FROM {read_lines_sql(path)}"
+        seconds, cpu = _timed(store, lambda: store.con.execute(sql))
+        return {"seconds": seconds, "cpu_s": cpu, "rows": store.count("raw")}
+    if kind == "parsed":
+        seconds, cpu = _timed(store, lambda: load_log(store, "logs", [path]))
+        return {"seconds": seconds, "cpu_s": cpu, "rows": store.count("logs")}
+    load, windows = _steps("text" if kind == "text+chunk" else "log")
+    load_s, load_cpu = _timed(store, lambda: load_input(store, load, path))
+    counter = get_counter(None)
+    chunk_s, chunk_cpu = _timed(store, lambda: chunk(store, windows, "logs", counter))
+    result = {"seconds": load_s + chunk_s, "cpu_s": load_cpu + chunk_cpu, "load_s": load_s,
+              "chunk_s": chunk_s, "rows": store.count("logs"), "chunks": store.count("windows"),
+              "token_counter": counter.name}
+    if kind == "log+chunk":
+        result["lookups"] = _lookups(store, result["chunks"])
     store.close()
-    print(json.dumps({"rows": rows, "seconds": seconds}))
+    return result
 
 
-def measure(kind: str, path: str) -> dict[str, float]:
-    """Run :func:`worker` in a fresh subprocess; its time, rows and peak RSS."""
-    db = f"/tmp/rlm-bench-{kind}.duckdb"
+def _lookups(store: Any, chunks: int) -> dict[str, float]:
+    """Median milliseconds of one chunk's text by id (view vs materialised) and of a line range."""
+    store.con.execute("CREATE TABLE windows_copied AS SELECT * FROM windows")
+    store.con.execute("CHECKPOINT")
+    ids = random.Random(7).sample(range(chunks), min(LOOKUPS, chunks))
+
+    def median_ms(sql: str, params: list[list[Any]]) -> float:
+        times = []
+        for values in params:
+            started = time.perf_counter()
+            store.con.execute(sql, values).fetchall()
+            times.append((time.perf_counter() - started) * 1000)
+        return round(statistics.median(times), 2)
+
+    lines, by_id = [[400 * i + 1, 400 * i + 400] for i in ids], [[i] for i in ids]
+    return {
+        "chunk_text_view_ms": median_ms("SELECT text FROM windows WHERE id = ?", by_id),
+        "chunk_text_copied_ms": median_ms("SELECT text FROM windows_copied WHERE id = ?", by_id),
+        "line_range_ms": median_ms("SELECT string_agg(text, chr(10) ORDER BY line_no) FROM logs "
+                                   "WHERE line_no BETWEEN ? AND ?", lines),
+    }
+
+
+def _steps(kind: str) -> tuple[Any, Any]:
+    """``input logs: <kind>`` and ``chunk logs -> windows by lines(400)`` as plan steps."""
+    from rlm_dsl.compiler.plan import Step
+    from rlm_dsl.compiler.source import Span
+
+    span = Span("bench.rlm", 1, 1, 1, 1)
+    load = Step(id="input-logs", kind="input", name="logs", table="logs", span=span,
+                strategy=kind)
+    windows = Step(id="chunk-windows", kind="chunk", name="windows", table="windows", span=span)
+    return load, dataclasses.replace(windows, source="logs", strategy="lines", args=(400,))
+
+
+def measure(kind: str, path: str) -> dict[str, Any]:
+    """Run :func:`worker` in a fresh subprocess; its result plus MB/s and peak RSS."""
+    db = f"/tmp/rlm-bench-{kind.replace('+', '-')}.duckdb"
     for stale in (db, db + ".wal"):
         if os.path.exists(stale):
             os.unlink(stale)
@@ -87,17 +161,24 @@ def measure(kind: str, path: str) -> dict[str, float]:
     if status != 0:
         raise SystemExit(f"{kind} measurement failed (status {status})")
     result = json.loads(stdout.strip().splitlines()[-1])
-    size_mb = os.path.getsize(path) / 1e6
     os.unlink(db)
-    return {
-        "rows": result["rows"],
-        "seconds": round(result["seconds"], 3),
-        "mb_per_s": round(size_mb / result["seconds"], 1),
-        # CPU time of the whole child (imports included): a check on wall times when the
-        # machine is shared; MB per CPU-second does not depend on what else is running.
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
-    }
+    result["mb_per_s"] = round(os.path.getsize(path) / 1e6 / result["seconds"], 1)
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+    result["seconds"], result["cpu_s"] = round(result["seconds"], 2), round(result["cpu_s"], 2)
+    return result
+
+
+def targets(runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
+    """``(target, measured, met)`` for each target of issue 18, item 4."""
+    ratio = runs["raw"]["seconds"] / runs["parsed"]["seconds"]
+    rows = [("parsed ingest >= 0.5x raw (wall)", f"{ratio:.2f}x", ratio >= 0.5)]
+    for kind in ("text+chunk", "log+chunk"):
+        run = runs[kind]
+        rows.append((f"{kind}: load + chunk >= 100 MB/s", f"{run['mb_per_s']:.0f} MB/s",
+                     run["mb_per_s"] >= 100))
+        rows.append((f"{kind}: peak RSS < 1.5 GB", f"{run['peak_rss_mb']:.0f} MB",
+                     run["peak_rss_mb"] < 1536))
+    return rows
 
 
 def main() -> None:
@@ -107,46 +188,40 @@ def main() -> None:
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "PATH", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(*args.worker)
+        print(json.dumps(worker(*args.worker)))
         return
-    size = 64 if args.quick else args.size_mb
-    path = f"/tmp/rlm-bench-syslog-{size}mb.log"
+    size_mb = 64 if args.quick else args.size_mb
+    path = f"/tmp/rlm-bench-syslog-{size_mb}mb.log"
     if not os.path.exists(path):
-        generate(path, size)
+        generate(path, size_mb)
     load_before = os.getloadavg()[0]
-    raw, parsed = measure("raw", path), measure("parsed", path)
-    ratio = parsed["mb_per_s"] / raw["mb_per_s"]
+    runs = {kind: measure(kind, path) for kind in ("raw", "parsed", "text+chunk", "log+chunk")}
+    file_mb = round(os.path.getsize(path) / 1e6, 1)
+    print(f"file: {path} ({file_mb} MB, {runs['raw']['rows']} lines, {os.cpu_count()} cpus, "
+          f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f})")
+    print(f"{'measure':<12}{'seconds':>9}{'MB/s':>8}{'x raw':>7}{'CPU s':>8}{'MB/CPU-s':>10}"
+          f"{'peak RSS MB':>13}{'rows':>11}")
+    for kind, run in runs.items():  # MB per CPU-second does not depend on the machine's load
+        print(f"{kind:<12}{run['seconds']:>9.2f}{run['mb_per_s']:>8.1f}"
+              f"{runs['raw']['seconds'] / run['seconds']:>7.2f}{run['cpu_s']:>8.2f}"
+              f"{file_mb / run['cpu_s']:>10.1f}{run['peak_rss_mb']:>13.0f}{run['rows']:>11}")
+    for kind in ("text+chunk", "log+chunk"):
+        run = runs[kind]
+        print(f"  {kind}: load {run['load_s']:.2f} s + chunk {run['chunk_s']:.2f} s, "
+              f"{run['chunks']} chunks ({run['token_counter']})")
+    lookups = runs["log+chunk"]["lookups"]
+    print(f"point lookups (median of {LOOKUPS}): chunk text by id {lookups['chunk_text_view_ms']} "
+          f"ms (view over the input) vs {lookups['chunk_text_copied_ms']} ms (text copied); "
+          f"400-line range {lookups['line_range_ms']} ms")
+    checks = targets(runs)
+    for name, measured, met in checks:
+        print(f"{'PASS' if met else 'FAIL'}  {name}: {measured}")
     report = {
-        "file_mb": round(os.path.getsize(path) / 1e6, 1),
-        "cpus": os.cpu_count(),
+        "file_mb": file_mb, "cpus": os.cpu_count(), "machine": platform.machine(),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "machine": platform.machine(),
-        "duckdb": duckdb.__version__,
-        "raw": raw,
-        "parsed": parsed,
-        "parsed_vs_raw": round(ratio, 3),
-        "parsed_vs_raw_cpu": round(raw["cpu_s"] / parsed["cpu_s"], 3),
-        "targets": {
-            "mb_per_s>=100": parsed["mb_per_s"] >= 100,
-            "ratio>=0.5": ratio >= 0.5,
-            "rss<1.5GB": parsed["peak_rss_mb"] < 1536,
-        },
+        "duckdb": duckdb.__version__, "memory_limit": MEMORY_LIMIT, **runs,
+        "targets": {name: {"measured": measured, "met": met} for name, measured, met in checks},
     }
-    print(
-        f"file: {path} ({report['file_mb']} MB, {raw['rows']} lines, {os.cpu_count()} cpus, "
-        f"load average {report['load_average'][0]} -> {report['load_average'][1]})"
-    )
-    header = ("measure", "seconds", "MB/s", "CPU s", "peak RSS MB", "rows")
-    print("{:<8} {:>8} {:>8} {:>8} {:>12} {:>10}".format(*header))
-    for name, row in (("raw", raw), ("parsed", parsed)):
-        print(
-            f"{name:<8} {row['seconds']:>8.2f} {row['mb_per_s']:>8.1f} {row['cpu_s']:>8.2f} "
-            f"{row['peak_rss_mb']:>12.1f} {row['rows']:>10}"
-        )
-    print(
-        f"parsed/raw speed = {ratio:.2f} (wall), {report['parsed_vs_raw_cpu']:.2f} (CPU); "
-        f"targets: {report['targets']}"
-    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
 

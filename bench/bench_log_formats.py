@@ -72,7 +72,8 @@ def real_coverage(root: Path, lines: int, match: str | None) -> None:
                 if head:
                     flat = str(path.relative_to(root)).replace(os.sep, "__")
                     _write(Path(tmp) / flat, head)
-                    kept += len(head)
+                    # a bare CR (a progress bar) breaks a line; the CR of a CRLF does not
+                    kept += sum(1 + line.removesuffix("\r").count("\r") for line in head)
         started = time.perf_counter()
         with Store.open(None) as store:
             try:

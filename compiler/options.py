@@ -21,7 +21,7 @@ RLM_TOOLS = ("sql", "llm_query", "llm_query_batched", "rlm_query")
 @dataclass(frozen=True, slots=True)
 class Rule:
     """What a value must be: ``kind`` is int, float, bool, str, duration, tools, dict, names
-    (a non-empty list of field names) or any."""
+    (a non-empty list of field names), paths (a string or a non-empty list of them) or any."""
 
     kind: str
     minimum: float | None = None
@@ -59,6 +59,9 @@ _KIND_CHECKS = {
     "dict": lambda v: None if isinstance(v, dict) else "must be a {name: value} mapping",
     "names": lambda v: None if isinstance(v, list) and v and all(isinstance(n, str) for n in v)
     else "must be a list of field names, e.g. [value]",
+    "paths": lambda v: None if isinstance(v, str) or (
+        isinstance(v, list) and v and all(isinstance(p, str) for p in v))
+    else 'must be a string or a list of strings, e.g. ["a.log", "logs/*.log"]',
     "any": lambda v: None,
 }
 
@@ -114,14 +117,15 @@ OPTIONS: dict[tuple[str, str], dict[str, Rule]] = {
     },
 }
 
+PATHS = Rule("paths")  # a file, directory or glob, or a list of them
 INPUT_OPTIONS: dict[str, dict[str, Rule]] = {
-    "text": {"path": Rule("str")},
-    "lines": {"path": Rule("str")},
-    "log": {"path": Rule("str"), "format": Rule("str"), "dedup": Rule("bool")},
-    "jsonl": {"path": Rule("str")},
-    "csv": {"path": Rule("str"), "delimiter": Rule("str"), "header": Rule("bool")},
-    "parquet": {"path": Rule("str")},
-    "files": {"path": Rule("str")},
+    "text": {"path": PATHS},
+    "lines": {"path": PATHS},
+    "log": {"path": PATHS, "format": Rule("str"), "dedup": Rule("bool")},
+    "jsonl": {"path": PATHS},
+    "csv": {"path": PATHS, "delimiter": Rule("str"), "header": Rule("bool")},
+    "parquet": {"path": PATHS},
+    "files": {"path": PATHS},
     "stdin": {},
 }
 

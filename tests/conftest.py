@@ -65,6 +65,13 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["RLM_ALLOW_WEAK_SANDBOX"] = "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_user_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """An empty user config folder for the session: a planner tuned on this machine
+    (``rlm optimize --planner``) never changes what the ``rlm ask`` tests plan."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     wrap = isolation()
     return f"REPL sandbox: {'bwrap + seccomp' if wrap.strong else wrap.warnings[0]}"

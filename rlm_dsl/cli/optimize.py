@@ -19,13 +19,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from rlm_dsl.api import RecipeModule, load
 from rlm_dsl.cli.app import app, out
-from rlm_dsl.errors import SpecError
+from rlm_dsl.errors import BudgetExhausted, SpecError
 from rlm_dsl.runtime.lm.resolve import default_model_id
 from rlm_dsl.runtime.optimize import optimizer as tuning
 from rlm_dsl.runtime.optimize.metrics import resolve_metric
@@ -43,8 +43,9 @@ from rlm_dsl.runtime.optimize.trainset import load_trainset
 
 @app.command()
 def optimize(
-    file: Annotated[Path, typer.Argument(help="The spec (.rlm) to optimize.")],
     trainset: Annotated[Path, typer.Option("--trainset", help="JSONL examples.")],
+    file: Annotated[Path | None, typer.Argument(
+        help="The spec (.rlm) to optimize (none with --planner).")] = None,
     devset: Annotated[Path | None, typer.Option("--devset", help="JSONL examples to score "
                                                 "before/after (default: the trainset).")] = None,
     metric: Annotated[str, typer.Option("--metric", help="exact|contains|f1|numeric|"
@@ -67,10 +68,19 @@ def optimize(
     save_worse: Annotated[bool, typer.Option(
         "--save-worse", help="Save the tuned program even when it does not beat the baseline.")
                           ] = False,
+    planner: Annotated[bool, typer.Option(
+        "--planner", help="Tune rlm ask's planner instead of a spec: each trainset line is "
+        '{"question", "paths", "answer"}.')] = False,
 ) -> None:
     """Tune a recipe's prompts from examples; saves <spec>.opt.json."""
     if optimizer not in OPTIMIZERS:
         raise SpecError(f"--optimizer {optimizer}: expected one of {', '.join(OPTIMIZERS)}")
+    if planner:
+        _optimize_planner(file, trainset, devset, metric, optimizer, lm,
+                          Spend(max_calls, max_usd), demos, trials or 4, out_file, save_worse)
+        return
+    if file is None:
+        raise SpecError("rlm optimize: name the spec to optimize (or pass --planner)")
     recipe = load(file)
     score = resolve_metric(metric, list(recipe.plan.outputs))
     with tempfile.TemporaryDirectory(prefix="rlm-opt-") as scratch:
@@ -102,7 +112,41 @@ def optimize(
     _say(f"LM calls: {outcome.calls}{cost}; rlm run uses the saved prompts (--no-opt to skip)")
 
 
-def _report(outcome: Outcome) -> None:
+def _optimize_planner(file: Path | None, trainset: Path, devset: Path | None, metric: str,
+                      optimizer: str, lm: str | None, spend: Spend, demos: int, trials: int,
+                      out_file: Path | None, save_worse: bool) -> None:
+    """``--planner``: tune rlm ask's planner (:mod:`rlm_dsl.questions.tuning`)."""
+    # the planner pulls in rlm ask's whole stack; only --planner needs it
+    from rlm_dsl.questions import tuning
+
+    if file is not None:
+        raise SpecError("rlm optimize --planner tunes rlm ask's planner: give no spec")
+    if optimizer != "bootstrap":
+        raise SpecError("rlm optimize --planner: only --optimizer bootstrap is supported")
+    train = tuning.load_examples(trainset)
+    dev = tuning.load_examples(devset) if devset else None
+    score = resolve_metric(metric, ["answer"])
+    _say(f"optimizing rlm ask's planner with bootstrap, metric {metric}: {len(train)} train, "
+         f"{len(dev) if dev else 'no'} dev examples")
+    with _dspy_logs(False):
+        try:
+            tuned = tuning.tune_planner(train, dev, score, lm, spend, demos, trials)
+        except BudgetExhausted:
+            raise BudgetExhausted(f"budget exhausted during optimization after {spend.calls} "
+                                  "LM calls; nothing was saved") from None
+    _report(tuned)
+    target = out_file or tuning.default_path()
+    if not (tuned.improved or save_worse):
+        _say(f"kept the baseline: the tuned planner did not beat it on the {tuned.scored_on}, "
+             "nothing saved (--save-worse to save it anyway)")
+        return
+    tuning.save_planner(tuned, target, {"optimizer": optimizer, "metric": metric, "lm": lm,
+                                        "trainset": str(trainset),
+                                        "devset": str(devset) if devset else None})
+    _say(f"saved {target}; rlm ask plans with it (--no-opt to skip)")
+
+
+def _report(outcome: Outcome | Any) -> None:
     on = outcome.scored_on
     _say(f"{on} score before: {outcome.before:.1f}%")
     _say(f"{on} score after:  {outcome.after:.1f}% ({outcome.after - outcome.before:+.1f})")

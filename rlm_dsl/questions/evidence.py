@@ -7,7 +7,8 @@ answer names); :func:`evidence` cites those rows at their grounded line, with th
 read from the chunk table the map read. Where the answer is an SQL reduce, each strategy knows
 the table of rows it stands on — ``extract_all``: the accepted candidates (or those that yielded
 an item); ``count``: the records with the target label, or the matching records; ``pairs``: the
-labelled records that pair — and reads them from the store. Either way the result is
+labelled records that pair — and reads them from the store. A spec the LM wrote itself cites
+the runtime's evidence rows with each line read from its file. Either way the result is
 ``{source, line, text}`` rows (first ``limit``). :func:`answer_value` turns a run's ``answer``
 output into a plain value: an SQL reduce's single cell becomes a scalar, one column a list, two
 a list of pairs.
@@ -15,6 +16,7 @@ a list of pairs.
 
 from __future__ import annotations
 
+import linecache
 from typing import Any
 
 import duckdb
@@ -56,8 +58,8 @@ def evidence(db: str, strategy: str, slots: Any, run_evidence: list[dict[str, An
     if strategy in CHUNK_TABLES:
         return _cited(db, CHUNK_TABLES[strategy], (run_evidence or [])[:limit])
     query = evidence_query(strategy, slots)
-    if query is None:
-        return []
+    if query is None:  # a written spec: the runtime's rows, each line read from its file
+        return [_line_of_file(row) for row in (run_evidence or [])[:limit]]
     sql, params = query
     rows = _read(db, f"{sql} LIMIT {int(limit)}", params)
     return [{"source": s, "line": line, "text": text} for s, line, text in rows]
@@ -78,6 +80,14 @@ def _cited(db: str, table: str, cited: list[dict[str, Any]]) -> list[dict[str, A
         found.append({"source": row.get("source"), "line": line,
                       "text": lines[at] if 0 <= at < len(lines) else lines[0]})
     return found
+
+
+def _line_of_file(row: dict[str, Any]) -> dict[str, Any]:
+    line = row.get("line") if row.get("line") is not None else row.get("first_line")
+    source = row.get("source")
+    text = linecache.getline(source, line).rstrip("\r\n") if isinstance(source, str) and \
+        isinstance(line, int) else ""
+    return {"source": source, "line": line, "text": text}
 
 
 def _read(db: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

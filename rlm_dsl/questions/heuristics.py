@@ -111,6 +111,15 @@ def terms(question: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(dict.fromkeys(entities)), tuple(dict.fromkeys(keywords))
 
 
+def several(question: str) -> bool:
+    """Whether ``question`` asks for several things: a list word (all, every, each, list) or a
+    plural content word ("Which packages …", not "Which version …")."""
+    if re.search(r"\b(all|every|each|list|several)\b", question, re.I):
+        return True
+    words = (raw.strip(".:'`").lower() for raw in _TOKEN.findall(_QUOTED.sub(" ", question)))
+    return any(w.isalpha() and w not in STOPWORDS and _stem(w) != w for w in words)
+
+
 def _is_entity(word: str, first: bool) -> bool:
     if any(ch.isdigit() for ch in word) or re.search(r"\w[-._@:/]\w", word):
         return True

@@ -29,6 +29,12 @@ def rlm_string(value: str) -> str:
                          for ch in value) + '"'
 
 
+def rlm_paths(paths: list[str]) -> str:
+    """One path as a ``.rlm`` string literal, several as a list of them."""
+    literals = [rlm_string(p) for p in paths]
+    return literals[0] if len(literals) == 1 else "[" + ", ".join(literals) + "]"
+
+
 def _control(ch: str) -> bool:
     return ord(ch) < 32 or ord(ch) == 127
 

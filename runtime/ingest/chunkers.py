@@ -69,6 +69,7 @@ def chunk(
         raise SpecError.for_step(step.id, f"unknown chunk strategy '{strategy}'")
     if not store.table_exists(source_table):
         raise InputError.for_step(step.id, f"no table '{source_table}' to chunk")
+    store.drop(step.table)  # a table or a lazy view (rowchunks.py) of an earlier run
     source = Source(store, source_table, step, explode=strategy in LINE_STRATEGIES)
     tokens = TokenSql(store, source, counter)
     try:
@@ -153,22 +154,29 @@ class TokenSql:
         self._ratio: float | None = None
         self.scratch: list[str] = []  # temporary tables to drop when the step is done
         if counter.sql("x") is None:
-            size = store.scalar(
-                f"SELECT coalesce(sum(strlen(CAST(text AS VARCHAR))), 0) "
-                f"FROM {quote_ident(source.table)}"
-            )
-            if size <= EXACT_TOKEN_BYTES:
+            # stops reading at the first row past the limit (not a pass over all the text)
+            running = (f"SELECT sum(strlen(CAST(text AS VARCHAR))) OVER (ROWS UNBOUNDED "
+                       f"PRECEDING) AS seen FROM {quote_ident(source.table)}")
+            larger = store.scalar(
+                f"SELECT count(*) FROM (SELECT 1 FROM ({running}) "
+                f"WHERE seen > {EXACT_TOKEN_BYTES} LIMIT 1)")
+            if not larger:
                 self._udf = self._register()
             else:
                 self._ratio = chars_per_token(store, source.table, counter)
 
     def of(self, column: str) -> str:
-        exact = self.counter.sql(column)
-        if exact is not None:
-            return exact
         if self._udf is not None:
             return f"{self._udf}({column})"
-        return f"CAST(ceil(length({column}) / {self._ratio!r}) AS BIGINT)"
+        return self.of_length(f"length({column})") or ""
+
+    def of_length(self, chars: str) -> str | None:
+        """The count for a text of ``chars`` characters (a SQL column or call); None when
+        counting needs the text itself (the counter runs as a UDF)."""
+        if self._udf is not None:
+            return None
+        return self.counter.sql_of_length(chars) or (
+            f"CAST(ceil({chars} / {self._ratio!r}) AS BIGINT)")
 
     def _register(self) -> str:
         name = f"rlm_tokens_{uuid.uuid4().hex[:12]}"

@@ -37,7 +37,12 @@ import duckdb
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs import load_log
-from rlm_dsl.runtime.logs.parse import duckdb_encoding, newline_width
+from rlm_dsl.runtime.logs.parse import (
+    duckdb_encoding,
+    marked_copy,
+    newline_width,
+    read_lines_sql,
+)
 from rlm_dsl.runtime.store.store import Store, quote_ident, quote_literal
 
 PEEK_BYTES = 1 << 16
@@ -198,32 +203,70 @@ def _load_lines(
     store: Store, table: str, files: list[str], encoding: str,
     display: dict[str, str] | None = None,
 ) -> None:
-    """One ``read_csv`` per file, appended in order: ids stay dense across files."""
+    """One ``read_csv`` per file, appended in order: ids stay dense across files. A file that
+    DuckDB's reader rejects for its mixed line endings (CRLF and LF, bare CRs) is read again
+    from its :func:`marked_copy`, with the same line numbers and offsets."""
     display = display or {}
     name = quote_ident(table)
-    with store.transaction() as con:
-        con.execute(
-            f"CREATE OR REPLACE TABLE {name} (id BIGINT, source VARCHAR, line_no BIGINT, "
-            f"byte_offset BIGINT, text {store.text_type})"
-        )
-        for path in files:
-            _append_lines(con, name, path, display.get(path, path), encoding)
+    copies: dict[str, str] = {}
+    try:
+        while True:
+            try:
+                with store.transaction() as con:
+                    con.execute(
+                        f"CREATE OR REPLACE TABLE {name} (id BIGINT, source VARCHAR, line_no "
+                        f"BIGINT, byte_offset BIGINT, text {store.text_type})"
+                    )
+                    for path in files:
+                        _append_lines(con, name, path, display.get(path, path), encoding,
+                                      copies.get(path))
+                return
+            except _MixedEndings as mixed:  # the transaction is rolled back: start again
+                if mixed.path in copies or mixed.path.endswith(".gz"):
+                    raise mixed.error from None
+                copies[mixed.path] = marked_copy(mixed.path)[0]
+    finally:
+        for copy in copies.values():
+            os.unlink(copy)
+
+
+class _MixedEndings(Exception):
+    """DuckDB's reader rejected ``path``'s line endings (raised as ``error`` if not retried)."""
+
+    def __init__(self, path: str, error: InputError) -> None:
+        super().__init__(str(error))
+        self.path, self.error = path, error
 
 
 def _append_lines(
-    con: duckdb.DuckDBPyConnection, name: str, path: str, source: str, encoding: str
+    con: duckdb.DuckDBPyConnection, name: str, path: str, source: str, encoding: str,
+    marked: str | None = None,
 ) -> None:
-    width = newline_width(path)
+    """Append ``path``'s lines; ``marked`` is its :func:`marked_copy`, to read instead."""
     base = int(con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
+    if marked is None:
+        width = newline_width(path)
+        numbered = f"SELECT ordinality AS line_no, text, {width} AS nl FROM {_LINE_READER} " \
+                   "WITH ORDINALITY"
+        params = [base, source, path, encoding]
+    else:  # each line's own newline width
+        read = read_lines_sql(marked, encoding=encoding, crlf_marked=True)
+        numbered = f"SELECT row_number() OVER () AS line_no, line AS text, nl FROM {read}"
+        params = [base, source]
     sql = f"""
         INSERT INTO {name}
-        SELECT ordinality - 1 + ? AS id, ? AS source, ordinality AS line_no,
-               sum(strlen(coalesce(text, '')) + ?) OVER (ROWS UNBOUNDED PRECEDING)
-                 - strlen(coalesce(text, '')) - ? AS byte_offset,
+        SELECT line_no - 1 + ? AS id, ? AS source, line_no,
+               sum(strlen(coalesce(text, '')) + nl) OVER (ROWS UNBOUNDED PRECEDING)
+                 - strlen(coalesce(text, '')) - nl AS byte_offset,
                coalesce(text, '') AS text
-        FROM {_LINE_READER} WITH ORDINALITY"""
-    with duckdb_errors(source, one_file=True):
-        con.execute(sql, [base, source, width, width, path, encoding])
+        FROM ({numbered})"""
+    try:
+        with duckdb_errors(source, one_file=True):
+            con.execute(sql, params)
+    except InputError as error:
+        if "state machine reached an invalid state" not in str(error):
+            raise
+        raise _MixedEndings(path, error) from None
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from rlm_dsl.compiler.plan import Step
-from rlm_dsl.runtime.store.store import Store, quote_ident
+from rlm_dsl.runtime.store.store import STORED, Store, quote_ident
 
 if TYPE_CHECKING:
     from rlm_dsl.runtime.ingest.chunkers import Source, TokenSql
@@ -50,6 +50,9 @@ def by_rows(
     stride = n - overlap
     rows = source.rows_sql()
     sources, contiguous = _sources(store, rows, stride, overlap)
+    if not source.exploded and tokens.of_length("0") is not None:
+        _lazy_windows(store, step, source, tokens, n, overlap, sources, contiguous)
+        return
     table = quote_ident(step.table)
     with store.transaction(bulk=True) as con:
         con.execute(
@@ -77,6 +80,52 @@ def by_rows(
             chunks = (first_chunk, last_chunk)
             con.execute(f"INSERT INTO {table} {_windows(ranked, n, overlap, tokens, chunks)}")
             _reorder(con, table, ranked, n, overlap, tokens, chunks)
+
+
+def _lazy_windows(
+    store: Store,
+    step: Step,
+    source: Source,
+    tokens: TokenSql,
+    n: int,
+    overlap: int,
+    sources: list[_Source],
+    contiguous: bool,
+) -> None:
+    """Store each window as the id range of its rows (``step.table__stored``: no text) and make
+    ``step.table`` the view that joins their text from the source on demand."""
+    stored = quote_ident(step.table + STORED)
+    rows = source.rows_sql()
+    with store.transaction(bulk=True) as con:
+        con.execute(
+            f"CREATE OR REPLACE TABLE {stored} (id BIGINT, source VARCHAR, first_line BIGINT, "
+            "last_line BIGINT, start_byte BIGINT, end_byte BIGINT, n_rows BIGINT, "
+            "n_tokens BIGINT, key VARCHAR, first_id BIGINT, last_id BIGINT)"
+        )
+        if sources:
+            bases = _bases_table(store, sources, tokens)
+            rn = ("r.id - b.first_id" if contiguous
+                  else "row_number() OVER (PARTITION BY r.source ORDER BY r.id) - 1")
+            ranked = f"""SELECT r.*, {rn} AS rn, b.base, b.chunks FROM ({rows}) r
+                JOIN {bases} b ON r.source IS NOT DISTINCT FROM b.source"""
+            con.execute(f"INSERT INTO {stored} {_windows(ranked, n, overlap, tokens, lazy=True)}")
+        con.execute(lazy_view_sql(step.table, source.table))
+
+
+def lazy_view_sql(table: str, source: str) -> str:
+    """The view ``table``: the windows stored in ``table__stored`` with their text, the rows
+    ``first_id``..``last_id`` of ``source`` joined by newlines (a point lookup by ``id`` reads
+    only its own rows)."""
+    picks = ", ".join(f"any_value(c.{name}) AS {name}" for name in
+                      ("source", "first_line", "last_line", "start_byte", "end_byte", "n_rows",
+                       "n_tokens", "key"))
+    # list() then list_sort(), not string_agg(… ORDER BY id): an ordered aggregate holds every
+    # row in memory (a whole 1 GB input read at once failed under a 1 GB limit); list() spills
+    rows = "list(struct_pack(i := s.id, t := coalesce(CAST(s.text AS VARCHAR), '')))"
+    return f"""CREATE OR REPLACE VIEW {quote_ident(table)} AS SELECT c.id, {picks},
+        array_to_string(list_transform(list_sort({rows}), lambda r: r.t), chr(10)) AS text
+        FROM {quote_ident(table + STORED)} c JOIN {quote_ident(source)} s
+        ON s.id BETWEEN c.first_id AND c.last_id GROUP BY c.id"""
 
 
 def _reorder(
@@ -159,10 +208,12 @@ def _windows(
     tokens: TokenSql,
     chunk_range: tuple[int, int] | None = None,
     only: list[int] | None = None,
+    lazy: bool = False,
 ) -> str:
     """The windows of ``ranked``; with a ``chunk_range`` (contiguous ids) their text is joined
     unordered and NULL where the ids arrived out of order, unless ``only`` names the windows to
-    rebuild with the ordered aggregate."""
+    rebuild with the ordered aggregate. ``lazy`` windows have no text but the id range of their
+    rows (``first_id``, ``last_id``) and its length in characters for the token count."""
     stride = n - overlap
     if overlap == 0:
         members = f"SELECT *, rn // {n} AS grp FROM ({ranked})"
@@ -178,10 +229,16 @@ def _windows(
             text = f"CASE WHEN {IN_ORDER} THEN string_agg(text, chr(10)) END"
     if only is not None:
         keep += f" AND base + grp IN ({', '.join(str(int(i)) for i in only)})"
+    content = f"{text} AS text"
+    if lazy:
+        content = ("sum(length(text)) + count(*) - 1 AS chars, min(id) AS first_id, "
+                   "max(id) AS last_id")
     grouped = f"""SELECT base + grp AS chunk_id, any_value(source) AS source,
             min(first_line) AS first_line, max(last_line) AS last_line,
             min(start_byte) AS start_byte, max(end_byte) AS end_byte, count(*) AS n_rows,
-            {text} AS text
+            {content}
         FROM ({members}) WHERE {keep} GROUP BY base + grp"""
+    n_tokens, last = (tokens.of_length("chars"), "first_id, last_id") if lazy else (
+        tokens.of("text"), "text")
     return f"""SELECT chunk_id, source, first_line, last_line, start_byte, end_byte, n_rows,
-        {tokens.of("text")} AS n_tokens, NULL, text FROM ({grouped}) ORDER BY chunk_id"""
+        {n_tokens} AS n_tokens, NULL, {last} FROM ({grouped}) ORDER BY chunk_id"""

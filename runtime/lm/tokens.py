@@ -51,8 +51,13 @@ class TokenCounter:
 
     def sql(self, column: str) -> str | None:
         """A DuckDB expression computing exactly :meth:`count` of ``column``, if one exists."""
+        return self.sql_of_length(f"length({column})")
+
+    def sql_of_length(self, chars: str) -> str | None:
+        """:meth:`sql` for a text of ``chars`` characters (a SQL column or call), when the count
+        needs no more."""
         if self.estimated:
-            return f"CAST(ceil(length({column}) / {CHARS_PER_TOKEN}.0) AS BIGINT)"
+            return f"CAST(ceil({chars} / {CHARS_PER_TOKEN}.0) AS BIGINT)"
         return None
 
 

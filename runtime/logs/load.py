@@ -29,18 +29,20 @@ from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
 from rlm_dsl.runtime.logs.parse import (
     MAX_LINE_BYTES,
     STAGE,
-    create_table_sql,
+    create_log_view,
     detect_format,
     duckdb_encoding,
     fold_continuations,
     format_hits,
     insert_sql,
+    marked_copy,
     newline_width,
     read_lines_sql,
     stage_sql,
     update_record_columns,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
+from rlm_dsl.runtime.logs.view import create_stored_sql, stored_name
 
 if TYPE_CHECKING:
     from rlm_dsl.runtime.store.store import Store
@@ -170,12 +172,13 @@ def load_log(
     files = expand_paths(paths)
     with store.write() as con:  # the store's write lock: no other writer interleaves
         _check_table(con, table, dedup, incremental)
-        con.execute(create_table_sql(table, store.text_type))
+        con.execute(create_stored_sql(table, store.text_type))
         report = LoadReport(table=table, first_new_id=_next_id(con, table))
         for path in files:
             result = FileResult(source=path)
             report.files.append(result)
             _load_file(con, table, path, forced, incremental, result, report, chosen)
+        create_log_view(con, table)
         if dedup:
             dedup_table(con, table)
     report.seconds = time.perf_counter() - started
@@ -196,22 +199,23 @@ def append_new(store: Store, table: str, paths: list[str], format: str | None = 
 
 
 def _check_table(con: Any, table: str, dedup: bool, incremental: bool) -> None:
-    cols = [
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
-        ).fetchall()
-    ]
-    if cols and "template" in cols:
+    found = con.execute(
+        "SELECT table_type, list(column_name) FROM information_schema.tables JOIN "
+        "information_schema.columns USING (table_catalog, table_schema, table_name) "
+        "WHERE table_name = ? AND table_schema = 'main' GROUP BY table_type", [table]
+    ).fetchall()
+    kind, cols = found[0] if found else ("", [])
+    if "template" in cols:
         raise InputError(f"table '{table}' holds deduplicated logs; ingest into a new table")
-    if cols and "parse_error" not in cols:
+    if cols and ("parse_error" not in cols or kind != "VIEW"):
         raise InputError(f"table '{table}' exists and is not a log table")
     if dedup and incremental:
         raise InputError("incremental log ingest cannot be combined with dedup")
 
 
 def _next_id(con: Any, table: str) -> int:
-    return con.execute(f'SELECT coalesce(max(id) + 1, 0) FROM "{table}"').fetchone()[0]
+    return con.execute(
+        f'SELECT coalesce(max(id) + 1, 0) FROM "{stored_name(table)}"').fetchone()[0]
 
 
 def _load_file(
@@ -265,7 +269,6 @@ def _recover(
         elif "GZIP" in message.upper() and path.endswith(".gz"):
             _parse_gzip_prefix(con, table, path, forced, tail, result, report, encoding)
         elif "state machine reached an invalid state" in message and not path.endswith(".gz"):
-            result.note = "lone carriage returns (CR) read as line breaks"
             _parse_cr_split(con, table, path, forced, tail, result, report, encoding)
         else:
             result.error = f"cannot read: {_first_line(message)}"
@@ -302,14 +305,15 @@ def _parse_cr_split(
     report: LoadReport,
     encoding: str | None,
 ) -> None:
-    """Parse a copy of ``path`` whose bare CRs are LFs: same bytes, so offsets stay exact."""
-    fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
-    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-        for line in src:  # split at LF only; a CR before the LF is a CRLF ending, kept
-            body, end = (line[:-2], line[-2:]) if line.endswith(b"\r\n") else (line, b"")
-            dst.write(body.replace(b"\r", b"\n") + end)
+    """Parse :func:`marked_copy` of ``path``: bare CRs read as line breaks, and a file mixing
+    CRLF and LF endings keeps every line, exact offsets and no stray CR."""
+    copy, lone, crlf = marked_copy(path)
+    notes = (["lone carriage returns (CR) read as line breaks"] if lone else []) + (
+        ["CRLF and LF line endings mixed"] if crlf else [])
+    result.note = "; ".join(notes)
     try:
-        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8")
+        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8",
+                    crlf_marked=True)
     finally:
         os.unlink(copy)
 
@@ -346,7 +350,7 @@ def _tail(con: Any, table: str, source: str) -> _Tail | None:
     """Where ``source``'s lines beyond its last record in ``table`` start, or None."""
     row = con.execute(
         f"SELECT id, end_line_no, byte_offset + strlen(text), format, end_line_no - line_no + 1 "
-        f'FROM "{table}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
+        f'FROM "{stored_name(table)}" WHERE source = ? ORDER BY line_no DESC LIMIT 1',
         [source],
     ).fetchone()
     if row is None:
@@ -365,14 +369,17 @@ def _parse_file(
     result: FileResult,
     report: LoadReport,
     encoding: str,
+    crlf_marked: bool = False,
 ) -> None:
-    fmt = _file_format(con, read_path, source, forced, tail, result, encoding)
+    fmt = _file_format(con, read_path, source, forced, tail, result, encoding, crlf_marked)
     if fmt is None:
         return
     first_line, first_byte = (1, 0) if tail is None else (tail.next_line, tail.next_byte)
     parent = None if tail is None else tail.parent
-    base, nl = _next_id(con, table), newline_width(read_path)
-    read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding)
+    base = _next_id(con, table)
+    nl = "nl" if crlf_marked else newline_width(read_path)
+    read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding,
+                          crlf_marked=crlf_marked)
     stage = stage_sql(
         fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
     )
@@ -384,7 +391,6 @@ def _parse_file(
         file_time=_file_time_sql(source),
         first_line=first_line,
         parent_id=parent,
-        newline=nl,
     )
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
     con.begin()
@@ -396,7 +402,8 @@ def _parse_file(
     update_record_columns(con, fmt, table, ids)
     rows, errors, grew = con.execute(
         f"SELECT count(*) FILTER (id >= {base}), count(parse_error) FILTER (id >= {base}), "
-        f'count(*) FILTER (id < {base} AND end_line_no >= {first_line}) FROM "{table}" '
+        f"count(*) FILTER (id < {base} AND end_line_no >= {first_line}) "
+        f'FROM "{stored_name(table)}" '
         f"WHERE {ids}"
     ).fetchone()
     con.commit()
@@ -422,15 +429,16 @@ def _file_format(
     tail: _Tail | None,
     result: FileResult,
     encoding: str,
+    crlf_marked: bool,
 ) -> LogFormat | None:
     """The format to parse ``source`` with, or None (and ``result.error``) when it must not be."""
     if tail is not None and forced is None:
-        return FORMATS.get(tail.format) or detect_format(con, read_path, encoding)[0]
+        return FORMATS.get(tail.format) or detect_format(con, read_path, encoding, crlf_marked)[0]
     if forced is None:
-        return detect_format(con, read_path, encoding)[0]
-    if format_hits(con, read_path, forced, encoding) > 0:
+        return detect_format(con, read_path, encoding, crlf_marked)[0]
+    if format_hits(con, read_path, forced, encoding, crlf_marked) > 0:
         return forced
-    detected, _, total = detect_format(con, read_path, encoding)
+    detected, _, total = detect_format(con, read_path, encoding, crlf_marked)
     if total == 0:
         return forced
     result.error = (

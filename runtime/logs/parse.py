@@ -2,16 +2,20 @@
 
 This is the *parse* stage of log ingest, and all of it runs inside DuckDB (DESIGN §3): lines are
 read by ``read_csv`` as one VARCHAR column, numbered and byte-offset by streaming window
-functions, split into columns by one ``regexp_extract`` (a STRUCT of groups), and — for
-multi-line formats — grouped into records by a running sum of "this line starts a record"
-flags. Continuation lines are inserted with ``end_line_no`` NULL and folded into their parent
-record by one ``string_agg`` update in the same transaction, so the hot path stays a streaming
-insert and only multi-line records pay for aggregation.
+functions, parsed by the file's format (one ``regexp_extract``: a STRUCT of groups) far enough
+for the stored columns — ``ts``, ``format``, ``parse_error`` — of the log table's stored half
+(:mod:`~rlm_dsl.runtime.logs.view` derives the rest on demand), and — for multi-line formats —
+grouped into records by a running sum of "this line starts a record" flags. Continuation
+lines are inserted with ``end_line_no`` NULL and folded into their parent record by one
+``string_agg`` update in the same transaction, so the hot path stays a streaming insert and
+only multi-line records pay for aggregation.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import tempfile
 from typing import Any
 
 from rlm_dsl.errors import SpecError
@@ -21,44 +25,17 @@ from rlm_dsl.runtime.logs.formats import (
     RAW,
     LogFormat,
     generic_columns,
-    generic_header_sql,
     generic_ok_sql,
 )
-from rlm_dsl.runtime.logs.logformat import PARSED
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import find_ts_sql
+from rlm_dsl.runtime.logs.view import stored_name, view_sql
 
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
 SAMPLE_LINES = 200
 MAX_LINE_BYTES = 1 << 24  # one longer line fails the file with a clear message
 
-LOG_COLUMNS = (
-    ("id", "BIGINT"),
-    ("source", "VARCHAR"),
-    ("line_no", "BIGINT"),
-    ("end_line_no", "BIGINT"),
-    ("byte_offset", "BIGINT"),
-    ("ts", "TIMESTAMP"),
-    ("level", "VARCHAR"),
-    ("host", "VARCHAR"),
-    ("process", "VARCHAR"),
-    ("pid", "BIGINT"),
-    ("component", "VARCHAR"),
-    ("message", "VARCHAR"),
-    ("text", "VARCHAR"),
-    ("format", "VARCHAR"),
-    ("parse_error", "VARCHAR"),
-    ("client", "VARCHAR"),
-    ("method", "VARCHAR"),
-    ("path", "VARCHAR"),
-    ("status", "INTEGER"),
-    ("bytes", "BIGINT"),
-    ("referrer", "VARCHAR"),
-    ("user_agent", "VARCHAR"),
-    ("fields", "MAP(VARCHAR, VARCHAR)"),
-)
-_LONG = ("message", "text")
 
 
 def newline_width(path: str) -> int:
@@ -87,27 +64,54 @@ def duckdb_encoding(name: str) -> str:
                         "latin-1)") from None
 
 
-def read_lines_sql(path: str, *, skip: int = 0, encoding: str = "utf-8") -> str:
-    """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``."""
-    return (
+# What the CR of a CRLF ending becomes in the copy of a file that mixes line endings (DuckDB's
+# reader rejects such files); the read strips it again and counts a 2-byte newline.
+CRLF_MARK = b"\x1f"
+
+
+def marked_copy(path: str) -> tuple[str, bool, bool]:
+    """A temporary copy of ``path`` that DuckDB's line reader takes; ``(copy, lone CRs seen,
+    CRLF seen)``. Bare CRs (progress bars) become LFs, the CR of each CRLF becomes
+    :data:`CRLF_MARK` (read back with ``crlf_marked``): same bytes, so offsets stay exact."""
+    fd, copy = tempfile.mkstemp(suffix=".log", prefix="rlm-cr-")
+    lone = crlf = False
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        for line in src:  # split at LF only; a CR before the LF is a CRLF ending
+            body, end = (line[:-2], CRLF_MARK + b"\n") if line.endswith(b"\r\n") else (line, b"")
+            lone = lone or b"\r" in body
+            crlf = crlf or bool(end)
+            dst.write(body.replace(b"\r", b"\n") + end)
+    return copy, lone, crlf
+
+
+def read_lines_sql(
+    path: str, *, skip: int = 0, encoding: str = "utf-8", crlf_marked: bool = False
+) -> str:
+    """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``; with
+    ``crlf_marked`` (a copy whose CRLF endings are :data:`CRLF_MARK` + LF) a subquery whose
+    lines lose the mark and whose ``nl`` column is each line's newline width (1 or 2)."""
+    read = (
         f"read_csv({sql_str(path)}, columns={{'line': 'VARCHAR'}}, sep='{_SEP}', quote='', "
         f"escape='', header=false, auto_detect=false, skip={skip}, "
         f"max_line_size={MAX_LINE_BYTES}, encoding={sql_str(encoding)})"
     )
+    if not crlf_marked:
+        return read
+    marked = f"ends_with(line, chr({CRLF_MARK[0]}))"
+    return (f"(SELECT CASE WHEN {marked} THEN line[:-2] ELSE line END AS line, "
+            f"CASE WHEN {marked} THEN 2 ELSE 1 END AS nl FROM {read})")
 
 
-def create_table_sql(table: str, text_type: str = "VARCHAR") -> str:
-    """The ``CREATE TABLE IF NOT EXISTS`` of a log table (docs/architecture.md schema).
-
-    ``text_type`` is the type of the two long columns, ``message`` and ``text``
-    (:attr:`rlm_dsl.runtime.store.store.Store.text_type`: ZSTD-compressed where the database has
-    it).
-    """
-    cols = ", ".join(f"{name} {text_type if name in _LONG else kind}" for name, kind in LOG_COLUMNS)
-    return f'CREATE TABLE IF NOT EXISTS "{table}" ({cols})'
+def create_log_view(con: Any, table: str) -> None:
+    """(Re)create log view ``table`` over its stored table, for the formats it holds now."""
+    formats = [row[0] for row in con.execute(
+        f'SELECT DISTINCT format FROM "{stored_name(table)}" ORDER BY 1').fetchall()]
+    con.execute(view_sql(table, formats))
 
 
-def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogFormat, int, int]:
+def detect_format(
+    con: Any, path: str, encoding: str = "utf-8", crlf_marked: bool = False
+) -> tuple[LogFormat, int, int]:
     """Score every format on the first lines of ``path``; best match, its hits, lines sampled.
 
     A format scores the number of sampled non-empty lines its ``detect`` pattern matches; ties
@@ -115,7 +119,8 @@ def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogForm
     """
     formats = list(FORMATS.values())
     hits = ", ".join(f"count_if(regexp_matches(line, {sql_str(f.detect)}))" for f in formats)
-    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
+    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
     row = con.execute(f"SELECT count(*), {hits} FROM ({sample}) WHERE line <> ''").fetchone()
     total, scores = row[0], [hits or 0 for hits in row[1:]]  # no lines: NULL counts
     best = max(range(len(formats)), key=lambda i: (scores[i], -i))
@@ -124,9 +129,12 @@ def detect_format(con: Any, path: str, encoding: str = "utf-8") -> tuple[LogForm
     return formats[best], scores[best], total
 
 
-def format_hits(con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8") -> int:
+def format_hits(
+    con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8", crlf_marked: bool = False
+) -> int:
     """How many of the first sampled lines of ``path`` look like ``fmt``."""
-    sample = f"SELECT line FROM {read_lines_sql(path, encoding=encoding)} LIMIT {SAMPLE_LINES}"
+    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
+    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
     query = f"SELECT count_if(regexp_matches(line, {sql_str(fmt.detect)})) FROM ({sample})"
     return con.execute(query).fetchone()[0]
 
@@ -155,18 +163,20 @@ def stage_sql(
     first_line: int = 1,
     first_byte: int = 0,
     parent_id: int | None = None,
-    newline: int = 1,
+    newline: int | str = 1,
 ) -> str:
     """Number the lines of ``read`` into the temp table :data:`STAGE` (one ordered pass).
 
     Streaming window functions need ordered, single-threaded input, so this pass does only the
     cheap work — line numbers, byte offsets and record numbers — and the parallel
-    :func:`insert_sql` does the parsing.
+    :func:`insert_sql` does the parsing. ``newline`` is the width of a line ending: a number,
+    or ``"nl"`` when ``read`` gives each line's own (:func:`read_lines_sql`, ``crlf_marked``).
     """
+    length = f"strlen(coalesce(line, '')) + {newline}"
     lines = (
         f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
-        f"{first_byte} + sum(strlen(coalesce(line, '')) + {newline}) OVER "
-        f"(ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS end_byte FROM {read}"
+        f"{first_byte} + sum({length}) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
+        f"- ({length}) AS byte_offset FROM {read}"
     )
     create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
     if not fmt.multiline:  # every line is a record: nothing more to number
@@ -185,7 +195,6 @@ def insert_sql(
     file_time: str = "current_localtimestamp()",
     first_line: int = 1,
     parent_id: int | None = None,
-    newline: int = 1,
 ) -> str:
     """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``.
 
@@ -194,10 +203,7 @@ def insert_sql(
     TIMESTAMP: the year of timestamps written without one.
     """
     is_start, rec = ("is_start", "rec") if fmt.multiline else _record_ids(fmt, first_line, None)
-    fallback = {} if fmt is GENERIC else generic_columns("g", "gh")
-    fields = ",\n  ".join(f"{_column_sql(fmt, c, fallback)} AS {c}" for c in PARSED)
-    message = fmt.columns.get("message", "line")
-    generic_message = fallback.get("message", "line")
+    fallback = {} if fmt is GENERIC else {"ts": generic_columns("g", "gh")["ts"]}
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
@@ -209,17 +215,13 @@ def insert_sql(
         f"ELSE {sql_str(reason)} END"
     )
     fmt_name = f"CASE WHEN _gok THEN 'generic' ELSE {sql_str(fmt.name)} END"
-    columns = ", ".join(
-        ("id", "source", "line_no", "end_line_no", "byte_offset", "message", "text", "format",
-         "parse_error", *PARSED)
-    )
+    columns = "id, source, line_no, end_line_no, byte_offset, text, format, parse_error, ts"
     return (
-        f'INSERT INTO "{table}" ({columns}) SELECT {record_id} AS id, '
+        f'INSERT INTO "{stored_name(table)}" ({columns}) SELECT {record_id} AS id, '
         f"{sql_str(source)} AS source, "
-        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, "
-        f"end_byte - strlen(line) - {newline} AS byte_offset,\n  "
-        f"CASE WHEN _ok THEN {message} WHEN _gok THEN {generic_message} ELSE line END AS message, "
-        f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  {fields}\n"
+        f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, byte_offset, "
+        f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  "
+        f"{_column_sql(fmt, 'ts', fallback)} AS ts\n"
         f"FROM ({_parsed_lines_sql(fmt, file_time)})"
     )
 
@@ -230,24 +232,25 @@ def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
 
 
 def _parsed_lines_sql(fmt: LogFormat, file_time: str) -> str:
-    """The staged lines with ``m`` (the format's STRUCT), ``_ok`` and the generic fallback."""
+    """The staged lines with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
+    not parse the generic fallback's timestamp STRUCT ``g`` and ``_gok``."""
     lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM {STAGE}"
     checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
     if fmt is GENERIC:
-        return f"SELECT *, {generic_header_sql('m')} AS h, false AS _gok FROM ({checked})"
+        return f"SELECT *, false AS _gok FROM ({checked})"
     found = f"SELECT *, CASE WHEN NOT _ok THEN {find_ts_sql('line')} END AS g FROM ({checked})"
     return (
-        f"SELECT *, CASE WHEN g IS NOT NULL THEN {generic_header_sql('g')} END AS gh, "
-        f"CASE WHEN _ok THEN false ELSE coalesce({generic_ok_sql('g')}, false) END AS _gok "
-        f"FROM ({found})"
+        f"SELECT *, CASE WHEN _ok THEN false ELSE coalesce({generic_ok_sql('g')}, false) END "
+        f"AS _gok FROM ({found})"
     )
 
 
 def update_record_columns(con: Any, fmt: LogFormat, table: str, ids: str) -> None:
-    """Recompute ``fmt.record_columns`` from each new record's (folded) ``text``."""
-    if fmt.record_columns:
-        sets = ", ".join(f"{c} = {sql}" for c, sql in fmt.record_columns.items())
-        con.execute(f'UPDATE "{table}" SET {sets} WHERE ({ids}) AND format = {sql_str(fmt.name)}')
+    """Recompute a stored ``ts`` that ``fmt`` reads from each new record's (folded) ``text``
+    (the view derives its other record columns)."""
+    if "ts" in fmt.record_columns:
+        con.execute(f'UPDATE "{stored_name(table)}" SET ts = {fmt.record_columns["ts"]} '
+                    f"WHERE ({ids}) AND format = {sql_str(fmt.name)}")
 
 
 def fold_continuations(con: Any, table: str, ids: str) -> int:
@@ -255,15 +258,16 @@ def fold_continuations(con: Any, table: str, ids: str) -> int:
 
     ``ids`` is a SQL predicate on ``id`` limiting the work to the rows just inserted.
     """
-    scope = f'FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL'
+    stored = stored_name(table)
+    scope = f'FROM "{stored}" WHERE ({ids}) AND end_line_no IS NULL'
     n = con.execute(f"SELECT count(*) {scope}").fetchone()[0]
     if n == 0:
         return 0
     con.execute(
-        f'UPDATE "{table}" AS t SET text = t.text || chr(10) || c.extra, '
-        "message = t.message || chr(10) || c.extra, end_line_no = c.last FROM ("
-        "SELECT id, string_agg(text, chr(10) ORDER BY line_no) AS extra, max(line_no) AS last "
-        f"{scope} GROUP BY id) AS c WHERE t.id = c.id AND t.end_line_no IS NOT NULL"
+        f'UPDATE "{stored}" AS t SET text = t.text || chr(10) || c.extra, end_line_no = c.last '
+        "FROM (SELECT id, string_agg(text, chr(10) ORDER BY line_no) AS extra, "
+        f"max(line_no) AS last {scope} GROUP BY id) AS c "
+        "WHERE t.id = c.id AND t.end_line_no IS NOT NULL"
     )
-    con.execute(f'DELETE FROM "{table}" WHERE ({ids}) AND end_line_no IS NULL')
+    con.execute(f'DELETE FROM "{stored}" WHERE ({ids}) AND end_line_no IS NULL')
     return n

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_dsl.runtime.logs.parse import LOG_COLUMNS
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import BSD_TS, ISO_TS
+from rlm_dsl.runtime.logs.view import LOG_COLUMNS, stored_name
 
 WILDCARD = "<*>"
 HEAD_TOKENS = 2  # messages are grouped by token count and their first tokens
@@ -92,7 +92,11 @@ def dedup_table(con: Any, table: str) -> None:
     """Replace log ``table`` by its deduplicated form (columns of a log table + template,
     count, last_ts), rows ordered by first occurrence."""
     columns = ", ".join(name for name, _ in LOG_COLUMNS)
+    staged = f"{table}__dedup"
     con.execute(
-        f'CREATE OR REPLACE TABLE "{table}" AS SELECT {columns}, template, count, last_ts '
+        f'CREATE OR REPLACE TABLE "{staged}" AS SELECT {columns}, template, count, last_ts '
         f"FROM ({dedup_sql(table)}) ORDER BY id"
     )
+    # the log view and its stored table give way to the (much smaller) deduplicated table
+    con.execute(f'DROP VIEW "{table}"; DROP TABLE "{stored_name(table)}"; '
+                f'ALTER TABLE "{staged}" RENAME TO "{table}"')

@@ -75,10 +75,10 @@ def yearless_sql(text: str, fmt: str, file_time: str) -> str:
 
     this_year = parse(f"year({file_time})")
     last_year = parse(f"year({file_time}) - 1")
-    return (
-        f"(CASE WHEN {this_year} > {file_time} + INTERVAL 2 DAY OR {this_year} IS NULL "
-        f"THEN {last_year} ELSE {this_year} END)"
-    )
+    # this year's parse written once (a one-item list filtered), not three times in a CASE:
+    # DuckDB does not share repeated expressions inside a CASE, and this is the hot path
+    return (f"coalesce(list_filter([{this_year}], lambda t: t <= {file_time} + INTERVAL 2 DAY)[1], "
+            f"{last_year})")
 
 
 def _fraction(text: str, pattern: str) -> str:

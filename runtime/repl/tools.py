@@ -86,11 +86,17 @@ def check_readonly(con: duckdb.DuckDBPyConnection, query: str) -> None:
     tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
     if tree.get("error"):
         raise SqlRefused(tree.get("error_message", "cannot parse the query"))
-    known = {name.lower() for (name,) in con.execute(
+    known = {name for (name,) in con.execute(
         "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()"
     ).fetchall()}
-    known |= {name.lower() for name in _cte_names(tree)}
-    database = con.execute("SELECT current_database()").fetchone()[0]
+    check_tree(tree, known, con.execute("SELECT current_database()").fetchone()[0])
+
+
+def check_tree(tree: dict[str, Any], known: set[str], database: str) -> None:
+    """Raise :class:`SqlRefused` unless the parse tree ``tree`` (``json_serialize_sql``) reads
+    only the tables ``known`` (and its own CTEs), allowed table functions and no denied
+    function: the same rule for ``sql()`` and for a spec ``rlm ask``'s LM wrote itself."""
+    known = {name.lower() for name in known} | {name.lower() for name in _cte_names(tree)}
     for node in _nodes(tree):
         _check_node(node, known, database)
 

@@ -145,6 +145,13 @@ def cached_responses(store: Store) -> dict[str, str]:
     ).fetchall())
 
 
+def move_calls(store: Store, from_run: str, to_run: str) -> None:
+    """File the ``lm_calls`` rows recorded under ``from_run`` under ``to_run`` (the calls
+    ``rlm ask``'s planner made before the run it planned)."""
+    with store.write() as con:
+        con.execute("UPDATE lm_calls SET run_id = ? WHERE run_id = ?", [to_run, from_run])
+
+
 def has_lm_calls(store: Store) -> bool:
     return bool(store.scalar("SELECT count(*) FROM lm_calls"))
 

@@ -20,7 +20,7 @@ API (others code against it)::
     store.count("chunks"); store.rows("chunks", order_by="id")  # list[dict]
     store.insert_rows("lm_calls", [{"call_id": 1, ...}])  # missing columns are NULL
     store.create_table_as("t", "SELECT ...")  # replaces t
-    store.drop("t")
+    store.drop("t")                       # a view goes with its table t__stored
     store.text_type                     # DDL type for long text columns (ZSTD where supported)
     with store.write(): ...             # hold the write lock for a multi-statement write
     with store.transaction() as con: ...  # write lock + BEGIN/COMMIT (ROLLBACK on error)
@@ -42,6 +42,8 @@ import duckdb
 
 from rlm_dsl.errors import InputError
 
+# The table behind a view the runtime writes (a log input, a lazy chunk table): view + STORED.
+STORED = "__stored"
 SYSTEM_TABLES: dict[str, str] = {
     "runs": """run_id VARCHAR, recipe VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP,
         status VARCHAR, params JSON, inputs JSON, summary JSON""",
@@ -191,8 +193,14 @@ class Store:
         return rows[0][0] if rows else None
 
     def table_exists(self, name: str) -> bool:
-        sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main'"
-        return bool(self.scalar(sql, [name]))
+        """Whether ``name`` is a table or a view (a log input, a lazy chunk table)."""
+        return self._is_view(name) is not None
+
+    def _is_view(self, name: str) -> bool | None:
+        """True for a view, False for a table, None when ``name`` is neither."""
+        sql = ("SELECT table_type = 'VIEW' FROM information_schema.tables "
+               "WHERE table_name = ? AND table_schema = 'main'")
+        return self.scalar(sql, [name])
 
     def tables_under(self, prefix: str) -> list[str]:
         """The user tables whose names start with ``prefix``, sorted."""
@@ -207,7 +215,11 @@ class Store:
         ]
 
     def count(self, name: str) -> int:
-        return int(self.scalar(f"SELECT count(*) FROM {quote_ident(name)}"))
+        """Rows of ``name``; of a view the runtime wrote, the rows of its ``__stored`` table
+        (one each: counting them is free, counting the view would derive its rows)."""
+        counted = name + STORED if self._is_view(name) and self.table_exists(name + STORED) \
+            else name
+        return int(self.scalar(f"SELECT count(*) FROM {quote_ident(counted)}"))
 
     def rows(self, name: str, order_by: str | None = "id") -> list[dict[str, Any]]:
         """Every row of ``name`` as a dict, ordered by ``order_by`` (a SQL expression)."""
@@ -235,8 +247,13 @@ class Store:
             con.execute(f"CREATE OR REPLACE TABLE {quote_ident(name)} AS {sql}")
 
     def drop(self, name: str) -> None:
+        """Drop table ``name``, or view ``name`` and the table behind it (``name`` +
+        :data:`STORED`)."""
         with self.write() as con:
-            con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+            if self._is_view(name):
+                con.execute(f"DROP VIEW {quote_ident(name)}")
+            con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}; "
+                        f"DROP TABLE IF EXISTS {quote_ident(name + STORED)}")
 
     def _create_system_tables(self) -> None:
         with self.write() as con:  # one round trip for all of them

@@ -396,7 +396,10 @@ def test_windows_whose_rows_arrive_out_of_order_are_rebuilt_in_order(overlap: in
             if not repair:
                 patch.setattr(rowchunks, "_reorder", lambda *args: None)
             lines_table(store, sources)
-            return run(store, "lines", 4, overlap=overlap)
+            # a counter that needs the text (a UDF) keeps the chunk text materialised
+            step = chunk_step("lines", 4, source="x", overlap=overlap)
+            chunk(store, step, "x", TokenCounter("exact", lambda text: -(-len(text) // 4)))
+            return store.rows("c")
 
     assert any(r["text"] is None for r in chunked(repair=False))  # the check did fail
     rows = chunked(repair=True)
@@ -418,3 +421,34 @@ def test_the_order_check_tells_an_unordered_window() -> None:
             f"SELECT {check} FROM (SELECT unnest(list_reverse([3, 4, 5, 6])) AS id)"
         )
     assert (ordered, shuffled) == (True, False)
+
+
+@pytest.mark.parametrize("overlap", [0, 2])
+def test_row_windows_keep_line_ranges_and_read_their_text_through_the_source(
+    overlap: int,
+) -> None:
+    """A length-based counter makes ``c`` a view over the windows' id ranges
+    (``c__stored``, no text); its rows equal the materialised windows of a text-counting
+    counter, and a point lookup reads one window's text."""
+    sources = {"s0": [f"s0-{j} ü" for j in range(1, 41)], "s1": ["s1-1", "", "s1-3"]}
+
+    def chunked(counter: TokenCounter) -> tuple[list[dict], str, str | None]:
+        with Store.open(None) as store:
+            lines_table(store, sources)
+            step = chunk_step("lines", 4, source="x", overlap=overlap)
+            chunk(store, step, "x", counter)
+            kind = store.scalar("SELECT table_type FROM information_schema.tables "
+                                "WHERE table_name = 'c'")
+            one = store.scalar("SELECT text FROM c WHERE id = 3")
+            rows = store.rows("c")
+            chunk(store, step, "x", TokenCounter("exact", ESTIMATE.count))  # view -> table
+            assert store.rows("c") == rows
+            return rows, kind, one
+
+    lazy, kind, one = chunked(ESTIMATE)
+    materialised, table_kind, _ = chunked(TokenCounter("exact", ESTIMATE.count))
+    assert (kind, table_kind) == ("VIEW", "BASE TABLE")
+    assert lazy == materialised
+    assert one == lazy[3]["text"]
+    assert [(r["source"], r["first_line"], r["last_line"]) for r in lazy] == expected_windows(
+        [40, 3], 4, overlap)

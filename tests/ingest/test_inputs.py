@@ -64,6 +64,21 @@ def test_lines_kind_keeps_file_order_and_crlf_offsets(store: Store, write: Write
     ]
 
 
+def test_text_file_mixing_crlf_and_lf_keeps_every_line_without_carriage_returns(
+    store: Store, write: Write
+) -> None:
+    # DuckDB's line reader rejected the whole file ("state machine reached an invalid state")
+    path = write("mixed.txt", b"a one\r\nb two\n\r\nc three\r\nd\n")
+    load_input(store, input_step("text"), path)
+    assert provenance(store) == [
+        (0, "mixed.txt", 1, 0, "a one"),
+        (1, "mixed.txt", 2, 7, "b two"),
+        (2, "mixed.txt", 3, 13, ""),
+        (3, "mixed.txt", 4, 15, "c three"),
+        (4, "mixed.txt", 5, 24, "d"),
+    ]
+
+
 def test_byte_offsets_point_at_the_line_in_the_file(store: Store, write: Write) -> None:
     lines = [f"{'ü' * (i % 7)} line {i}" for i in range(500)]
     path = write("u.txt", "\n".join(lines) + "\n")
@@ -294,3 +309,25 @@ def test_a_failed_csv_sniff_is_not_called_an_encoding_error() -> None:
     with pytest.raises(InputError) as caught, duckdb_errors("a.csv"):
         raise sniff
     assert str(caught.value) == 'a.csv: cannot read: Error when sniffing file "a.csv".'
+
+
+def test_a_spec_path_may_list_several_files_beside_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("one\n")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "b.txt").write_text("two\nthree\n")
+    spec = tmp_path / "both.rlm"
+    spec.write_text(
+        'recipe both "Every line of two files."\n'
+        'input docs: text with path=["a.txt", "more/b.txt"]\n'
+        'reduce docs -> lines: list[str] by sql "SELECT text FROM {{ input }} ORDER BY id"\n'
+        "output lines\n"
+    )
+    result = execute(compile_file(str(spec)), RunOptions(db=str(tmp_path / "r.duckdb"), lm="test"))
+    assert result.outputs["lines"] == ["one", "two", "three"]
+
+
+def test_a_path_list_must_hold_only_strings(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.rlm"
+    spec.write_text('recipe bad "x"\ninput docs: text with path=["a.txt", 3]\noutput docs\n')
+    with pytest.raises(SpecError, match=r"bad.rlm:2:28.*path must be a string or a list of "):
+        compile_file(str(spec))

@@ -120,3 +120,22 @@ def test_lone_carriage_returns_split_lines_instead_of_failing_the_file(store, tm
         (2, data.index(b"progress 20%"), "progress 20%"),
         (3, data.index(b"Jun  7 04:11:03"), "Jun  7 04:11:03 h apt[1]: done"),
     ]
+
+
+def test_mixed_crlf_and_lf_endings_keep_every_line_without_stray_carriage_returns(
+    store, tmp_path, rows
+):
+    # a log edited on Windows and appended to on Linux: DuckDB's reader rejected the whole file
+    data = (b"Jun  7 04:11:02 h sshd[1]: one\r\nJun  7 04:11:03 h sshd[1]: two\n"
+            b"\r\nJun  7 04:11:04 h sshd[1]: three\r\nJun  7 04:11:05 h sshd[1]: four\n")
+    path = tmp_path / "mixed.log"
+    path.write_bytes(data)
+    report = load_log(store, "logs", [str(path)])
+    assert not report.failed
+    lines = data.split(b"\n")[:-1]
+    starts = [sum(len(line) + 1 for line in lines[:i]) for i in range(len(lines))]
+    expected = [(i + 1, starts[i], line.rstrip(b"\r").decode()) for i, line in enumerate(lines)]
+    assert rows("line_no, byte_offset, text") == expected
+    assert rows("ts IS NOT NULL, contains(message, chr(13))") == [(True, False), (True, False),
+                                                                  (False, False), (True, False),
+                                                                  (True, False)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dspy.lm15 import Message, Response, TextPart, Usage
+
 from rlm_dsl.questions.profile import InputProfile
 
 PROFILES = {
@@ -40,3 +42,10 @@ def write_essay(path: Path, fact: str, lines: int = 300) -> Path:
     body.insert(lines // 2, fact)
     path.write_text("\n".join(body) + "\n", encoding="utf-8")
     return path
+
+
+def reply(model: str, text: str) -> Response:
+    """An engine's answer ``text`` (10 + 10 tokens), for scripted test back ends."""
+    return Response(id=None, model=model, message=Message.assistant([TextPart(text)]),
+                    finish_reason="stop",
+                    usage=Usage(input_tokens=10, output_tokens=10, total_tokens=20))

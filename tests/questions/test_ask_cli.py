@@ -82,6 +82,20 @@ def test_saved_spec_reproduces_the_run(tmp_path: Path, capsys, monkeypatch) -> N
     assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == asked == FACT
 
 
+def test_a_spec_saved_elsewhere_reads_every_input_path(tmp_path: Path, capsys,
+                                                     monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_essay(tmp_path / "other.txt", "nothing to see here")
+    write_essay(tmp_path / "essay.txt", FACT)
+    assert main(["ask", QUESTION, "other.txt", "essay.txt", "--lm", "test",
+                 "--save", "specs/q.rlm"]) == 0
+    asked = capsys.readouterr().out.splitlines()[0]
+    spec = (tmp_path / "specs" / "q.rlm").read_text()
+    assert 'path=["../other.txt", "../essay.txt"]' in spec  # beside the spec, both of them
+    assert main(["run", "specs/q.rlm", "--lm", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == asked == FACT
+
+
 def test_plan_only_prints_spec_and_estimate_and_spends_nothing(tmp_path: Path, capsys) -> None:
     essay = write_essay(tmp_path / "essay.txt", FACT)
     db = tmp_path / "run.duckdb"
@@ -137,3 +151,54 @@ def test_bad_input_is_one_message_and_an_exit_code(tmp_path: Path, capsys, argv:
     assert main(argv) == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_free_form_plan_on_a_weak_sandbox_needs_the_flag(tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    from rlm_dsl.runtime.repl import isolation, sandbox
+
+    weak = isolation.Isolation("none", warnings=(isolation.WEAK.format(
+        why="bubblewrap (`bwrap`) is not installed"),))
+    monkeypatch.delenv("RLM_ALLOW_WEAK_SANDBOX", raising=False)
+    monkeypatch.setattr(isolation, "isolation", lambda: weak)
+    monkeypatch.setattr(sandbox, "isolation", lambda: weak)
+    essay = write_essay(tmp_path / "essay.txt", FACT, lines=20)
+    argv = ["ask", QUESTION, str(essay), "--lm", "test", "--strategy", "free_form"]
+    assert main(argv) == 1
+    assert "REPL sandbox is weak" in capsys.readouterr().err
+    assert main([*argv, "--allow-weak-sandbox"]) == 0
+    assert "REPL sandbox is weak" in capsys.readouterr().err  # run, and said so
+
+
+def test_the_planners_calls_are_budgeted_recorded_and_cached_in_the_store(tmp_path: Path,
+                                                                         capsys) -> None:
+    notes = write_essay(tmp_path / "notes.txt", FACT)
+    db = tmp_path / "run.duckdb"
+    argv = ["ask", "What do the notes say about gardens?", str(notes), "--lm", "test",
+            "--db", str(db)]  # no cue word: the planner asks the LM
+    assert main([*argv, "--max-calls", "1"]) == 3
+    assert "after planning spent 1; the budget is 1" in capsys.readouterr().err
+    assert main([*argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["planned_by"] == "lm"
+    assert (summary["planner_calls"], summary["planner_cache_hits"]) == (0, 1)  # from the store
+    con = duckdb.connect(str(db), read_only=True)
+    planner = con.execute(
+        "SELECT l.cached, r.run_id IS NOT NULL FROM lm_calls l LEFT JOIN runs r USING (run_id) "
+        "WHERE l.step = 'planner' ORDER BY l.started_at").fetchall()
+    con.close()
+    # the refused ask's call is kept (it was paid for); the second is filed under its run
+    assert planner == [(False, False), (True, True)]
+
+
+def test_lookup_weighs_a_rare_term_over_a_word_on_every_line(tmp_path: Path) -> None:
+    lines = [f"2026-12-07 01:27:{i % 60:02d} status installed pkg{i}:amd64 1.{i}"
+             for i in range(200)]
+    lines.insert(150, "2026-12-07 01:27:20 install bubblewrap:amd64 <none> 0.8.0-2+deb12u1")
+    log = tmp_path / "dpkg.log"
+    log.write_text("\n".join(lines) + "\n")
+    result = rlm_dsl.ask("Which version of bubblewrap was installed?", [str(log)], lm="test",
+                         strategy="lookup")
+    assert result.answer == lines[150]  # the test LM answers with the line it was shown
+    assert result.summary["calls"] == 1  # the one line naming the rare term, not 8 'installed'
+    assert result.evidence[0]["line"] == 151

@@ -122,3 +122,16 @@ def test_repairs_are_bounded_and_the_error_is_raised(monkeypatch) -> None:
     with dspy.context(lm=lm), pytest.raises(CompileError, match="unknown name 'nothing'"):
         planner(question="Q?", profile=PROFILES["text"], layout=Layout(), strategy="lookup")
     assert len(lm.history) == planner.max_repairs == 2
+
+
+@pytest.mark.parametrize(("question", "strategy"), [
+    ("Which version of bubblewrap was installed?", "lookup"),  # one thing: not extract_all
+    ("Which packages were upgraded?", "extract_all"),  # several things
+    ("Which errors did the mailer report?", "extract_all"),
+])
+def test_extract_all_fits_only_a_question_about_several_things(question: str,
+                                                               strategy: str) -> None:
+    planner, lm = _planner({"strategy": "extract_all", "keywords": "[]", "labels": "[]"})
+    with dspy.context(lm=lm):
+        chosen = planner(question=question, profile=PROFILES["log"], layout=Layout())
+    assert chosen.strategy == strategy

@@ -15,13 +15,14 @@ and ``free_form`` (the ``rlm`` step).
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import jinja2
 
 from rlm_dsl.questions.literals import column as plain_column
-from rlm_dsl.questions.literals import label, rlm_string, sql_term
+from rlm_dsl.questions.literals import label, rlm_paths, rlm_string, sql_term
 from rlm_dsl.questions.profile import InputProfile
 
 STRATEGIES = ("lookup", "extract_all", "count", "pairs", "summarize", "timeline", "free_form")
@@ -105,6 +106,14 @@ def clean(strategy: str, slots: Slots, profile: InputProfile) -> Slots:
     )
 
 
+def _beside(path: str, spec_dir: str | None) -> str:
+    """``path`` (relative to the working directory) as seen from ``spec_dir``."""
+    path = os.path.expanduser(path)
+    if spec_dir is None or os.path.isabs(path):
+        return path
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(spec_dir))
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("rlm_dsl.questions", "strategies"),
@@ -113,6 +122,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
     )
     env.filters["rlm"] = rlm_string
+    env.filters["rlmpaths"] = rlm_paths
     env.filters["sqlterm"] = sql_term
     return env
 
@@ -121,8 +131,10 @@ _ENV = _environment()
 
 
 def render(strategy: str, question: str, profile: InputProfile, slots: Slots,
-           layout: Layout) -> str:
-    """The ``.rlm`` spec of ``strategy`` for ``question`` over ``profile``'s inputs."""
+           layout: Layout, spec_dir: str | None = None) -> str:
+    """The ``.rlm`` spec of ``strategy`` for ``question`` over ``profile``'s inputs, its
+    ``path=`` relative to ``spec_dir`` (the folder the spec is saved in; the working directory
+    when None), as a spec's paths are."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}")
     slots = clean(strategy, slots, profile)
@@ -132,7 +144,7 @@ def render(strategy: str, question: str, profile: InputProfile, slots: Slots,
         profile.kind == "log" else []
     text = _ENV.get_template(f"{strategy}.rlm.j2").render(
         strategy=strategy, description=DESCRIPTIONS[strategy], question=question,
-        kind=profile.kind, path=profile.paths[0], extra_paths=profile.paths[1:],
+        kind=profile.kind, paths=[_beside(p, spec_dir) for p in profile.paths],
         last_line="end_line_no" if profile.kind == "log" else "line_no",
         slots=slots, layout=layout, terms=terms, entity_terms=[(e, 1) for e in slots.entities],
         required_terms=[e for e in slots.entities if e.upper() not in levels]

@@ -76,7 +76,7 @@ def fold_row(ctx: RunContext, step: Step, row_id: int, prefix: str) -> None:
     scratch = [(table, home + table[len(prefix):], ctx.store.columns(table))
                for table in ctx.store.tables_under(prefix)]
     exists = {folded: ctx.store.table_exists(folded) for _, folded, _ in scratch}
-    with ctx.store.transaction() as con:
+    with ctx.store.transaction() as con:  # a view (a lazy chunk table) is folded as its rows
         for table, folded, columns in scratch:
             select = f"SELECT {_keyed(columns)} FROM {quote_ident(table)}"
             if exists[folded]:
@@ -84,7 +84,8 @@ def fold_row(ctx: RunContext, step: Step, row_id: int, prefix: str) -> None:
                 con.execute(f"INSERT INTO {quote_ident(folded)} BY NAME {select}", [row_id])
             else:
                 con.execute(f"CREATE TABLE {quote_ident(folded)} AS {select}", [row_id])
-            con.execute(f"DROP TABLE {quote_ident(table)}")
+    for table, _, _ in scratch:  # after the commit: a kill before it folds the row again
+        ctx.store.drop(table)
     queries.forget_fingerprints_under(ctx.store, prefix)
 
 

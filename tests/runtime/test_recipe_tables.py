@@ -28,8 +28,8 @@ def _files(tmp_path, n):
 
 
 def _user_tables(query, db):
-    return sorted(r[0] for r in query(db, "SELECT table_name FROM duckdb_tables() WHERE "
-                                          "schema_name = 'main'")
+    return sorted(r[0] for r in query(db, "SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = 'main'")  # views too
                   if r[0] not in SYSTEM_TABLES)
 
 

@@ -5,15 +5,25 @@ steps over the *same* response text, with no extra LM call: the strict ``[[ ## f
 parse, then ``JSONAdapter``'s parse (a JSON object anywhere, repaired), then the lenient parser
 of :mod:`rlm_dsl.runtime.lm.lenient`. What still fails raises DSPy's ``AdapterParseError``
 naming each parser's reason; a step's retries (:mod:`rlm_dsl.runtime.steps.predict`) re-ask.
+The strict parse first tries :func:`chat_fields`, DSPy's parse with one pydantic validator per
+output type instead of a new one per value; anything it does not settle goes through DSPy's own.
 """
 
 from __future__ import annotations
 
+import ast
+import enum
+import functools
+import types
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import dspy
+import json_repair
+import pydantic
+from dspy.adapters.chat_adapter import field_header_pattern
+from dspy.adapters.types.base_type import Type as DspyType
 from dspy.adapters.utils import apply_output_field_defaults
 from dspy.utils.exceptions import AdapterParseError
 
@@ -77,6 +87,9 @@ class RobustAdapter(dspy.ChatAdapter):
         return text
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        fields = chat_fields(signature, completion)
+        if fields is not None:
+            return fields
         try:
             return super().parse(signature, completion)
         except AdapterParseError as chat_error:
@@ -103,3 +116,66 @@ def _reason(error: Exception) -> str:
         return f"no value for field(s) {', '.join(missing)}"
     text = str(error).split("\n\n")[0].strip()
     return text.split("LM Response:")[0].strip() or type(error).__name__
+
+
+def chat_fields(signature: type[dspy.Signature], completion: str) -> dict[str, Any] | None:
+    """What ``ChatAdapter.parse`` answers for a well-formed completion, or None to let DSPy's own
+    parse decide (and word its error). DSPy's ``parse_value`` builds a pydantic ``TypeAdapter``
+    for every value (~60 µs, a sixth of a whole call); this one validates with one kept per output
+    type (:func:`_validator`) and gives the same values: same sections (the first of each
+    ``[[ ## field ## ]]``), same ``json_repair`` then ``literal_eval`` reading of the text."""
+    outputs = signature.output_fields
+    sections: dict[str | None, list[str]] = {None: []}
+    current: list[str] = sections[None]
+    for line in completion.splitlines():
+        match = field_header_pattern.match(line.strip())
+        if match is None:
+            current.append(line)
+            continue
+        rest = line[match.end():].strip()
+        current = [rest] if rest else []
+        sections.setdefault(match.group(1), current)  # a repeated header: DSPy keeps the first
+    fields: dict[str, Any] = {}
+    for name, info in outputs.items():
+        if name not in sections:
+            continue
+        text = "\n".join(sections[name]).strip()
+        if info.annotation is str:
+            fields[name] = text
+            continue
+        validator = _validator(info.annotation)
+        if validator is None:
+            return None
+        candidate = json_repair.loads(text)  # "" when it cannot read the text
+        if candidate == "" and text != "":
+            try:
+                candidate = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                candidate = text
+        try:
+            fields[name] = validator.validate_python(candidate)
+        except (pydantic.ValidationError, ValueError, TypeError):
+            return None
+    fields = apply_output_field_defaults(signature, fields)
+    return fields if fields.keys() == outputs.keys() else None
+
+
+def _validator(annotation: Any) -> pydantic.TypeAdapter | None:
+    """The kept validator of an output type, or None where DSPy's ``parse_value`` does more than
+    validate the JSON reading (enums, literals, optional strings, DSPy types)."""
+    try:
+        return _kept_validator(annotation)
+    except TypeError:  # an unhashable annotation: not kept
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_validator(annotation: Any) -> pydantic.TypeAdapter | None:
+    origin = get_origin(annotation)
+    if isinstance(annotation, enum.EnumMeta) or origin is Literal:
+        return None
+    if origin in (Union, types.UnionType) and str in get_args(annotation):
+        return None
+    if isinstance(annotation, type) and issubclass(annotation, DspyType):
+        return None
+    return pydantic.TypeAdapter(annotation)

@@ -64,10 +64,17 @@ class OpenAICompatEngine:
         self._closed = False
 
     def complete(self, request: Request) -> Response:
+        """Build the body and parse the answer here, in the calling worker thread; only the
+        exchange runs on the shared loop, whose one thread would otherwise do every call's JSON
+        work in turn (a queue the replies wait in at concurrency 32 and more)."""
         validate_request(request)
         if self._closed:
             raise ConfigurationError("Engine is closed")
-        return LOOP.run(self._complete(request))
+        wire = replace(request, model=self.wire_model)
+        reply = LOOP.run(self._send(self._dialect.build_request(wire, stream=False)))
+        if reply.status >= 400:
+            raise self._dialect._http_error(reply)
+        return self._dialect.parse_response(wire, reply)
 
     def stream(self, request: Request) -> Any:
         return response_to_events(self.complete(request))
@@ -76,14 +83,6 @@ class OpenAICompatEngine:
         """Close the connection pool (on the loop that owns it); later calls are refused."""
         self._closed = True
         LOOP.run(self._pool.aclose())
-
-    async def _complete(self, request: Request) -> Response:
-        wire = replace(request, model=self.wire_model)
-        outgoing = self._dialect.build_request(wire, stream=False)
-        reply = await self._send(outgoing)
-        if reply.status >= 400:
-            raise self._dialect._http_error(reply)
-        return self._dialect.parse_response(wire, reply)
 
     async def _send(self, outgoing: Any) -> HttpResponse:
         headers = outgoing.headers

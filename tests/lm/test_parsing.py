@@ -15,7 +15,7 @@ import pydantic
 import pytest
 from dspy.utils.exceptions import AdapterParseError
 
-from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.adapter import RobustAdapter, _validator, chat_fields
 from rlm_dsl.runtime.lm.lenient import coerce, normalize_choice
 from rlm_dsl.runtime.lm.resolve import ResolvedLM
 
@@ -146,3 +146,51 @@ def test_robust_adapter_formats_exactly_like_chat_adapter(signature, inputs):
     assert "Something else." in ours.format(changed, [], inputs)[0]["content"]
     copied = pickle.loads(pickle.dumps(ours))  # the memo is left behind, not pickled
     assert copied.format(signature, demos, inputs) == dspy_own.format(signature, demos, inputs)
+
+
+class Shapes(dspy.Signature):
+    """Every output type a step can declare, and some it cannot."""
+
+    text: str = dspy.InputField()
+    count: int = dspy.OutputField()
+    score: float = dspy.OutputField()
+    flag: bool = dspy.OutputField()
+    names: list[str] = dspy.OutputField()
+    incident: Incident = dspy.OutputField()
+    maybe: int | None = dspy.OutputField()
+    note: str = dspy.OutputField()
+
+
+@pytest.mark.parametrize("completion", [
+    "[[ ## count ## ]]\n3\n[[ ## score ## ]]\n0.5\n[[ ## flag ## ]]\ntrue\n"
+    "[[ ## names ## ]]\n[\"a\", 'b']\n[[ ## incident ## ]]\n{\"at\": \"10:00\", \"what\": \"x\"}\n"
+    "[[ ## maybe ## ]]\nnull\n[[ ## note ## ]]\n  two\nlines  \n\n[[ ## completed ## ]]",
+    "[[ ## count ## ]] 7\n[[ ## score ## ]] 1\n[[ ## flag ## ]] False\n[[ ## names ## ]] []\n"
+    "[[ ## incident ## ]]\n{'at': 'noon', 'what': 'y'}\n[[ ## maybe ## ]]\n4\n"
+    "[[ ## note ## ]]\n[[ ## count ## ]]\n9",  # a repeated header: the first one counts
+    "preamble\n[[ ## count ## ]]\n\"12\"\n[[ ## score ## ]]\n2e3\n[[ ## flag ## ]]\n1\n"
+    "[[ ## names ## ]]\n[\"x\",]\n[[ ## incident ## ]]\n{at: 1, what: 2}\n[[ ## maybe ## ]]\n\n"
+    "[[ ## note ## ]]\n",
+    "[[ ## count ## ]]\nmany\n",  # unparseable, and fields missing: DSPy's own error
+    "[[ ## count ## ]]\n1\n[[ ## score ## ]]\n1\n[[ ## flag ## ]]\nmaybe\n[[ ## names ## ]]\n[]\n"
+    "[[ ## incident ## ]]\n{}\n[[ ## maybe ## ]]\n1\n[[ ## note ## ]]\nx",
+])
+def test_strict_parse_answers_what_chat_adapter_answers(completion):
+    """The kept-validator parse gives ChatAdapter's values, or leaves the text to DSPy's parse
+    (which then raises its own error) — never a different value."""
+    dspy_own = dspy.ChatAdapter(use_json_adapter_fallback=False)
+    try:
+        expected = dspy_own.parse(Shapes, completion)
+    except AdapterParseError:
+        expected = None
+    fields = chat_fields(Shapes, completion)
+    assert fields is None or fields == expected
+    if expected is not None:
+        assert RobustAdapter().parse(Shapes, completion) == expected
+        assert {k: type(v) for k, v in fields.items()} == {k: type(v) for k, v in expected.items()}
+
+
+def test_strict_parse_leaves_enums_literals_and_optional_text_to_dspy():
+    assert chat_fields(Triage, "[[ ## severity ## ]]\nhigh\n[[ ## component ## ]]\ndb\n"
+                       "[[ ## is_error ## ]]\ntrue") is None
+    assert _validator(str | None) is None and _validator(int) is _validator(int)

@@ -202,3 +202,21 @@ def test_lookup_weighs_a_rare_term_over_a_word_on_every_line(tmp_path: Path) -> 
     assert result.answer == lines[150]  # the test LM answers with the line it was shown
     assert result.summary["calls"] == 1  # the one line naming the rare term, not 8 'installed'
     assert result.evidence[0]["line"] == 151
+
+
+def test_lookup_reads_the_best_row_of_every_name_the_question_compares(tmp_path: Path) -> None:
+    docs = [{"title": "Rothmannia", "text": "Rothmannia is a genus of flowering plants in the "
+             "Rubiaceae family, named for Rothman; Rothmannia species grow in Africa."},
+            {"title": "Ipomoea", "text": "Morning glory is the common name of the Ipomoea genus "
+             "in the Convolvulaceae family."}]
+    docs += [{"title": f"Ipomoea {i}", "text": f"Ipomoea {i} is the saltmarsh morning glory."}
+             for i in range(6)]  # the common name is in most rows: it weighs little
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    db = tmp_path / "run.duckdb"
+    rlm_dsl.ask("Which plant genus is part of a family with a longer name, Morning glory or "
+                "Rothmannia?", [str(path)], lm="test", db=db, strategy="lookup")
+    con = duckdb.connect(str(db), read_only=True)
+    read = con.execute("SELECT first_line FROM candidates ORDER BY first_line").fetchall()
+    con.close()
+    assert read == [(1,), (2,)]  # the best row of each named thing, though one scores far higher

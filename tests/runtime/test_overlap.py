@@ -84,8 +84,10 @@ def test_an_interrupt_stops_the_branches_and_is_raised():
     stopping = threading.Event()
     rows_done = []
 
+    rows = 3000  # 30 s of rows: at load 20 the Ctrl-C came after 200 (2 s) had all run
+
     def branch() -> None:  # like a map: one row after another until told to stop
-        for row in range(200):
+        for row in range(rows):
             if stopping.is_set():
                 return
             rows_done.append(row)
@@ -100,4 +102,4 @@ def test_an_interrupt_stops_the_branches_and_is_raised():
     assert stopping.is_set()
     branches = [t for t in threading.enumerate() if t.name.startswith("rlm-branch")]
     assert not [t for t in branches if t.is_alive()]  # waited for
-    assert 0 < len(rows_done) < 200  # the branch stopped early instead of running to the end
+    assert 0 < len(rows_done) < rows  # the branch stopped early instead of running to the end

@@ -7,12 +7,16 @@ forecast by the ``estimate`` of its entry in the handler table
 :mod:`rlm_dsl.runtime.estimate.costs`) and lands in an :class:`~rlm_dsl.runtime.estimate.report.
 Estimate`. The walker hands the step functions the LMs they would be bound to (resolved, never
 called), typed placeholder answers and the rows of earlier steps; a ``use``d recipe gets a nested
-walker per row. Steps fed by an LM filter are ranges, and a step whose own ``max_calls`` /
-``max_total_tokens`` the forecast exceeds gets a note.
+walker per row. A prompt a step already sent (a repeated chunk, the same batch of answers in
+another row of a ``use``d recipe) is free, as the run's LM-call cache makes it: placeholder
+answers are a function of the prompt they answer, so repeats propagate downstream as in a run.
+Steps fed by an LM filter are ranges, and a step whose own ``max_calls`` / ``max_total_tokens``
+the forecast exceeds gets a note.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from typing import Any
 
@@ -57,12 +61,13 @@ class _Walker:
         self.row: dict[str, Any] | None = None
         self.inputs: dict[str, Any] = {}
         self._bound: dict[str | None, Any] = {}
+        self.seen: set[str] = set()  # prompts already counted: the run's cache answers repeats
 
     def nested(self, plan: Plan, params: dict[str, Any], prefix: str, row: dict[str, Any]
                ) -> _Walker:
         """A walker over a ``use``d sub-plan for one row of its map (tables under ``prefix``)."""
         inner = _Walker(plan, self.store, params, self.lm, self.estimate, prefix=prefix)
-        inner.row, inner.lm_all = row, self.lm_all
+        inner.row, inner.lm_all, inner.seen = row, self.lm_all, self.seen
         return inner
 
     def lm_steps(self) -> list[Step]:
@@ -84,11 +89,22 @@ class _Walker:
             self.estimate.steps.extend(out)
         return out
 
-    def value(self, step: Step, kind: str) -> Any:
-        """A placeholder answer of ``step``'s output type, sized for its LM."""
+    def value(self, step: Step, kind: str, prompt: str | None = None) -> Any:
+        """A placeholder answer of ``step``'s output type, sized for its LM; given the
+        ``prompt`` it answers, the same prompt gets the same answer and others another."""
         assert step.output is not None
         model = self.bound(step).resolved.model_id
-        return placeholder(step.output.type, kind, profile_for(model))
+        seed = None if prompt is None else zlib.crc32(prompt.encode())
+        return placeholder(step.output.type, kind, profile_for(model), seed)
+
+    def fresh(self, step: Step, prompt: str) -> bool:
+        """Whether ``step``'s ``prompt`` costs a call: False when the same step (of any row of
+        a ``use``d recipe) sent the same prompt before — the run's LM-call cache answers it."""
+        key = f"{self.plan.recipe}\0{step.id}\0{self.bound(step).resolved.model_id}\0{prompt}"
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
 
     def bound(self, step: Step) -> Any:
         """The step's :class:`~rlm_dsl.runtime.steps.context.BoundLM` (no engine is called)."""

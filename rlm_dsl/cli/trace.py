@@ -84,9 +84,9 @@ def _line(node: Node) -> str:
         head = f"[red]{head}[/]"
     parts = [f"{s.calls} call{'s' * (s.calls != 1)}", f"{s.tokens} tok"]
     wall = node.detail.get("elapsed_s")
-    if node.kind in ("run", "step") and wall is not None:  # concurrent calls overlap: wall time
+    if wall is not None:  # a run, step, split row or piece: concurrent calls overlap
         parts.append(f"wall {seconds(wall)}")
-        if s.calls:
+        if s.calls and node.kind in ("run", "step"):
             parts.append(f"LM {seconds(s.latency_s)} summed")
     else:
         parts.append(seconds(s.latency_s))
@@ -101,7 +101,7 @@ def _line(node: Node) -> str:
     if s.failures:
         parts.append(f"[red]{s.failures} failed[/]")
     status = node.detail.get("status")
-    if node.kind == "step" and status:
+    if node.kind in ("step", "chunk", "piece") and status:
         parts.insert(0, status)
     text = f"{head}  [dim]{' · '.join(parts)}[/]"
     return text + _preview(node)

@@ -19,6 +19,7 @@ import duckdb
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.templates import environment
+from rlm_dsl.compiler.types import Prim
 from rlm_dsl.runtime.estimate.report import (
     RLM_ANSWER_TOKENS,
     RLM_HISTORY_TOKENS,
@@ -27,7 +28,7 @@ from rlm_dsl.runtime.estimate.report import (
     StepEstimate,
     out_type,
 )
-from rlm_dsl.runtime.estimate.values import answer_tokens, profile_for
+from rlm_dsl.runtime.estimate.values import answer_tokens, placeholder, profile_for
 from rlm_dsl.runtime.ingest.chunkers import chunk
 from rlm_dsl.runtime.ingest.inputs import load_input
 from rlm_dsl.runtime.ingest.params import coerce_params
@@ -148,31 +149,45 @@ def estimate_map(walker: Any, local: Step, step: Step, result: StepEstimate) -> 
     max_depth = int(step.options.get("max_depth", MAX_DEPTH))
     rows = walker.rows(local.source or "")
     prompts: list[int] = []
+    cached = 0
+    answers: dict[int, tuple[int, str]] = {}  # row id → (pieces, its prompt)
 
     def solve(row: dict[str, Any], depth: int) -> int:
         """Record the row's calls; returns how many pieces it was answered in."""
-        tokens = cost.count(cost.ctx.render(step.prompt or "", chunk=row))
+        nonlocal cached
+        text = cost.ctx.render(step.prompt or "", chunk=row)
+        tokens = cost.count(text)
         halves = split_row(row) if tokens > cost.room else None
+        if depth == 0:
+            answers[int(row["id"])] = (1, text)
         if halves is None or depth >= max_depth:
-            prompts.append(tokens)
+            if walker.fresh(step, text):
+                prompts.append(tokens)
+            else:
+                cached += 1
             return 1
         return sum(solve(half, depth + 1) for half in halves)
 
     sample, scale = _sample(rows)
-    pieces = {int(row["id"]): solve(row, 0) for row in sample}
+    for row in sample:
+        answers[int(row["id"])] = (solve(row, 0), answers[int(row["id"])][1])
     cost.finish(result, prompts, scale)
-    splits = result.calls - len(rows)
+    splits = len(prompts) + cached - len(sample)
     result.note = f"one call per row{f', +{splits} for splits' if splits > 0 else ''}"
+    if cached:
+        result.note += f", {round(cached * scale)} repeated prompt(s) answered by the cache"
     if step.options.get("grounded"):  # a row whose value is not in its text is asked again
         result.calls_max *= 2
         result.tokens_max *= 2
         result.note += f", + up to {len(rows)} re-asks for grounded fields"
     if step.kind == "map":
-        value = walker.value(step, "map")
-        # A split row's answer is its pieces combined (lists concatenated, text joined).
-        walker.keep_values(step, local, [
-            (int(r["id"]), combine(step.output.type, [value] * pieces.get(int(r["id"]), 1)))
-            for r in rows])
+        def value(row: dict[str, Any]) -> Any:
+            """The row's answer; a split row's is its pieces combined (lists concatenated,
+            text joined); rows outside the sample answer their own text."""
+            pieces, text = answers.get(int(row["id"]), (1, str(row.get("text"))))
+            return combine(step.output.type, [walker.value(step, "map", text)] * pieces)
+
+        walker.keep_values(step, local, [(int(r["id"]), value(r)) for r in rows])
         if step.options.get("grounded"):
             _keep_grounding(walker, local)
 
@@ -195,8 +210,10 @@ def estimate_recipe(walker: Any, local: Step, step: Step, result: StepEstimate) 
     sub = walker.plan.uses[step.recipe]
     params = coerce_params(sub, dict(step.options.get("params") or {}))
     rows = walker.rows(local.source or "")
+    values = []
     for row in rows:
-        inner = walker.nested(sub, params, f"{walker.prefix}{step.id}__{row['id']}__", row)
+        prefix = f"{walker.prefix}{step.id}__{row['id']}__"
+        inner = walker.nested(sub, params, prefix, row)
         for part in inner.walk({}):
             for name in ("calls", "calls_min", "calls_max", "prompt_tokens",
                          "completion_tokens", "tokens_min", "tokens_max"):
@@ -204,9 +221,19 @@ def estimate_recipe(walker: Any, local: Step, step: Step, result: StepEstimate) 
             if part.cost_usd is not None:
                 result.cost_usd = (result.cost_usd or 0.0) + part.cost_usd
             result.model = result.model or part.model
+        values.append((int(row["id"]), _sub_output(walker, sub, prefix, step)))
     result.note = f"recipe '{step.recipe}' once per row ({len(rows)} rows)"
-    value = walker.value(step, "map")
-    walker.keep_values(step, local, [(int(r["id"]), value) for r in rows])
+    walker.keep_values(step, local, values)
+
+
+def _sub_output(walker: Any, sub: Any, prefix: str, step: Step) -> Any:
+    """The placeholder answer a ``use``d recipe's walk left for one row: its first output's."""
+    producer = sub.producer(sub.outputs[0]) if sub.outputs else None
+    table = prefix + producer.table if producer is not None else ""
+    if producer is None or producer.output is None or not walker.store.table_exists(table):
+        return walker.value(step, "map")
+    rows = walker.store.rows(table, order_by="id")
+    return rows[0].get(producer.output.name) if rows else walker.value(step, "map")
 
 
 def estimate_reduce_sql(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
@@ -226,61 +253,91 @@ def estimate_reduce_lm(walker: Any, local: Step, step: Step, result: StepEstimat
     reducer = Reducer(cost.ctx, replace(step, source=local.source), cost.module)
     items = source_items(cost.ctx, replace(step, source=local.source))
     prompts: list[int] = []
+    last = ""
+
+    def ask(prompt: str) -> Any:
+        """Count ``prompt`` unless the cache would answer it; its placeholder answer."""
+        nonlocal last
+        if walker.fresh(step, prompt):
+            prompts.append(cost.count(prompt))
+        last = prompt
+        return walker.value(step, "reduce", prompt)
+
     if step.strategy == "fold":
         state = step.options.get("init", _empty(step.output.type))
         for item in items:
-            prompts.append(cost.count(reducer.prompt([item], 0, state)))
-            state = walker.value(step, "reduce")
+            state = ask(reducer.prompt([item], 0, state))
         result.note = f"fold: one call per item ({len(items)})"
     elif step.strategy == "concat" and reducer.fits(items, 0):
-        prompts.append(cost.count(reducer.prompt(items, 0)))
+        ask(reducer.prompt(items, 0))
         result.note = f"concat: one call over {len(items)} items"
     else:
-        levels = _tree(reducer, items, lambda: walker.value(step, "reduce"), prompts, cost.count)
+        levels = _tree(reducer, items, ask)
         result.note = f"{step.strategy}: tree of {levels} level(s)"
     cost.finish(result, prompts)
-    walker.keep_values(step, local, [(0, walker.value(step, "reduce"))])
+    walker.keep_values(step, local, [(0, walker.value(step, "reduce", last or None))])
 
 
-def _tree(reducer: Any, items: list[Any], value: Any, prompts: list[int], count: Any) -> str:
-    """Simulate ``Reducer.tree``: the same batches per level; returns the per-level fan-out."""
+def _tree(reducer: Any, items: list[Any], ask: Any) -> str:
+    """Simulate ``Reducer.tree``: the same batches per level, each ``ask``ed (counted, answered
+    by a placeholder); returns the per-level fan-out."""
     level, fanout = 0, []
     while True:
         batches = reducer.batches(items, level)
-        prompts.extend(count(reducer.prompt(batch, level)) for batch in batches)
+        answers = [ask(reducer.prompt(batch, level)) for batch in batches]
         fanout.append(str(len(batches)))
         if level > 0 and len(batches) >= len(items):
             return " → ".join(fanout) + " (stops: results no longer fit)"
-        items = [value() for _ in batches]
+        items = answers
         level += 1
         if len(items) == 1:
             return f"{level} ({' → '.join(fanout)} calls)"
 
 
 def estimate_rlm(walker: Any, local: Step, step: Step, result: StepEstimate) -> None:
-    """A range from the step's budget options: one REPL turn … every turn and sub-call."""
+    """The model's typical trajectory (:class:`~rlm_dsl.runtime.estimate.values.Trajectory`,
+    its basis in the note) as the point estimate, within the range the step's budget options
+    allow: one turn that SUBMITs at once … every turn, the extract call and every sub-call."""
     opts = step.options
-    turns, sub_calls = int(opts.get("max_iterations", 20)), int(opts.get("max_llm_calls", 50))
+    turns_cap, sub_cap = int(opts.get("max_iterations", 20)), int(opts.get("max_llm_calls", 50))
     root = walker.bound(step)
     sub = walker.bound(replace(step, lm=step.sub_lm)) if step.sub_lm else root
+    typical = profile_for(root.resolved.model_id).rlm
     task = root.count(_render(step.prompt or "", walker.params))
     base = RLM_TURN_TOKENS + task
-    source = local.source or ""
-    total = int(walker.store.scalar(
-        f"SELECT coalesce(sum(strlen(CAST(text AS VARCHAR))), 0) FROM {quote_ident(source)}")
-        if walker.store.table_exists(source) and "text" in dict(walker.store.columns(source))
-        else 0)
-    sub_prompt = min(sub.window // 2, max(math.ceil(total / 4 / max(sub_calls, 1)), 200))
+    turns = min(turns_cap, typical.turns or turns_cap)
+    extract = int(typical.turns is None)  # the turns ran out: DSPy asks for the answer once more
+    tools = opts.get("tools") or ("llm_query",)
+    subs = (min(sub_cap, math.ceil(turns * typical.sub_calls_per_turn))
+            if {"llm_query", "llm_query_batched"} & set(tools) else 0)
+    data = _source_tokens(walker, local.source or "", sub)
+    sub_prompt = task + min(sub.window // 2, math.ceil(data / max(subs, 1)))
+    sub_answer = sub.count(placeholder(Prim("str"), "map", profile_for(sub.resolved.model_id)))
     result.model = root.resolved.model_id
-    result.calls = result.calls_min = 1
-    result.calls_max = turns + 1 + sub_calls
-    result.prompt_tokens, result.completion_tokens = base, RLM_ANSWER_TOKENS
-    high = sum(base + i * RLM_HISTORY_TOKENS for i in range(turns + 1)) + sub_calls * sub_prompt
-    result.tokens_min = result.tokens
-    result.tokens_max = high + result.calls_max * RLM_ANSWER_TOKENS
-    result.note = (f"rlm: 1 to {result.calls_max} calls (max_iterations={turns}, "
-                   f"max_llm_calls={sub_calls}); up to ~{high} prompt tokens")
-    if root.resolved.price is not None:
-        result.cost_usd = round(base * root.resolved.price[0]
-                                + RLM_ANSWER_TOKENS * root.resolved.price[1], 6)
+    result.calls = turns + extract + subs
+    result.calls_min = 1
+    result.calls_max = turns_cap + 1 + sub_cap
+    result.prompt_tokens = (sum(base + i * RLM_HISTORY_TOKENS for i in range(turns + extract))
+                            + subs * sub_prompt)
+    result.completion_tokens = (turns + extract) * typical.action_tokens + subs * sub_answer
+    result.tokens_min = base + typical.action_tokens
+    high = sum(base + i * RLM_HISTORY_TOKENS for i in range(turns_cap + 1)) + sub_cap * sub_prompt
+    result.tokens_max = max(high + result.calls_max * RLM_ANSWER_TOKENS, result.tokens)
+    result.note = (f"rlm: ~{result.calls} calls ({turns} turn(s), {subs} sub-call(s)"
+                   f"{', the extract' if extract else ''}: {typical.basis}); 1 to "
+                   f"{result.calls_max} (max_iterations={turns_cap}, max_llm_calls={sub_cap})")
+    price = root.resolved.price
+    if price is not None:
+        result.cost_usd = round(result.prompt_tokens * price[0]
+                                + result.completion_tokens * price[1], 6)
     walker.keep_values(step, local, [(0, walker.value(step, "rlm"))])
+
+
+def _source_tokens(walker: Any, source: str, bound: Any) -> int:
+    """Tokens of the text an rlm step reads (its source's ``text`` column), by ``bound``'s
+    counter."""
+    if not walker.store.table_exists(source) or "text" not in dict(walker.store.columns(source)):
+        return 0
+    texts = walker.store.con.execute(
+        f"SELECT CAST(text AS VARCHAR) FROM {quote_ident(source)}").fetchall()
+    return bound.count("\n".join(t or "" for (t,) in texts))

@@ -26,43 +26,75 @@ SCALAR_COLUMNS = ("VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN")
 
 
 @dataclass(frozen=True)
+class Trajectory:
+    """The typical course of an ``rlm`` step for a model: REPL turns (None: every turn
+    ``max_iterations`` allows, then the extract call), ``llm_query`` sub-calls per turn, the
+    tokens of one action answer, and where these figures come from (said in the estimate)."""
+
+    turns: int | None
+    sub_calls_per_turn: float
+    action_tokens: int
+    basis: str
+
+
+@dataclass(frozen=True)
 class Profile:
-    """Typical answer sizes: words of a string answer per step kind, elements of a list."""
+    """Typical answer sizes: words of a string answer per step kind, elements of a list; and
+    the typical trajectory of an ``rlm`` step."""
 
     str_words: dict[str, int] = field(
         default_factory=lambda: {"map": 24, "filter": 1, "reduce": 120, "rlm": 60, "field": 6})
     list_items: int = 3
     reasoning_words: int = 30
+    rlm: Trajectory = Trajectory(
+        6, 1.0, 150, "assumed for an API model: about 6 REPL turns with one llm_query each "
+        "(not measured here)")
 
 
-TEST_PROFILE = Profile({"map": 10, "filter": 1, "reduce": 10, "rlm": 10, "field": 4}, 1, 4)
+TEST_PROFILE = Profile(
+    {"map": 10, "filter": 1, "reduce": 10, "rlm": 10, "field": 4}, 1, 4,
+    rlm=Trajectory(1, 1.0, 60, "the test LM's REPL action: one turn that hands the task and "
+                   "the input to llm_query once, then SUBMITs"))
+LOCAL_PROFILE = Profile(rlm=Trajectory(
+    None, 0.5, 150, "measured for the local 0.5B model: it uses every turn, then the extract "
+    "call, with a sub-call every other turn (5-7 calls at max_iterations=3 in "
+    "docs/benchmarks.md)"))
 DEFAULT_PROFILE = Profile()
 
 
 def profile_for(model_id: str | None) -> Profile:
-    """The answer-size profile of ``model_id`` (``test`` / ``test:…``: the test LM's)."""
-    return TEST_PROFILE if (model_id or "").split(":", 1)[0] == "test" else DEFAULT_PROFILE
+    """The answer-size profile of ``model_id`` (``test`` / ``test:…``: the test LM's;
+    ``local``: the embedded model's)."""
+    family = (model_id or "").split(":", 1)[0]
+    return {"test": TEST_PROFILE, "local": LOCAL_PROFILE}.get(family, DEFAULT_PROFILE)
 
 
-def placeholder(t: Type, kind: str = "map", profile: Profile = DEFAULT_PROFILE) -> Any:
-    """A value of type ``t`` the size a typical answer of a ``kind`` step has."""
+def placeholder(t: Type, kind: str = "map", profile: Profile = DEFAULT_PROFILE,
+                seed: int | None = None) -> Any:
+    """A value of type ``t`` the size a typical answer of a ``kind`` step has; a ``seed`` (of
+    the prompt it answers) varies its numbers and last word, so different prompts get different
+    answers of the same size."""
     match t:
         case Prim("str"):
-            return " ".join(["word"] * profile.str_words.get(kind, 24))
+            words = ["word"] * profile.str_words.get(kind, 24)
+            if seed is not None:
+                words[-1] = f"w{seed % 100}"
+            return " ".join(words)
         case Prim("int"):
-            return 10
+            return 10 if seed is None else 10 + seed % 90
         case Prim("float"):
-            return 1.5
+            return 1.5 if seed is None else 1.5 + seed % 9
         case Prim("bool"):
             return True
         case Enum(values):
             return values[0]
         case ListOf(item):
-            return [placeholder(item, _smaller(kind), profile) for _ in range(profile.list_items)]
+            return [placeholder(item, _smaller(kind), profile, seed)
+                    for _ in range(profile.list_items)]
         case Optional(item):
-            return placeholder(item, kind, profile)
+            return placeholder(item, kind, profile, seed)
         case Record(_, fields):
-            return {f.name: placeholder(f.type, _smaller(kind), profile) for f in fields}
+            return {f.name: placeholder(f.type, _smaller(kind), profile, seed) for f in fields}
     raise TypeError(f"no placeholder for type {t!r}")
 
 

@@ -4,7 +4,8 @@
 ``lm_calls``, ``failures``, ``rlm_iterations``) and builds a tree of :class:`Node` s:
 run → steps → chunks (tree reduces: levels → batches) → LM calls, and for ``rlm`` steps
 REPL iterations → sub-calls (``llm_query`` / ``rlm_query``) → the child's iterations, at every
-depth (built by :mod:`rlm_dsl.runtime.observe.trace_repl`); the steps of a ``use``d recipe
+depth (built by :mod:`rlm_dsl.runtime.observe.trace_repl`), a map row the map split as its tree of
+pieces (:mod:`rlm_dsl.runtime.observe.splits`); the steps of a ``use``d recipe
 (``<map step>__<row>__<step>``) nest under their map step, one node per row. A call answered
 from the store's cache is shown but not counted as a call. Every node
 carries its own and its subtree's calls, tokens, cost, latency, cache hits, errors and failures.
@@ -23,6 +24,7 @@ from typing import Any
 
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.observe.nodes import Node, chunk_nodes, failure_row, iso
+from rlm_dsl.runtime.observe.splits import split_tree
 from rlm_dsl.runtime.observe.trace_repl import rlm_chunks
 from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
@@ -168,24 +170,8 @@ def _step_node(step: str, calls: list[dict], failures: list[dict], iterations: l
     elif step.startswith("reduce-") and len({c["depth"] for c in mine}) > 1:
         node.children = _levels(step, mine, fails)
     else:
-        node.children = [_splits(chunk) for chunk in chunk_nodes(step, mine, fails, "chunk")]
+        node.children = [split_tree(chunk) for chunk in chunk_nodes(step, mine, fails, "chunk")]
     return node
-
-
-def _splits(chunk: Node) -> Node:
-    """A row the map split (its prompt did not fit the window): its calls grouped under one
-    ``split N`` node per split level (``depth``), the unsplit attempt's calls first."""
-    levels = sorted({c.depth or 0 for c in chunk.children})
-    if levels in ([], [0]):
-        return chunk
-    kept = [c for c in chunk.children if not c.depth]
-    for level in (d for d in levels if d):
-        calls = [c for c in chunk.children if c.depth == level]
-        kept.append(Node("level", f"{chunk.id}.split-{level}",
-                         f"split {level} ({len(calls)} piece call{'s' * (len(calls) != 1)})",
-                         level, children=calls))
-    chunk.children = kept
-    return chunk
 
 
 def _levels(prefix: str, calls: list[dict], fails: list[dict]) -> list[Node]:

@@ -6,7 +6,9 @@ in a thread pool (contextvars copied, so every call knows its step and chunk), a
 typed result as it completes. A prompt that would not fit the LM's context window — counted with
 the LM's own counter, leaving room for the adapter text and the answer — is split in halves by
 lines (a single line by characters) and solved recursively by the same step, the pieces combined
-by type (:func:`~rlm_dsl.runtime.lm.signatures.combine`), down to ``max_depth`` levels. Rows already
+by type (:func:`~rlm_dsl.runtime.lm.signatures.combine`), down to ``max_depth`` levels; each call
+of a piece carries the piece's path (``0.1``) as ``parent_id`` so ``rlm trace`` draws the exact
+split tree. Rows already
 in the result table are skipped (resume); rows in ``failures`` are retried only with
 ``--retry-failed``. A map ``with grounded=[…]`` checks each row's answer against the row's text
 (:mod:`~rlm_dsl.runtime.steps.grounding`) and records the outcome in a ``grounded`` column; every
@@ -223,7 +225,10 @@ class _Solver:
         self.room = self.bound.window - module.prompt_overhead(self.bound, ctx.adapter)
         self.max_depth = int(step.options.get("max_depth", MAX_DEPTH))
 
-    def solve(self, row: dict[str, Any], depth: int, first_attempt: int = 0) -> Any:
+    def solve(self, row: dict[str, Any], depth: int, first_attempt: int = 0,
+              piece: str = "") -> Any:
+        """``row``'s value; a ``piece`` of a split row is named by its path of halves (``0.1``:
+        the second half of the first half), which its calls carry as ``parent_id``."""
         prompt = self.ctx.render(self.step.prompt or "", chunk=row)
         if self.bound.fits(prompt, self.room):
             try:
@@ -235,8 +240,11 @@ class _Solver:
             raise ItemFailed(
                 f"chunk does not fit the {self.bound.window}-token context window "
                 f"(split {depth} times)", None, 1)
-        with call_scope(depth=depth + 1):
-            parts = [self.solve(half, depth + 1, first_attempt) for half in halves]
+        parts = []
+        for side, half in enumerate(halves):
+            path = f"{piece}.{side}" if piece else str(side)
+            with call_scope(depth=depth + 1, parent_id=path):
+                parts.append(self.solve(half, depth + 1, first_attempt, path))
         return combine(self.out, parts)
 
     def ground(self, row: dict[str, Any], value: Any, attempt: int) -> tuple[Any, bool | None]:

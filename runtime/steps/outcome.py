@@ -38,19 +38,23 @@ def status_of(error: BaseException | None) -> str:
     return "failed"
 
 
-def open_failures(store: Store, plan: Plan) -> dict[str, list[tuple[int | None, str]]]:
+def open_failures(store: Store, plan: Plan) -> dict[str, list[tuple[str | None, str]]]:
     """Open ``failures`` rows of ``plan``'s steps (sub-recipe rows count for their map step):
-    top-level step id → ``(chunk id or None for a step-level failure, error)``, in order."""
+    top-level step id → ``(the failed chunk, None for a step-level failure; error)``, in order.
+    A chunk is its id, or for a step of a ``use``d recipe ``<chunk> of row <row> (<step>)``."""
     ids = {step.id for step in plan.steps()}
-    found: dict[str, list[tuple[int | None, str]]] = {}
+    found: dict[str, list[tuple[str | None, str]]] = {}
     for step, chunk_id, error in queries.open_failure_rows(store):
-        top = step.split("__", 1)[0]
+        top, _, inner = step.partition("__")
         if top in ids:
-            found.setdefault(top, []).append((chunk_id, error or ""))
+            row, _, sub_step = inner.partition("__")
+            label = None if chunk_id is None else (
+                f"{chunk_id} of row {row} ({sub_step})" if inner else str(chunk_id))
+            found.setdefault(top, []).append((label, error or ""))
     return found
 
 
-def rows_failed(plan: Plan, failed: dict[str, list[tuple[int | None, str]]], db: str | None,
+def rows_failed(plan: Plan, failed: dict[str, list[tuple[str | None, str]]], db: str | None,
                 command: Callable[[dict[str, str]], str] | None) -> RowsFailed:
     """The error of a run that finished with open failures: what is missing, the most common
     cause per step, and how to retry."""
@@ -58,7 +62,7 @@ def rows_failed(plan: Plan, failed: dict[str, list[tuple[int | None, str]]], db:
     lines = [f"run incomplete: {total} row(s) failed after their retries; "
              "the outputs miss them"]
     for step_id, rows in failed.items():
-        ids = [str(c) for c, _ in rows if c is not None]
+        ids = [c for c, _ in rows if c is not None]
         shown = ", ".join(ids[:10]) + (f", … ({len(ids) - 10} more)" if len(ids) > 10 else "")
         what = f"{len(ids)} row(s): chunk {shown}" if ids else "the step failed"
         cause, count = Counter(error.splitlines()[0] if error else "" for _, error in rows

@@ -7,7 +7,8 @@ so DSPy optimizers see and tune one named predictor per step. :meth:`StepModule.
 rendered prompt with the step's retries: transient LM errors and unparseable answers are retried
 (each attempt is its own cache key, so a retry is a fresh call), a budget refusal stops the run
 (:class:`BudgetStop`), a prompt over the context window raises :class:`TooLarge` so the caller
-can split, and a prompt that still fails raises :class:`ItemFailed` for the ``failures`` table.
+can split, a missing or rejected API key stops the step at once (every call would fail alike),
+and a prompt that still fails raises :class:`ItemFailed` for the ``failures`` table.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from contextlib import nullcontext
 from typing import Any
 
 import dspy
+from dspy.lm15 import AuthError
 from dspy.utils.exceptions import (
     AdapterParseError,
     ContextWindowExceededError,
+    LMAuthError,
     is_retryable_lm_error,
 )
 
@@ -114,8 +117,8 @@ class StepModule(dspy.Module):
                     raise BudgetStop(budget) from None
                 if _context_overflow(exc):
                     raise TooLarge(str(exc)) from None
-                stop = caused_by(exc, Unrecoverable)
-                if stop is not None:  # retrying cannot help (a replay with no recorded answer)
+                stop = caused_by(exc, Unrecoverable) or _no_credentials(exc, bound)
+                if stop is not None:  # retrying cannot help (no API key, a replay miss)
                     raise stop from None
                 error, raw = _describe(exc), getattr(exc, "lm_response", None)
                 if attempt < first_attempt + self.retries:
@@ -133,6 +136,19 @@ def _using(lm: dspy.LM, adapter: Any) -> Any:
     if dspy.settings.lm is lm and dspy.settings.adapter is adapter:
         return nullcontext()
     return dspy.context(lm=lm, adapter=adapter)
+
+
+def _no_credentials(exc: BaseException, bound: BoundLM) -> Unrecoverable | None:
+    """A missing or rejected API key: every call to this LM fails alike, so the run stops at the
+    first instead of trying (and retrying) every row. LiteLLM reports a missing key as a server
+    error, so its message is read too."""
+    rejected = caused_by(exc, LMAuthError) or caused_by(exc, AuthError)
+    if rejected is None and "Missing credentials" not in str(exc):
+        return None
+    first = (str(rejected or exc).strip().splitlines() or [""])[0]
+    return Unrecoverable(f"no usable API key for '{bound.resolved.model_id}' (every call would "
+                         f"fail alike; set the provider's key, e.g. OPENAI_API_KEY, or the LM's "
+                         f"api_key_env): {first}")
 
 
 def _context_overflow(exc: BaseException) -> bool:

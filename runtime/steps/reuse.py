@@ -23,6 +23,7 @@ import networkx as nx
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.fingerprint import Fingerprint
+from rlm_dsl.runtime.steps.recipe import drop_row_tables
 from rlm_dsl.runtime.store import queries
 from rlm_dsl.runtime.store.store import Store
 
@@ -112,6 +113,8 @@ def clear(ctx: RunContext, step: Step) -> None:
             table = ctx.table(stale.table)  # (an incremental log appends to its own table)
             ctx.store.drop(table)
             ctx.store.drop(f"{table}__decisions")
+        if stale.recipe is not None:
+            drop_row_tables(ctx, stale)
     queries.forget_steps(ctx.store, [ctx.key(s) for s in [step, *below]])
 
 

@@ -59,6 +59,13 @@ def forget_steps(store: Store, steps: list[str]) -> None:
                         [step, f"{step}__"])
 
 
+def forget_fingerprints_under(store: Store, prefix: str) -> None:
+    """Drop the stored fingerprints of every step key starting with ``prefix`` (the steps of one
+    sub-recipe row, once its tables are folded into its map's)."""
+    with store.write() as con:
+        con.execute("DELETE FROM step_fingerprints WHERE starts_with(step, ?)", [prefix])
+
+
 def supersede_failure(store: Store, step: str, chunk_id: int | None) -> int:
     """Resolve the open failures of ``step``'s row ``chunk_id`` (None: the step itself), which a
     new failure row replaces; returns the attempts they had made."""
@@ -84,9 +91,17 @@ def steps_with_step_failures(store: Store) -> set[str]:
 
 
 def has_open_failures(store: Store, step: str) -> bool:
-    """Whether ``step`` has any unresolved failure (of the step or of a row)."""
-    return bool(store.scalar("SELECT count(*) FROM failures WHERE step = ? AND NOT resolved",
-                             [step]))
+    """Whether ``step`` has any unresolved failure (of the step, of a row, or of a step of a
+    ``use``d recipe it ran, ``<step>__…``)."""
+    return bool(store.scalar("SELECT count(*) FROM failures WHERE (step = ? OR "
+                             "starts_with(step, ?)) AND NOT resolved", [step, f"{step}__"]))
+
+
+def has_open_failures_under(store: Store, prefix: str) -> bool:
+    """Whether a step keyed ``<prefix>…`` (one row of a ``use``d recipe) has an unresolved
+    failure."""
+    return bool(store.scalar("SELECT count(*) FROM failures WHERE starts_with(step, ?) AND "
+                             "NOT resolved", [prefix]))
 
 
 def open_failure_count(store: Store) -> int:

@@ -202,6 +202,14 @@ class Store:
                "WHERE table_name = ? AND table_schema = 'main'")
         return self.scalar(sql, [name])
 
+    def tables_under(self, prefix: str) -> list[str]:
+        """The tables and views whose names start with ``prefix``, sorted; a view's
+        :data:`STORED` table is left out (it goes with its view)."""
+        sql = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+               "AND starts_with(table_name, ?) ORDER BY table_name")
+        names = [row[0] for row in self.con.execute(sql, [prefix]).fetchall()]
+        return [n for n in names if not (n.endswith(STORED) and n[:-len(STORED)] in names)]
+
     def columns(self, name: str) -> list[tuple[str, str]]:
         """``[(column name, DuckDB type), ...]`` in table order."""
         return [

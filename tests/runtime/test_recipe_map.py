@@ -1,5 +1,5 @@
-"""Maps over ``use``d recipes: one sub-recipe run per row, prefixed tables and step names, and the
-run record that lets the trace draw them."""
+"""Maps over ``use``d recipes: one sub-recipe run per row, one table per sub-step, prefixed step
+names, and the run record that lets the trace draw them."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def test_use_runs_a_sub_recipe_per_row(spec, run_spec, tmp_path, query):
     result, db = _sub_recipe_run(spec, run_spec, tmp_path)
     assert result.outputs["counts"] == [0, 2]
     tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
-    assert {"map-counts__0__parts", "map-counts__1__n"} <= tables
+    assert {"map-counts__parts", "map-counts__n"} <= tables  # one table per sub-step
+    assert not any(t.startswith(("map-counts__0__", "map-counts__1__")) for t in tables)
 
 
 def test_sub_recipe_calls_carry_the_prefixed_step(spec, run_spec, tmp_path, query):

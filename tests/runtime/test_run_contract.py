@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import shlex
 
+import pytest
 from test_resume import ITEMS_SPEC  # the 100-item count recipe
 
 from rlm_dsl.cli.envelope import KEYS
+from tests.conftest import failure
 
 
 def _one_object(out: str) -> dict:
@@ -196,17 +198,78 @@ def test_trace_shows_a_concurrent_steps_wall_time_beside_its_summed_latency(tmp_
     assert summed >= 2.0 and wall < summed / 2  # 100 calls of 20 ms on 8 threads
 
 
-def test_trace_groups_the_calls_of_a_split_row_by_split_level(tmp_path, spec, items, cli):
+def test_trace_shows_the_exact_split_tree_of_a_row_with_wall_time_and_status(tmp_path, spec,
+                                                                           items, cli):
     db = tmp_path / "run.duckdb"
     path = spec('recipe s "Split."\ninput doc: text\nchunk doc -> parts by lines(40)\n'
                 'map parts -> n: int """\n  COUNT "bad"\n  {{ chunk.text }}\n"""\noutput n\n')
-    code, out, err = cli("run", path, "-i", f"doc={items}", "--lm", "test:window=230",
+    code, out, err = cli("run", path, "-i", f"doc={items}", "--lm", "test:window=230,delay=0.01",
                          "--db", db)
     assert code == 0 and json.loads(out) == [10, 10, 5], err  # the halves add up
     code, out, _ = cli("trace", db, "--json")
     tree = json.loads(out)["tree"]
     chunks = next(n for n in tree["children"] if n["id"] == "map-n")["children"]
-    shape = [[(level["label"], len(level["children"])) for level in chunk["children"]]
-             for chunk in chunks]
-    assert shape == [[("split 2 (4 piece calls)", 4)], [("split 2 (4 piece calls)", 4)],
-                     [("split 1 (2 piece calls)", 2)]]
+
+    def shape(node):
+        pieces = [c for c in node["children"] if c["kind"] == "piece"]
+        calls = [c for c in node["children"] if c["kind"] == "call"]
+        return (node["label"], node["detail"].get("status"), len(calls),
+                [shape(p) for p in pieces])
+
+    # chunks 0 and 1 (40 lines) were cut twice, chunk 2 (20 lines) once; a piece that did not
+    # fit made no call and is "split", each leaf made one call and is "ok"
+    leaf = [("piece 0.0", "ok", 1, []), ("piece 0.1", "ok", 1, []),
+            ("piece 1.0", "ok", 1, []), ("piece 1.1", "ok", 1, [])]
+    twice = ("chunk", "ok", 0, [("piece 0", "split", 0, leaf[:2]),
+                                ("piece 1", "split", 0, leaf[2:])])
+    once = ("chunk 2", "ok", 0, [("piece 0", "ok", 1, []), ("piece 1", "ok", 1, [])])
+    assert [shape(c) for c in chunks] == [("chunk 0", *twice[1:]), ("chunk 1", *twice[1:]),
+                                          once]
+    for node in _walk(chunks[0]):  # every piece has its own wall time, its calls' span
+        if node["kind"] == "piece":
+            assert node["detail"]["elapsed_s"] >= 0.01 * len(list(_calls(node)))
+    code, out, _ = cli("trace", db)
+    assert "piece 0.1  ok · 1 call" in out and "piece 0  split · 2 calls" in out
+    assert "wall " in next(x for x in out.splitlines() if "piece 0.1" in x)
+
+
+def _walk(node):
+    yield node
+    for child in node["children"]:
+        yield from _walk(child)
+
+
+def _calls(node):
+    return (n for n in _walk(node) if n["kind"] == "call")
+
+
+
+
+# LiteLLM's first real call imports its provider modules, one of which warns (a UserWarning
+# that filterwarnings=error would turn into the call's error, whichever test comes first)
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_model_with_no_api_key_stops_at_the_first_call_not_after_every_row(
+        tmp_path, spec, items, cli, query, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    db = tmp_path / "run.duckdb"
+    code, _, err = cli("run", spec(ITEMS_SPEC), "-i", f"items={items}", "--lm",
+                       "openai/gpt-4o-mini", "--db", db, "--concurrency", "2")
+    assert code == 4
+    assert "step 'map-n' (" in err and "no usable API key for 'openai/gpt-4o-mini'" in err, (
+        query(db, "SELECT DISTINCT error FROM failures"))
+    assert "Missing credentials" in err  # the provider's own words, kept
+    (sent,) = query(db, "SELECT count(*) FROM lm_calls")[0]
+    assert sent <= 2  # the rows in flight, not 100 rows x 2 attempts
+
+
+def test_a_rejected_api_key_stops_the_run_too(tmp_path, spec, items, cli, serve, monkeypatch):
+    monkeypatch.setenv("RLM_WRONG_KEY", "sk-wrong")
+    server = serve(lambda body, n: failure(401, "invalid_api_key"))
+    path = spec(ITEMS_SPEC.replace("input items", f'lm remote = "openai/m" with api_base='
+                                   f'"{server.url}", api_key_env="RLM_WRONG_KEY"\n'
+                                   "    input items")
+                .replace("with retries=1", "using remote with retries=1"))
+    code, _, err = cli("run", path, "-i", f"items={items}", "--db", tmp_path / "run.duckdb",
+                       "--concurrency", "1")
+    assert code == 4 and "no usable API key for 'openai/m'" in err
+    assert len(server.bodies) == 1

@@ -132,9 +132,9 @@ def test_an_rlm_step_cap_stops_its_repl(tmp_path, run_spec):
     text = (root / "recipes" / "handbook_qa.rlm").read_text()
     assert 'timeout=30 """' in text
     path = tmp_path / "capped_qa.rlm"
-    path.write_text(text.replace('timeout=30 """', 'timeout=30, max_calls=2 """'))
+    path.write_text(text.replace('timeout=30 """', 'timeout=30, max_calls=1 """'))
     with pytest.raises(BudgetExhausted) as caught:
         run_spec(path, db=str(tmp_path / "run.duckdb"), lm_all=True,
                  inputs={"handbook": str(root / "recipes" / "data" / "handbook.md")})
     assert str(caught.value).startswith(
-        f"budget exhausted: max_calls=2 of step 'rlm-answer' ({path}:14:1) reached")
+        f"budget exhausted: max_calls=1 of step 'rlm-answer' ({path}:14:1) reached")

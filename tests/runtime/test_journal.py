@@ -81,7 +81,10 @@ def test_sigkill_mid_map_repeats_no_finished_call(tmp_path, spec, query):
     second = _rlm(log, *args)
     _, err = second.communicate(timeout=180)
     assert second.returncode == 0, err
-    assert _made(log) == 240  # every prompt answered exactly once over the three processes
+    # Every finished call is recorded once and never sent again. A call the server had answered
+    # but the killed process had not yet journaled (the engine counts it before the gate records
+    # it: at most the 8 in flight per kill) is the only kind sent twice.
+    assert 240 <= _made(log) <= 240 + 2 * 8
     assert query(db, "SELECT count(*) FROM lm_calls WHERE NOT cached")[0] == (240,)
     assert query(db, "SELECT total FROM total") == [(80,)]
     assert not (tmp_path / "run.duckdb.journal").exists()

@@ -256,6 +256,15 @@ def _recover(
     truncated gzip's prefix, bare carriage returns (progress bars) that DuckDB's line reader
     rejects."""
     _rollback(con)
+
+    def reread(copy: str, crlf_marked: bool = False) -> None:
+        """Parse a temporary copy of ``path`` (its records keep ``path`` as source); remove it."""
+        try:
+            _parse_file(con, table, copy, path, forced, tail, result, report,
+                        encoding or "utf-8", crlf_marked=crlf_marked)
+        finally:
+            os.unlink(copy)
+
     bad_line = re.search(r"Line: (\d+)", message)
     line = f"line {bad_line.group(1)}" if bad_line else "somewhere"
     try:
@@ -267,55 +276,21 @@ def _recover(
                            "so, or the file's encoding)")
             _parse_file(con, table, path, path, forced, tail, result, report, "latin-1")
         elif "GZIP" in message.upper() and path.endswith(".gz"):
-            _parse_gzip_prefix(con, table, path, forced, tail, result, report, encoding)
+            reread(_gzip_prefix(path))
+            result.error = f"truncated gzip stream; ingested the {result.rows} readable record(s)"
         elif "state machine reached an invalid state" in message and not path.endswith(".gz"):
-            _parse_cr_split(con, table, path, forced, tail, result, report, encoding)
+            # marked_copy: bare CRs read as line breaks, and a file mixing CRLF and LF endings
+            # keeps every line, exact offsets and no stray CR
+            copy, lone, crlf = marked_copy(path)
+            result.note = "; ".join(
+                (["lone carriage returns (CR) read as line breaks"] if lone else [])
+                + (["CRLF and LF line endings mixed"] if crlf else []))
+            reread(copy, crlf_marked=True)
         else:
             result.error = f"cannot read: {_first_line(message)}"
     except duckdb.Error as exc:
         _rollback(con)
         result.error = f"cannot read: {_first_line(str(exc))}"
-
-
-def _parse_gzip_prefix(
-    con: Any,
-    table: str,
-    path: str,
-    forced: LogFormat | None,
-    tail: _Tail | None,
-    result: FileResult,
-    report: LoadReport,
-    encoding: str | None,
-) -> None:
-    prefix = _gzip_prefix(path)
-    try:
-        _parse_file(con, table, prefix, path, forced, tail, result, report, encoding or "utf-8")
-    finally:
-        os.unlink(prefix)
-    result.error = f"truncated gzip stream; ingested the {result.rows} readable record(s)"
-
-
-def _parse_cr_split(
-    con: Any,
-    table: str,
-    path: str,
-    forced: LogFormat | None,
-    tail: _Tail | None,
-    result: FileResult,
-    report: LoadReport,
-    encoding: str | None,
-) -> None:
-    """Parse :func:`marked_copy` of ``path``: bare CRs read as line breaks, and a file mixing
-    CRLF and LF endings keeps every line, exact offsets and no stray CR."""
-    copy, lone, crlf = marked_copy(path)
-    notes = (["lone carriage returns (CR) read as line breaks"] if lone else []) + (
-        ["CRLF and LF line endings mixed"] if crlf else [])
-    result.note = "; ".join(notes)
-    try:
-        _parse_file(con, table, copy, path, forced, tail, result, report, encoding or "utf-8",
-                    crlf_marked=True)
-    finally:
-        os.unlink(copy)
 
 
 def _first_line(message: str) -> str:

@@ -85,9 +85,11 @@ def _cited(db: str, table: str, cited: list[dict[str, Any]]) -> list[dict[str, A
 def _line_of_file(row: dict[str, Any]) -> dict[str, Any]:
     line = row.get("line") if row.get("line") is not None else row.get("first_line")
     source = row.get("source")
-    text = linecache.getline(source, line).rstrip("\r\n") if isinstance(source, str) and \
-        isinstance(line, int) else ""
-    return {"source": source, "line": line, "text": text}
+    if not (isinstance(source, str) and isinstance(line, int)):
+        return {"source": source, "line": line, "text": ""}
+    linecache.checkcache(source)  # a file edited since an earlier ask in this process
+    return {"source": source, "line": line,
+            "text": linecache.getline(source, line).rstrip("\r\n")}
 
 
 def _read(db: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

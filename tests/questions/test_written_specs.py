@@ -121,3 +121,15 @@ def test_ask_runs_the_lms_own_spec_and_rlm_run_reproduces_it(tmp_path: Path, cap
     assert (tmp_path / "q.rlm").read_text() == out["spec"]
     assert main(["run", "q.rlm", "--lm", "test", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["outputs"]["answer"] == FACT
+
+
+def test_a_written_specs_citation_reads_the_file_as_it_is_now(tmp_path: Path) -> None:
+    from rlm_dsl.questions.evidence import evidence
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a\nthe old line\n")
+    cited = [{"id": 0, "source": str(notes), "first_line": 2, "last_line": 2, "line": 2}]
+    assert evidence("unused.duckdb", "written", None, cited)[0]["text"] == "the old line"
+    notes.write_text("a\nthe line after an edit\n")  # asked again in the same process
+    assert evidence("unused.duckdb", "written", None, cited)[0]["text"] == \
+        "the line after an edit"

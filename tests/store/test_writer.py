@@ -5,6 +5,8 @@ with the budget stop preferred."""
 from __future__ import annotations
 
 import threading
+from datetime import date, datetime
+from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
@@ -54,6 +56,25 @@ def test_flush_writes_in_order_from_many_threads(store):
         ids = [r[0] for r in store.con.execute(
             f"SELECT id FROM t WHERE id >= {k * 200} AND id < {(k + 1) * 200}").fetchall()]
         assert ids == sorted(ids)
+    writer.close()
+
+
+def test_rows_of_every_kind_of_value_reach_the_store_as_written(store):
+    """The row encoding (orjson, the standard encoder for what orjson refuses) keeps what the
+    standard encoder kept: dates and decimals as their text, non-ASCII text, integers beyond 64
+    bits, numbers under non-string keys; a NaN becomes NULL (JSON has no NaN)."""
+    store.con.execute("CREATE TABLE k (id BIGINT, stamp TIMESTAMP, day DATE, price DECIMAL(6, 2), "
+                      "big HUGEINT, name VARCHAR, data JSON, x DOUBLE)")
+    writer = Writer(store)
+    writer.add("k", {"id": 0, "stamp": datetime(2026, 12, 7, 6, 5, 4), "day": date(2026, 1, 2),
+                     "price": Decimal("12.50"), "big": 2**70, "name": "Zürich ✓",
+                     "data": {1: ["a", 2.5]}, "x": 0.25})
+    writer.add("k", {"id": 1, "x": float("nan")})
+    writer.flush()
+    assert store.con.execute("SELECT * FROM k ORDER BY id").fetchall() == [
+        (0, datetime(2026, 12, 7, 6, 5, 4), date(2026, 1, 2), Decimal("12.50"), 2**70,
+         "Zürich ✓", '{"1":["a",2.5]}', 0.25),
+        (1, None, None, None, None, None, None, None)]
     writer.close()
 
 

@@ -7,11 +7,18 @@ import threading
 import time
 
 import pytest
-from dspy.lm15 import Message, Request, Response, TextPart, Usage
+from dspy.lm15 import Config, Message, Request, Response, TextPart, Usage
 
 from rlm_dsl.errors import BudgetExhausted
 from rlm_dsl.runtime.lm.budget import Budget
-from rlm_dsl.runtime.lm.gate import Gate, GatedEngine, RunLedger, call_scope
+from rlm_dsl.runtime.lm.gate import (
+    Gate,
+    GatedEngine,
+    RunLedger,
+    cache_key,
+    call_scope,
+    request_messages,
+)
 from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
 
@@ -104,6 +111,26 @@ def test_retry_attempt_is_part_of_the_cache_key(ledger):
     with call_scope(attempt=1):
         engine.complete(request)
     assert inner.calls == 2
+
+
+@pytest.mark.parametrize(("request_", "attempt", "digest"), [
+    (Request(model="m", messages=(Message.user("hello ✓"),), system="You are terse."), 0,
+     "bccbc9820a31145f9277d8793a219d9ae81cc2d9c00e49127cd4858be16c91d9"),
+    (Request(model="m", messages=(Message.user("hello"),)), 1,
+     "cd111a5e382c14734cce21752283ff0afdc1ee5b160c0c192258edc38b7c7e41"),
+    (Request(model="m", messages=(Message.user("a"), Message.assistant("b"), Message.user("c")),
+             system="S", config=Config(temperature=0.5, max_tokens=9)), 0,
+     "0e5256c53ef1a19105fc872d97b9779ff1a6cdd0f194e81202200612aea6936b"),
+    (Request(model="m", messages=(Message.user("x"),), system="S",  # unhashable settings
+             config=Config(response_format={"type": "json_object"})), 1,
+     "b19f7dfa0e3d035ee29221b95747f483c0e55e46846b8f9403e1eecf5ca53eca"),
+])
+def test_cache_keys_are_those_earlier_runs_stored(request_, attempt, digest):
+    """The digests the key had before its hash prefix was memoised: a resume across versions
+    still finds its finished calls. Asked twice (the second from the memo)."""
+    messages = request_messages(request_)
+    assert cache_key("test", messages, request_, attempt) == digest
+    assert cache_key("test", messages, request_, attempt) == digest
 
 
 def test_rate_limits_wait_for_the_minute_window(ledger, monkeypatch):

@@ -47,6 +47,7 @@ class Scope(NamedTuple):
 
 
 _ROOT = Scope()
+_FIELDS = frozenset(Scope._fields)
 _SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("rlm_call", default=None)
 
 
@@ -66,7 +67,12 @@ class call_scope:  # lower case: used like a function, ``with call_scope(step=â€
         self.changes = changes
 
     def __enter__(self) -> Scope:
-        scope = current_scope()._replace(**self.changes)
+        changes = self.changes
+        if not changes.keys() <= _FIELDS:
+            raise ValueError(f"not Scope fields: {sorted(changes.keys() - _FIELDS)}")
+        # the current scope's fields with the changed ones over them: _replace's work without
+        # its keyword-argument checks (half the cost)
+        scope = tuple.__new__(Scope, map(changes.get, Scope._fields, _SCOPE.get() or _ROOT))
         self.token = _SCOPE.set(scope)
         return scope
 
@@ -226,7 +232,7 @@ class GatedEngine:
 
     def complete(self, request: Request) -> Response:
         gate, ledger = self.gate, self.gate.ledger
-        scope = current_scope()
+        scope = _SCOPE.get() or _ROOT
         messages = request_messages(request)
         key = cache_key(gate.model, messages, request, scope.attempt)
         cached = ledger.cache.get(key)
@@ -234,7 +240,7 @@ class GatedEngine:
             ledger.hit()
             response = _text_response(gate.model, cached)
             self._record(scope, key, messages, response, datetime.now(UTC), time.perf_counter(),
-                         text=cached, cached=True)
+                         (), text=cached, cached=True)
             return response
         budgets = ledger.budgets_for(scope.step)
         estimate = _estimate(gate, budgets, messages)
@@ -245,10 +251,10 @@ class GatedEngine:
             try:
                 response = self.inner.complete(request)
             except Exception as exc:
-                self._record(scope, key, messages, None, started, t0, error=exc)
+                self._record(scope, key, messages, None, started, t0, budgets, error=exc)
                 raise
         text = response_text(response)
-        self._record(scope, key, messages, response, started, t0, text=text)
+        self._record(scope, key, messages, response, started, t0, budgets, text=text)
         ledger.cache[key] = text
         return response
 
@@ -268,18 +274,19 @@ class GatedEngine:
         response: Response | None,
         started: datetime,
         t0: float,
+        budgets: tuple[Budget, ...],
         text: str | None = None,
         error: BaseException | None = None,
         cached: bool = False,
     ) -> None:
+        """Settle the call in ``budgets`` (none for a cached answer) and queue its row."""
         gate, ledger = self.gate, self.gate.ledger
         usage = response.usage if response is not None else None
-        prompt_tokens = (usage.input_tokens if usage else 0) or 0
-        completion_tokens = (usage.output_tokens if usage else 0) or 0
+        prompt_tokens = (usage.input_tokens or 0) if usage else 0
+        completion_tokens = (usage.output_tokens or 0) if usage else 0
         cost = gate.cost(prompt_tokens, completion_tokens)
-        if not cached:
-            for budget in ledger.budgets_for(scope.step):
-                budget.settle(prompt_tokens + completion_tokens, cost)
+        for budget in budgets:
+            budget.settle(prompt_tokens + completion_tokens, cost)
         ledger.writer.add(
             "lm_calls",
             {

@@ -15,8 +15,10 @@ from rlm_dsl.runtime.lm.gate import (
     Gate,
     GatedEngine,
     RunLedger,
+    Scope,
     cache_key,
     call_scope,
+    current_scope,
     request_messages,
 )
 from rlm_dsl.runtime.store.store import Store
@@ -146,3 +148,14 @@ def test_rate_limits_wait_for_the_minute_window(ledger, monkeypatch):
     assert clock[0] >= 160.0
     gate.wait_for_rate(990)  # fits the token budget once the older requests left the window
     assert clock[0] >= 160.0
+
+
+def test_a_call_scope_changes_only_its_fields_and_refuses_unknown_ones():
+    with call_scope(step="map-x", chunk_id=3, parent_id="0"):
+        with call_scope(depth=2, attempt=1) as inner:
+            assert inner == Scope("map-x", 3, 2, "0", 1)
+            assert current_scope() == inner
+        assert current_scope() == Scope("map-x", 3, 0, "0", 0)
+    assert current_scope() == Scope()
+    with pytest.raises(ValueError, match="chunk"), call_scope(chunk=1):
+        pass

@@ -26,6 +26,12 @@ class Incident(pydantic.BaseModel):
     severity: Literal["low", "high"]
 
 
+class Route(dspy.Signature):
+    prompt: str = dspy.InputField()
+    team: Literal["coins", "gears", "boxes"] = dspy.OutputField()
+    second: Literal["a", "b"] | None = dspy.OutputField()
+
+
 class Triage(dspy.Signature):
     prompt: str = dspy.InputField()
     reasoning: str = dspy.OutputField()
@@ -49,6 +55,26 @@ def test_the_grammar_is_the_chat_format_with_json_values():
                     '"[[ ## incidents ## ]]" "\\n" field-incidents "\\n\\n" '
                     '"[[ ## completed ## ]]"')
     assert 'Incident-severity ::= "\\"low\\"" | "\\"high\\""' in grammar
+
+
+@needs_llama
+def test_an_enum_answer_is_its_bare_label_as_a_demo_shows_it():
+    # The chat format writes a demo's label bare and the prompt asks for it with "no extra
+    # characters"; a grammar that forced JSON quotes ("gears") made the 0.5B model drop its demos
+    # and answer one label for every message.
+    from dspy.adapters.utils import format_field_value
+
+    from rlm_dsl.runtime.lm.adapter import RobustAdapter
+    from rlm_dsl.runtime.lm.chat_grammar import chat_grammar
+
+    grammar = chat_grammar(response_format(Route)["json_schema"]["schema"])
+    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    assert rules["field-team"] == '"coins" | "gears" | "boxes"'
+    assert rules["field-second"] == '"a" | "b" | "null"'
+    for label in ("coins", "gears", "boxes"):
+        shown = format_field_value(Route.output_fields["team"], label)
+        answer = f"[[ ## team ## ]]\n{shown}\n\n[[ ## second ## ]]\nnull\n\n[[ ## completed ## ]]"
+        assert RobustAdapter().parse(Route, answer) == {"team": label, "second": None}
 
 
 @needs_llama

@@ -3,11 +3,11 @@
 The local engine gets a step's output fields as a JSON schema (:mod:`rlm_dsl.runtime.lm.structured`)
 while the prompt asks, as DSPy's ``ChatAdapter`` does, for ``[[ ## field ## ]]`` header lines.
 :func:`chat_grammar` writes a GBNF grammar of exactly that answer: each field's header, then its
-value — free text for ``str`` fields (no ``[[`` inside), an enum's bare label (as the chat format
-writes a demo's label and the prompt asks for it: no quotes), else JSON constrained by the field's
-schema through llama-cpp-python's own JSON-schema converter — and ``[[ ## completed ## ]]``. The
-sampler can then produce nothing that fails to parse: enums are one of their labels, bools
-``true``/``false``, records have every field.
+value — free text for ``str`` fields (no ``[[`` inside), an enum's bare label and a bool's
+``True``/``False`` (as the chat format writes a demo's value and the prompt asks for it: no quotes,
+Python's bools), else JSON constrained by the field's schema through llama-cpp-python's own
+JSON-schema converter — and ``[[ ## completed ## ]]``. The sampler can then produce nothing that
+fails to parse: enums are one of their labels, bools ``True``/``False``, records have every field.
 """
 
 from __future__ import annotations
@@ -60,14 +60,19 @@ def _is_text(prop: dict[str, Any]) -> bool:
 
 
 def _labels(prop: dict[str, Any]) -> list[str] | None:
-    """The labels of an enum field (``null`` last when it is optional), else None."""
+    """The words an enum or bool field is written as (``null`` last when optional), else None."""
     kinds = prop.get("anyOf", [prop])
-    enums = [k["enum"] for k in kinds if "enum" in k]
     nullable = {"type": "null"} in kinds
-    if len(enums) != 1 or len(kinds) != 1 + nullable or not all(
-            isinstance(v, str) for v in enums[0]):
+    values = [kind for kind in kinds if kind != {"type": "null"}]
+    if len(values) != 1:
         return None
-    return [*enums[0], *(["null"] if nullable else [])]
+    if values[0].get("type") == "boolean":
+        words = ["True", "False"]
+    elif all(isinstance(v, str) for v in values[0].get("enum", [None])):
+        words = values[0]["enum"]
+    else:
+        return None
+    return [*words, *(["null"] if nullable else [])]
 
 
 def _literal(text: str) -> str:

@@ -3,10 +3,11 @@
 The local engine gets a step's output fields as a JSON schema (:mod:`rlm_dsl.runtime.lm.structured`)
 while the prompt asks, as DSPy's ``ChatAdapter`` does, for ``[[ ## field ## ]]`` header lines.
 :func:`chat_grammar` writes a GBNF grammar of exactly that answer: each field's header, then its
-value — free text for ``str`` fields (no ``[[`` inside), else JSON constrained by the field's
-schema through llama-cpp-python's own JSON-schema converter — and ``[[ ## completed ## ]]``. The
-sampler can then produce nothing that fails to parse: enums are one of their labels, bools
-``true``/``false``, records have every field.
+value — free text for ``str`` fields (no ``[[`` inside), an enum's bare label and a bool's
+``True``/``False`` (as the chat format writes a demo's value and the prompt asks for it: no quotes,
+Python's bools), else JSON constrained by the field's schema through llama-cpp-python's own
+JSON-schema converter — and ``[[ ## completed ## ]]``. The sampler can then produce nothing that
+fails to parse: enums are one of their labels, bools ``True``/``False``, records have every field.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ def chat_grammar(schema: dict[str, Any]) -> str:
     schema = converter.resolve_refs(copy.deepcopy(schema), "schema")  # it rewrites refs in place
     parts = []
     for name, prop in schema.get("properties", {}).items():
-        value = "text" if _is_text(prop) else converter.visit(prop, f"field-{name}")
+        labels = _labels(prop)
+        if _is_text(prop):
+            value = "text"
+        elif labels is not None:
+            value = converter._add_rule(f"field-{name}", " | ".join(map(_literal, labels)))
+        else:
+            value = converter.visit(prop, f"field-{name}")
         parts.append(f"{_literal(f'[[ ## {name} ## ]]')} \"\\n\" {value} \"\\n\\n\"")
     converter._add_rule("text", TEXT_RULE)
     converter._add_rule("root", " ".join([*parts, _literal("[[ ## completed ## ]]")]))
@@ -50,6 +57,22 @@ def _is_text(prop: dict[str, Any]) -> bool:
     types = {k.get("type") for k in kinds}
     return "string" in types and types <= {"string", "null"} and "enum" not in prop and all(
         "enum" not in k and "const" not in k for k in kinds)
+
+
+def _labels(prop: dict[str, Any]) -> list[str] | None:
+    """The words an enum or bool field is written as (``null`` last when optional), else None."""
+    kinds = prop.get("anyOf", [prop])
+    nullable = {"type": "null"} in kinds
+    values = [kind for kind in kinds if kind != {"type": "null"}]
+    if len(values) != 1:
+        return None
+    if values[0].get("type") == "boolean":
+        words = ["True", "False"]
+    elif all(isinstance(v, str) for v in values[0].get("enum", [None])):
+        words = values[0]["enum"]
+    else:
+        return None
+    return [*words, *(["null"] if nullable else [])]
 
 
 def _literal(text: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import dspy
 import jinja2
+from jinja2 import nodes
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.compiler.templates import environment
@@ -82,8 +83,7 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event, repr=False)  # interrupted
     _env: jinja2.Environment = field(init=False, repr=False)
-    _templates: dict[str, tuple[jinja2.Template, dict[str, Any]]] = field(default_factory=dict,
-                                                                          repr=False)
+    _templates: dict[str, _Compiled] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -107,16 +107,20 @@ class RunContext:
             with self._lock:
                 compiled = self._templates.get(source) or self._compile(source)
                 self._templates[source] = compiled
-        template, base = compiled
-        try:  # Template.render without its per-call copy of the globals (a third of its cost)
+        template, base, pieces = compiled
+        try:
+            texts = _fill(pieces, base, variables) if pieces is not None else None
+            if texts is not None:
+                return self._env.concat(texts).strip()
+            # Template.render without its per-call copy of the globals (a third of its cost)
             context = template.new_context({**base, **variables}, shared=True)
             return self._env.concat(template.root_render_func(context)).strip()
         except Exception as exc:  # a Jinja2 runtime error is a spec problem, not an LM one
             raise SpecError(f"template error: {type(exc).__name__}: {exc}") from exc
 
-    def _compile(self, source: str) -> tuple[jinja2.Template, dict[str, Any]]:
+    def _compile(self, source: str) -> _Compiled:
         template = self._env.from_string(source)
-        return template, {**template.globals, **self.params}
+        return template, {**template.globals, **self.params}, _lookups(self._env.parse(source))
 
     def fail(self, step: Step, chunk_id: int | None, error: str, raw: str | None,
              attempts: int) -> None:
@@ -136,6 +140,55 @@ class RunContext:
     def tick(self, step: Step, advance: int = 1, total: int | None = None) -> None:
         if self.progress is not None:
             self.progress(step.id, advance, total)
+
+
+# A template of literal text and ``{{ name }}`` / ``{{ name.key }}`` lookups only (most map
+# prompts), as its pieces: text, or (name, key or None). Rendered by :func:`_fill` without a Jinja
+# context (half the render's cost); anything else is rendered by Jinja.
+Pieces = list[str | tuple[str, str | None]]
+_Compiled = tuple[jinja2.Template, dict[str, Any], Pieces | None]
+_MISSING = object()
+
+
+def _lookups(tree: nodes.Template) -> Pieces | None:
+    """The template's pieces, or None when it has more than text and plain lookups (a statement,
+    a filter, a constant, a ``name.key`` where ``key`` is a dict attribute such as ``items``)."""
+    pieces: Pieces = []
+    for node in tree.body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                pieces.append(child.data)
+            elif isinstance(child, nodes.Name):
+                pieces.append((child.name, None))
+            elif (isinstance(child, nodes.Getattr) and isinstance(child.node, nodes.Name)
+                  and not hasattr(dict, child.attr)):
+                pieces.append((child.node.name, child.attr))
+            else:
+                return None
+    return pieces
+
+
+def _fill(pieces: Pieces, base: dict[str, Any], variables: dict[str, Any]) -> list[str] | None:
+    """The rendered pieces, as Jinja's sandbox renders them (``str`` of each value; ``x.key`` of
+    a dict is its item), or None for Jinja to render (and report) when a lookup is not a name
+    bound to a value or a key of a dict."""
+    texts = []
+    for piece in pieces:
+        if type(piece) is str:
+            texts.append(piece)
+            continue
+        name, key = piece
+        value = variables[name] if name in variables else base.get(name, _MISSING)
+        if key is not None:
+            if type(value) is not dict or key not in value:
+                return None
+            value = value[key]
+        elif value is _MISSING:
+            return None
+        texts.append(str(value))
+    return texts
 
 
 def where(step: Step) -> str:

@@ -58,11 +58,14 @@ def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
     ensure_table(ctx, target, step.output.name, step.output.type, extra)
     solver = _Solver(ctx, step, module, step.output.type, grounder)
 
+    kept = [name for name in (*provenance({}), GROUNDED_COLUMN) if name in extra]  # in order
+
     def write(row: dict[str, Any], value: Any, grounded: bool | None) -> None:
         found = grounder.values(value) if grounder is not None else None
-        record = {**provenance(row, found), GROUNDED_COLUMN: grounded}
+        record = provenance(row, found)
+        record[GROUNDED_COLUMN] = grounded
         ctx.writer.add(target, {"id": row["id"], step.output.name: value,
-                                **{k: v for k, v in record.items() if k in extra}})
+                                **{name: record[name] for name in kept}})
 
     return run_rows(ctx, step, target, solver, write)
 
@@ -122,12 +125,15 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
     ctx.tick(step, 0, len(rows))
     resolved: list[int] = []
 
+    key = ctx.key(step)
+
     def one(row: dict[str, Any]) -> None:
         chunk_id = int(row["id"])
-        with call_scope(step=ctx.key(step), chunk_id=chunk_id, depth=0):
+        with call_scope(step=key, chunk_id=chunk_id, depth=0):
             try:
-                value = solver.solve(row, 0, retried.get(chunk_id, 0))
-                value, grounded = solver.ground(row, value, retried.get(chunk_id, 0))
+                attempt = retried.get(chunk_id, 0)
+                value = solver.solve(row, 0, attempt)
+                value, grounded = solver.ground(row, value, attempt)
             except ItemFailed as exc:
                 ctx.fail(step, chunk_id, str(exc), exc.raw, exc.attempts)
                 ctx.tick(step)

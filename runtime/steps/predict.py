@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import dspy
+from dspy.dsp.utils.settings import thread_local_overrides
 from dspy.lm15 import AuthError
 from dspy.utils.exceptions import (
     AdapterParseError,
@@ -132,8 +133,12 @@ def _attempt(attempt: int) -> Any:
 
 
 def _using(lm: dspy.LM, adapter: Any) -> Any:
-    """``dspy.context(lm=…, adapter=…)`` unless they are already the current ones."""
-    if dspy.settings.lm is lm and dspy.settings.adapter is adapter:
+    """``dspy.context(lm=…, adapter=…)`` unless the current ``dspy.context`` already set them.
+
+    Read from DSPy's context overrides: ``dspy.settings.lm`` costs ~1 µs a read (a failed
+    attribute lookup first). LM and adapter set by ``dspy.configure`` instead are set again."""
+    overrides = thread_local_overrides.get()
+    if overrides.get("lm") is lm and overrides.get("adapter") is adapter:
         return nullcontext()
     return dspy.context(lm=lm, adapter=adapter)
 

@@ -82,8 +82,13 @@ def make_signature(
     return type(camel(kind, name), (sig,), {"__doc__": sig.instructions})
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def to_plain(value: Any) -> Any:
     """A parsed DSPy value as plain data (pydantic models → dicts), recursively."""
+    if type(value) in _SCALARS:  # most answers: returned before the slower isinstance checks
+        return value
     if isinstance(value, pydantic.BaseModel):
         return {k: to_plain(v) for k, v in value.model_dump().items()}
     if isinstance(value, list | tuple):

@@ -9,7 +9,10 @@ message shows it there). ``--demos FILE`` puts that trainset's examples on every
 labelled demos (the prompt rendered with ``--template``, ``MSG`` standing for the message).
 ``--check-set DIR`` writes the yes/no set this bench uses for bools: lines of a 32K niah haystack
 that hold a number (essays, read at run time, never committed), needle lines for their key and
-for another key, and synthetic needle lines.
+for another key, and synthetic needle lines. ``--same-grammar OLD.py SPEC…`` compiles each spec and
+says, per step, whether ``OLD.py`` (another version of ``chat_grammar.py``, e.g. ``git show
+c5e081a:runtime/lm/chat_grammar.py``, before issue 20's third round) writes the same grammar for
+it as this code does.
 
     python -m bench.bench_grammar bench/optimize/route.rlm bench/optimize/route.dev.jsonl \\
         --grammar json
@@ -101,6 +104,23 @@ def check_set(out: Path) -> Path:
     return path
 
 
+def same_grammar(old_module: Path, specs: list[str]) -> None:
+    """Print, per LM step of each spec, whether ``old_module`` builds this code's grammar."""
+    import importlib.util
+
+    from rlm_dsl.runtime.lm.structured import response_format
+
+    found = importlib.util.spec_from_file_location("old_chat_grammar", old_module)
+    old = importlib.util.module_from_spec(found)
+    found.loader.exec_module(old)
+    for spec in specs:
+        for name, module in load(spec).step_modules.items():
+            if hasattr(module, "predict_signature"):
+                schema = response_format(module.predict_signature())["json_schema"]["schema"]
+                same = old.chat_grammar(schema) == chat_grammar.chat_grammar(schema)
+                print(f"{spec} {name} fields={list(schema['properties'])} same={same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?")
@@ -110,7 +130,13 @@ def main() -> None:
     parser.add_argument("--template", default="MSG")
     parser.add_argument("--field", default="answer")
     parser.add_argument("--check-set", type=Path, metavar="DIR")
-    args = parser.parse_args()
+    parser.add_argument("--same-grammar", type=Path, metavar="OLD.py")
+    args, more = parser.parse_known_args()
+    if args.same_grammar:
+        same_grammar(args.same_grammar, [a for a in (args.spec, str(args.data or ""), *more) if a])
+        return
+    if more:
+        parser.error(f"unrecognized arguments: {' '.join(more)}")
     if args.check_set:
         print(check_set(args.check_set))
         return

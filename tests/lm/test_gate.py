@@ -184,7 +184,7 @@ def test_an_answer_cut_at_max_tokens_is_counted_for_its_step_not_logged_by_dspy(
     logger.addHandler(handler)
     try:
         lm = dspy.LM("fake", engine=GatedEngine(_Cut(), Gate("fake", ledger, count_tokens=len)),
-                     num_retries=0)
+                     num_retries=0, cache=False)
         with call_scope(step="map-label"):
             lm("one")
             lm("two")

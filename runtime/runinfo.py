@@ -149,6 +149,7 @@ def summarize(ctx: RunContext, started: float, warnings: list[str]) -> dict[str,
         "wall_s": round(time.perf_counter() - started, 3),
         "failures": queries.open_failure_count(ctx.store), "warnings": warnings,
         "empty": empty_values(ctx),
+        "truncated": dict(sorted(ledger.truncated.items())),
         # each model's context window: a replay of this run splits prompts the same way
         "models": {b.resolved.model_id: b.resolved.context_window for b in ctx.lms.values()},
     }
@@ -162,4 +163,7 @@ def summary_line(s: dict[str, Any]) -> str:
         line += " (rows in the failures table; re-run with --retry-failed)"
     for name, why in (s.get("empty") or {}).items():
         line += f" · empty: {name} ({why})"
+    for step, n in (s.get("truncated") or {}).items():
+        line += (f" · {n} answer{'s' if n > 1 else ''} of {step} stopped at max_tokens "
+                 "(raise it in the step's `with`)")
     return line

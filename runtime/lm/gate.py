@@ -7,7 +7,9 @@ messages, settings and retry attempt), checks the :class:`~rlm_dsl.runtime.lm.bu
 for a per-LM concurrency slot and the rate limits (requests/min, tokens/min), then records the
 call — step, chunk id, depth, parent, tokens, cost, latency, error — as it completes. Where a
 call belongs comes from :func:`call_scope`, a contextvar the executor sets around each chunk and
-copies into worker threads (``contextvars.copy_context``).
+copies into worker threads (``contextvars.copy_context``). An answer cut off at ``max_tokens`` is
+counted per step for the run summary, in place of DSPy's own warning (which names no step and
+would print on stderr in the middle of a run).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import itertools
+import logging
 import queue
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,6 +93,7 @@ class RunLedger:
     cache: dict[str, str] = field(default_factory=dict)
     cache_hits: int = 0
     step_budgets: dict[str, Budget] = field(default_factory=dict)  # step key → its own caps
+    truncated: Counter[str] = field(default_factory=Counter)  # step → answers cut at max_tokens
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _ids: Iterator[int] = field(default_factory=itertools.count, repr=False)
 
@@ -110,6 +114,11 @@ class RunLedger:
     def hit(self) -> None:
         with self._lock:
             self.cache_hits += 1
+
+    def cut_off(self, step: str | None) -> None:
+        """Count an answer that stopped at ``max_tokens`` against ``step``."""
+        with self._lock:
+            self.truncated[step or "(no step)"] += 1
 
 
 class Slots:
@@ -256,6 +265,8 @@ class GatedEngine:
         text = response_text(response)
         self._record(scope, key, messages, response, started, t0, budgets, text=text)
         ledger.cache[key] = text
+        if response.finish_reason == "length":
+            ledger.cut_off(scope.step)
         return response
 
     def stream(self, request: Request) -> Any:
@@ -341,3 +352,11 @@ def _text_response(model: str, text: str) -> Response:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+def _not_dspy_truncation_warning(record: logging.LogRecord) -> bool:
+    """False for DSPy's "LM response was truncated" warning: the gate counts those per step."""
+    return not record.getMessage().startswith("LM response was truncated")
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_not_dspy_truncation_warning)

@@ -159,3 +159,39 @@ def test_a_call_scope_changes_only_its_fields_and_refuses_unknown_ones():
     assert current_scope() == Scope()
     with pytest.raises(ValueError, match="chunk"), call_scope(chunk=1):
         pass
+
+
+class _Cut:
+    """An engine whose every answer stops at max_tokens."""
+
+    def complete(self, request: Request) -> Response:
+        return Response(id=None, model="fake", message=Message.assistant([TextPart("[[ ## a")]),
+                        finish_reason="length", usage=Usage(input_tokens=7, output_tokens=8,
+                                                            total_tokens=15))
+
+
+def test_an_answer_cut_at_max_tokens_is_counted_for_its_step_not_logged_by_dspy(ledger):
+    import logging
+
+    import dspy
+
+    from rlm_dsl.runtime.runinfo import summary_line
+
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    logger = logging.getLogger("dspy.clients.lm")
+    logger.addHandler(handler)
+    try:
+        lm = dspy.LM("fake", engine=GatedEngine(_Cut(), Gate("fake", ledger, count_tokens=len)),
+                     num_retries=0, cache=False)
+        with call_scope(step="map-label"):
+            lm("one")
+            lm("two")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in seen if "truncated" in r.getMessage()] == []
+    assert ledger.truncated == {"map-label": 2}
+    line = summary_line({"calls": 2, "cache_hits": 0, "tokens": 30, "cost_usd": None,
+                         "wall_s": 0.1, "failures": 0, "truncated": {"map-label": 2}})
+    assert "2 answers of map-label stopped at max_tokens" in line

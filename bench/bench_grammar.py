@@ -50,9 +50,10 @@ def use_grammar(kind: str) -> None:
 
 def demos_from(path: Path, template: str, field: str) -> list[dspy.Example]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [dspy.Example(prompt=template.replace("MSG", row["inputs"]["msg"]["text"].strip()),
+    texts = [next(iter(row["inputs"].values()))["text"].strip() for row in rows]
+    return [dspy.Example(prompt=template.replace("MSG", text),
                          **{field: row["expected"]["answer"]}).with_inputs("prompt")
-            for row in rows]
+            for row, text in zip(rows, texts, strict=True)]
 
 
 def label(spec: str, data: Path, grammar: str, demos: list[dspy.Example]) -> dict:

@@ -70,17 +70,28 @@ class call_scope:  # lower case: used like a function, ``with call_scope(step=â€
         self.changes = changes
 
     def __enter__(self) -> Scope:
-        changes = self.changes
-        if not changes.keys() <= _FIELDS:
-            raise ValueError(f"not Scope fields: {sorted(changes.keys() - _FIELDS)}")
-        # the current scope's fields with the changed ones over them: _replace's work without
-        # its keyword-argument checks (half the cost)
-        scope = tuple.__new__(Scope, map(changes.get, Scope._fields, _SCOPE.get() or _ROOT))
+        scope = _changed(self.changes)
         self.token = _SCOPE.set(scope)
         return scope
 
     def __exit__(self, *exc: object) -> None:
         _SCOPE.reset(self.token)
+
+
+def set_scope(**changes: Any) -> Scope:
+    """Set fields of the current :class:`Scope` for the rest of the current context, without a
+    reset: for a job that runs in its own context copy (``Context.run``), which is dropped after."""
+    scope = _changed(changes)
+    _SCOPE.set(scope)
+    return scope
+
+
+def _changed(changes: dict[str, Any]) -> Scope:
+    if not changes.keys() <= _FIELDS:
+        raise ValueError(f"not Scope fields: {sorted(changes.keys() - _FIELDS)}")
+    # the current scope's fields with the changed ones over them: _replace's work without its
+    # keyword-argument checks (half the cost)
+    return tuple.__new__(Scope, map(changes.get, Scope._fields, _SCOPE.get() or _ROOT))
 
 
 @dataclass

@@ -28,7 +28,7 @@ import dspy
 
 from rlm_dsl.compiler.plan import Step
 from rlm_dsl.compiler.types import Prim, Type
-from rlm_dsl.runtime.lm.gate import call_scope
+from rlm_dsl.runtime.lm.gate import call_scope, set_scope
 from rlm_dsl.runtime.lm.signatures import combine, duckdb_type
 from rlm_dsl.runtime.steps.context import RunContext
 from rlm_dsl.runtime.steps.evidence import LINE_TEXT_COLUMN, PROVENANCE, provenance
@@ -129,19 +129,19 @@ def run_rows(ctx: RunContext, step: Step, done_table: str, solver: _Solver,
 
     def one(row: dict[str, Any]) -> None:
         chunk_id = int(row["id"])
-        with call_scope(step=key, chunk_id=chunk_id, depth=0):
-            try:
-                attempt = retried.get(chunk_id, 0)
-                value = solver.solve(row, 0, attempt)
-                value, grounded = solver.ground(row, value, attempt)
-            except ItemFailed as exc:
-                ctx.fail(step, chunk_id, str(exc), exc.raw, exc.attempts)
-                ctx.tick(step)
-                return
-            except BudgetStop:
-                raise
-            except Exception as exc:
-                raise RowError(chunk_id, exc) from exc
+        set_scope(step=key, chunk_id=chunk_id, depth=0)  # each job runs in its own context copy
+        try:
+            attempt = retried.get(chunk_id, 0)
+            value = solver.solve(row, 0, attempt)
+            value, grounded = solver.ground(row, value, attempt)
+        except ItemFailed as exc:
+            ctx.fail(step, chunk_id, str(exc), exc.raw, exc.attempts)
+            ctx.tick(step)
+            return
+        except BudgetStop:
+            raise
+        except Exception as exc:
+            raise RowError(chunk_id, exc) from exc
         write(row, value, grounded)
         if chunk_id in retried:
             resolved.append(chunk_id)

@@ -3,6 +3,7 @@ rate-limit windows."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -20,6 +21,7 @@ from rlm_dsl.runtime.lm.gate import (
     call_scope,
     current_scope,
     request_messages,
+    set_scope,
 )
 from rlm_dsl.runtime.store.store import Store
 from rlm_dsl.runtime.store.writer import Writer
@@ -159,6 +161,21 @@ def test_a_call_scope_changes_only_its_fields_and_refuses_unknown_ones():
     assert current_scope() == Scope()
     with pytest.raises(ValueError, match="chunk"), call_scope(chunk=1):
         pass
+
+
+def test_set_scope_lasts_for_its_context_copy_only():
+    def job() -> tuple[Scope, Scope]:
+        first = set_scope(step="map-x", chunk_id=4)
+        with call_scope(attempt=1):
+            pass
+        return first, current_scope()
+
+    with call_scope(parent_id="0"):
+        first, after = contextvars.copy_context().run(job)
+        assert first == after == Scope("map-x", 4, 0, "0", 0)
+        assert current_scope() == Scope(parent_id="0")  # the caller's scope is untouched
+    with pytest.raises(ValueError, match="chunk"):
+        contextvars.copy_context().run(set_scope, chunk=1)
 
 
 class _Cut:

@@ -68,18 +68,25 @@ def test_the_grammar_is_the_chat_format_with_json_values():
     assert 'Incident-severity ::= "\\"low\\"" | "\\"high\\""' in grammar
 
 
+def _grammar_rules(signature: type[dspy.Signature]) -> tuple[str, dict[str, str]]:
+    """The chat grammar of ``signature``'s outputs, and its rules by name."""
+    from rlm_dsl.runtime.lm.chat_grammar import chat_grammar
+
+    grammar = chat_grammar(response_format(signature)["json_schema"]["schema"])
+    return grammar, dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+
+
 @needs_llama
 def test_an_enum_answer_is_its_bare_label_as_a_demo_shows_it():
     # The chat format writes a demo's label bare and the prompt asks for it with "no extra
-    # characters"; a grammar that forced JSON quotes ("gears") made the 0.5B model drop its demos
-    # and answer one label for every message.
+    # characters"; a grammar that forced JSON quotes ("gears") asked the model for a form its
+    # prompt and demos never show. (The 0.5B model's one-label-for-everything answers are its
+    # own limit: bare labels did not change them, docs/benchmarks.md, issue 20.)
     from dspy.adapters.utils import format_field_value
 
     from rlm_dsl.runtime.lm.adapter import RobustAdapter
-    from rlm_dsl.runtime.lm.chat_grammar import chat_grammar
 
-    grammar = chat_grammar(response_format(Route)["json_schema"]["schema"])
-    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    _, rules = _grammar_rules(Route)
     assert rules["field-team"] == '"coins" | "gears" | "boxes"'
     assert rules["field-second"] == '"a" | "b" | "null"'
     for label in ("coins", "gears", "boxes"):
@@ -96,10 +103,8 @@ def test_a_bool_answer_is_true_or_false_as_the_prompt_asks():
     from dspy.adapters.utils import format_field_value
 
     from rlm_dsl.runtime.lm.adapter import RobustAdapter
-    from rlm_dsl.runtime.lm.chat_grammar import chat_grammar
 
-    grammar = chat_grammar(response_format(Check)["json_schema"]["schema"])
-    rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines() if " ::= " in line)
+    grammar, rules = _grammar_rules(Check)
     assert rules["field-keep"] == '"True" | "False"'
     assert rules["field-sure"] == '"True" | "False" | "null"'
     assert '"\\"found\\"" space ":" space boolean' in grammar

@@ -26,9 +26,14 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from rlm_dsl.runtime.logs.formats import FORMATS, LogFormat
+from rlm_dsl.runtime.logs.numbering import (
+    STAGE,
+    concurrent_slices,
+    numbered_lines_sql,
+    stage_sql,
+)
 from rlm_dsl.runtime.logs.parse import (
     MAX_LINE_BYTES,
-    STAGE,
     create_log_view,
     detect_format,
     duckdb_encoding,
@@ -38,7 +43,6 @@ from rlm_dsl.runtime.logs.parse import (
     marked_copy,
     newline_width,
     read_lines_sql,
-    stage_sql,
     update_record_columns,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
@@ -355,22 +359,17 @@ def _parse_file(
     nl = "nl" if crlf_marked else newline_width(read_path)
     read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding,
                           crlf_marked=crlf_marked)
-    stage = stage_sql(
-        fmt, read, first_line=first_line, first_byte=first_byte, parent_id=parent, newline=nl
-    )
-    insert = insert_sql(
-        fmt,
-        table,
-        source,
-        base_id=base,
-        file_time=_file_time_sql(source),
-        first_line=first_line,
-        parent_id=parent,
-    )
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"
     con.begin()
-    con.execute(stage)
-    con.execute(insert)
+    con.execute(stage_sql(fmt, read, newline=nl))
+    lines = numbered_lines_sql(con, fmt, first_line=first_line, first_byte=first_byte,
+                               parent_id=parent)
+    if lines is not None:
+        insert = insert_sql(fmt, table, source, lines, base_id=base,
+                            file_time=_file_time_sql(source), first_line=first_line,
+                            parent_id=parent)
+        with concurrent_slices(con):
+            con.execute(insert)
     con.execute(f"DROP TABLE {STAGE}")
     if fmt.multiline:
         fold_continuations(con, table, ids)

@@ -1,14 +1,14 @@
 """Log parsing in SQL: read a file's lines, detect its format, and insert parsed records.
 
 This is the *parse* stage of log ingest, and all of it runs inside DuckDB (DESIGN §3): lines are
-read by ``read_csv`` as one VARCHAR column, numbered and byte-offset by streaming window
-functions, parsed by the file's format (one ``regexp_extract``: a STRUCT of groups) far enough
-for the stored columns — ``ts``, ``format``, ``parse_error`` — of the log table's stored half
-(:mod:`~rlm_dsl.runtime.logs.view` derives the rest on demand), and — for multi-line formats —
-grouped into records by a running sum of "this line starts a record" flags. Continuation
-lines are inserted with ``end_line_no`` NULL and folded into their parent record by one
-``string_agg`` update in the same transaction, so the hot path stays a streaming insert and
-only multi-line records pay for aggregation.
+read by ``read_csv`` as one VARCHAR column; numbered, byte-offset and grouped into records in
+slices that run side by side (:mod:`~rlm_dsl.runtime.logs.numbering`); and parsed by the file's
+format (one ``regexp_extract``: a STRUCT of groups) far enough for the stored columns — ``ts``,
+``format``, ``parse_error`` — of the log table's stored half (:mod:`~rlm_dsl.runtime.logs.view`
+derives the rest on demand). For multi-line formats a record is a running sum of "this line
+starts a record" flags; continuation lines are inserted with ``end_line_no`` NULL and folded
+into their parent record by one ``string_agg`` update in the same transaction, so the hot path
+stays a streaming insert and only multi-line records pay for aggregation.
 """
 
 from __future__ import annotations
@@ -139,70 +139,27 @@ def format_hits(
     return con.execute(query).fetchone()[0]
 
 
-def _record_ids(fmt: LogFormat, first_line: int, parent_id: int | None) -> tuple[str, str]:
-    """SQL for (is_start, rec): the record a line belongs to, 1-based within this read.
-
-    Without a ``parent_id`` the first line always starts a record; with one (an incremental
-    read), leading continuation lines get ``rec`` 0 and belong to that existing record.
-    """
-    if not fmt.multiline:
-        return "true", f"line_no - {first_line - 1}"
-    forced = "false" if parent_id is not None else f"line_no = {first_line}"
-    is_start = f"({forced} OR {fmt.starts_record_sql()})"
-    running = "sum(is_start::BIGINT) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-    return is_start, running
-
-
-STAGE = "_rlm_log_lines"
-
-
-def stage_sql(
-    fmt: LogFormat,
-    read: str,
-    *,
-    first_line: int = 1,
-    first_byte: int = 0,
-    parent_id: int | None = None,
-    newline: int | str = 1,
-) -> str:
-    """Number the lines of ``read`` into the temp table :data:`STAGE` (one ordered pass).
-
-    Streaming window functions need ordered, single-threaded input, so this pass does only the
-    cheap work — line numbers, byte offsets and record numbers — and the parallel
-    :func:`insert_sql` does the parsing. ``newline`` is the width of a line ending: a number,
-    or ``"nl"`` when ``read`` gives each line's own (:func:`read_lines_sql`, ``crlf_marked``).
-    """
-    length = f"strlen(coalesce(line, '')) + {newline}"
-    lines = (
-        f"SELECT coalesce(line, '') AS line, {first_line - 1} + row_number() OVER () AS line_no, "
-        f"{first_byte} + sum({length}) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) "
-        f"- ({length}) AS byte_offset FROM {read}"
-    )
-    create = f"CREATE OR REPLACE TEMP TABLE {STAGE} AS"
-    if not fmt.multiline:  # every line is a record: nothing more to number
-        return f"{create} {lines}"
-    is_start, rec = _record_ids(fmt, first_line, parent_id)
-    starts = f"SELECT *, {is_start} AS is_start FROM ({lines})"
-    return f"{create} SELECT *, {rec} AS rec FROM ({starts})"
-
-
 def insert_sql(
     fmt: LogFormat,
     table: str,
     source: str,
+    lines: str,
     *,
     base_id: int,
     file_time: str = "current_localtimestamp()",
     first_line: int = 1,
     parent_id: int | None = None,
 ) -> str:
-    """One parallel ``INSERT … SELECT`` parsing every staged line into ``table``.
+    """One parallel ``INSERT … SELECT`` parsing every line of ``lines`` (the numbered staged
+    lines, :func:`~rlm_dsl.runtime.logs.numbering.numbered_lines_sql`) into ``table``.
 
     Lines ``fmt`` does not parse fall back to the per-line :data:`GENERIC` parse; the STRUCTs
     that parse needs (``g``, ``gh``) are built only for those lines. ``file_time`` is a SQL
     TIMESTAMP: the year of timestamps written without one.
     """
-    is_start, rec = ("is_start", "rec") if fmt.multiline else _record_ids(fmt, first_line, None)
+    is_start, rec = "is_start", "rec"
+    if not fmt.multiline:  # every line is a record
+        is_start, rec = "true", f"line_no - {first_line - 1}"
     fallback = {} if fmt is GENERIC else {"ts": generic_columns("g", "gh")["ts"]}
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
@@ -222,7 +179,7 @@ def insert_sql(
         f"line_no, CASE WHEN {is_start} THEN line_no END AS end_line_no, byte_offset, "
         f"line AS text, {fmt_name} AS format, {error} AS parse_error,\n  "
         f"{_column_sql(fmt, 'ts', fallback)} AS ts\n"
-        f"FROM ({_parsed_lines_sql(fmt, file_time)})"
+        f"FROM ({_parsed_lines_sql(fmt, lines, file_time)})"
     )
 
 
@@ -231,10 +188,10 @@ def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
     return f"CASE WHEN _ok THEN {primary} WHEN _gok THEN {fallback.get(column, 'NULL')} END"
 
 
-def _parsed_lines_sql(fmt: LogFormat, file_time: str) -> str:
-    """The staged lines with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
+def _parsed_lines_sql(fmt: LogFormat, lines: str, file_time: str) -> str:
+    """The numbered ``lines`` with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
     not parse the generic fallback's timestamp STRUCT ``g`` and ``_gok``."""
-    lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM {STAGE}"
+    lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM ({lines})"
     checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
     if fmt is GENERIC:
         return f"SELECT *, false AS _gok FROM ({checked})"

@@ -19,6 +19,7 @@ load + chunk ≥ 100 MB/s with peak RSS < 1.5 GB.
     python bench/bench_ingest.py              # 1 GB
     python bench/bench_ingest.py --size-mb 256
     python bench/bench_ingest.py --quick      # 64 MB
+    python bench/bench_ingest.py --verify     # check every line's numbering and ts (no timings)
 """
 
 from __future__ import annotations
@@ -181,10 +182,67 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool]]:
     return rows
 
 
+def verify(path: str) -> list[str]:
+    """Load ``path`` with ``load_log`` and check every row against the file: one row per line,
+    ``line_no`` 1..n, ``byte_offset`` where numpy finds each line start, ``text`` as long as the
+    line (and equal to it for 2,000 random lines), ``ts`` the generator's stamp. Problems found."""
+    import numpy as np
+
+    from rlm_dsl.runtime.logs import load_log
+    from rlm_dsl.runtime.store.store import Store
+
+    starts = [np.zeros(1, dtype=np.int64)]
+    with open(path, "rb") as handle:
+        position = 0
+        while block := handle.read(1 << 26):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            starts.append(ends.astype(np.int64) + position + 1)
+            position += len(block)
+    offsets = np.concatenate(starts)[:-1]  # the file ends with a newline
+    db = "/tmp/rlm-bench-verify.duckdb"
+    for stale in (db, db + ".wal"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    with Store.open(db, memory_limit=MEMORY_LIMIT) as store:
+        load_log(store, "logs", [path])
+        got = store.con.execute("SELECT line_no, byte_offset, strlen(text) AS width "
+                                "FROM logs__stored ORDER BY line_no").fetchnumpy()
+        wrong_ts = store.con.execute(
+            "SELECT count(*) FILTER (ts IS DISTINCT FROM TIMESTAMP '2026-03-01' "
+            "+ to_seconds((line_no - 1) // 100)) FROM logs__stored").fetchone()[0]
+        sample = sorted(random.Random(3).sample(range(len(offsets)), min(2000, len(offsets))))
+        texts = dict(store.con.execute(
+            "SELECT line_no, text FROM logs__stored WHERE line_no IN "
+            f"({', '.join(str(i + 1) for i in sample)})").fetchall())
+    os.unlink(db)
+    problems = []
+    if len(got["line_no"]) != len(offsets):
+        problems.append(f"{len(got['line_no'])} rows for {len(offsets)} lines")
+        return problems
+    if not np.array_equal(got["line_no"], np.arange(1, len(offsets) + 1)):
+        problems.append("line_no is not 1..n")
+    if not np.array_equal(got["byte_offset"], offsets):
+        problems.append(f"{int((got['byte_offset'] != offsets).sum())} wrong byte offsets")
+    widths = np.diff(np.append(offsets, position)) - 1
+    if not np.array_equal(got["width"], widths):
+        problems.append(f"{int((got['width'] != widths).sum())} texts of the wrong length")
+    with open(path, "rb") as handle:
+        for i in sample:
+            handle.seek(int(offsets[i]))
+            if handle.read(int(widths[i])).decode() != texts.get(i + 1):
+                problems.append(f"line {i + 1}: text differs from the file")
+                break
+    if wrong_ts:
+        problems.append(f"{wrong_ts} rows with a wrong ts")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--quick", action="store_true", help="64 MB instead of --size-mb")
+    parser.add_argument("--verify", action="store_true",
+                        help="check every line's line_no, byte_offset, text and ts; no timings")
     parser.add_argument("--worker", nargs=3, metavar=("KIND", "PATH", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -194,6 +252,10 @@ def main() -> None:
     path = f"/tmp/rlm-bench-syslog-{size_mb}mb.log"
     if not os.path.exists(path):
         generate(path, size_mb)
+    if args.verify:
+        problems = verify(path)
+        print("\n".join(problems) or f"verified: every line of {path} numbered, offset, dated")
+        raise SystemExit(1 if problems else 0)
     load_before = os.getloadavg()[0]
     runs = {kind: measure(kind, path) for kind in ("raw", "parsed", "text+chunk", "log+chunk")}
     file_mb = round(os.path.getsize(path) / 1e6, 1)

@@ -18,7 +18,8 @@ formatted as the runtime does (``RobustAdapter``, the GGUF's chat template), the
 ``reason=true``: the model writes its reasoning first (greedy, free text), the labels are scored
 after it, and the content-free prompts get the reasoning ``N/A``. The baseline is the runtime's
 own decoding: the enum grammar of ``runtime/lm/chat_grammar.py``, greedy. Prints one line per
-method (accuracy, recall per gold label, labels given) and the rows as JSON with ``--json``.
+method (accuracy, recall per gold label, labels given) and the rows as JSON with ``--json``
+(``wall_s`` of the scoring row leaves out the prompt, which the greedy call evaluated just before).
 
     python -m bench.bench_calibration [--n 30] [--seed 5] [--reason] [--model PATH.gguf]
 """

@@ -3,7 +3,8 @@
 The local engine gets a step's output fields as a JSON schema (:mod:`rlm_dsl.runtime.lm.structured`)
 while the prompt asks, as DSPy's ``ChatAdapter`` does, for ``[[ ## field ## ]]`` header lines.
 :func:`chat_grammar` writes a GBNF grammar of exactly that answer: each field's header, then its
-value — free text for ``str`` fields (no ``[[`` inside), an enum's bare label and a bool's
+value — free text for ``str`` fields (no ``[[`` inside, starting with a visible character right
+after its header line, as a demo's text does), an enum's bare label and a bool's
 ``True``/``False`` (as the chat format writes a demo's value and the prompt asks for it: no quotes,
 Python's bools), else JSON constrained by the field's schema through llama-cpp-python's own
 JSON-schema converter — and ``[[ ## completed ## ]]``. The sampler can then produce nothing that
@@ -17,8 +18,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-# free text that never opens a header: any character but "[", or "[" not followed by "["
-TEXT_RULE = r'( [^[] | "[" [^[] )*'
+# free text that never opens a header (any character but "[", or "[" not followed by "["), and
+# starts with its value, as a demo's text does: not with a blank line, and never empty
+TEXT_RULE = r'( [^[ \t\n\r] | "[" [^[] ) ( [^[] | "[" [^[] )*'
 
 
 def chat_grammar(schema: dict[str, Any]) -> str:

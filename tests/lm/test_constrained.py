@@ -116,6 +116,21 @@ def test_a_bool_answer_is_true_or_false_as_the_prompt_asks():
         assert (parsed["keep"], parsed["sure"], parsed["finding"].found) == (keep, None, True)
 
 
+class Ticket(dspy.Signature):
+    prompt: str = dspy.InputField()
+    ticket: str = dspy.OutputField()
+
+
+@needs_llama
+def test_a_text_answer_starts_with_a_visible_character():
+    # The chat format writes a demo's text right after its header line; a grammar that let the
+    # answer open with a blank line let the 0.5B model, shown labelled demos, close the field at
+    # once: an empty answer (the local-model test below; docs/benchmarks.md, issue 20).
+    grammar, rules = _grammar_rules(Ticket)
+    assert rules["text"] == r'( [^[ \t\n\r] | "[" [^[] ) ( [^[] | "[" [^[] )*'
+    assert 'root ::= "[[ ## ticket ## ]]" "\\n" text "\\n\\n"' in grammar
+
+
 @needs_llama
 def test_lm15_and_openai_shapes_both_become_a_grammar():
     schema = response_format(Triage)["json_schema"]["schema"]
@@ -154,3 +169,40 @@ def test_typed_answers_of_the_local_model_parse_at_the_first_attempt(tmp_path, m
         answers = [r[0] for r in con.execute("SELECT response FROM lm_calls").fetchall()]
     assert all(a.startswith("[[ ## ") and a.rstrip().endswith("[[ ## completed ## ]]")
                for a in answers)
+
+
+TICKETS = [  # bench/optimize/ticket.train.jsonl's messages; each one's answer is OPS-<its number>
+    'Can someone look at ops-2291? The nightly backup still fails.',
+    'Closing OPS-1840, the printer on floor 3 works again.',
+    're ticket 3310: the VPN drops every hour for the Berlin office',
+    'Ops 977 is still open, the badge reader at the side door is dead.',
+    'Following up on OPS4102 - new laptop for Priya not delivered yet',
+    'I reopened #2655 because the shared drive is read-only again.',
+    'Please merge ops-3001 into the older one, same Wi-Fi issue.',
+    'ticket ops 1187: projector in room B needs a new lamp',
+    'Status of OPS-2890? Payroll export still times out.',
+    'The mail filter ticket (ops #3544) can be closed.',
+    'Escalating Ops-1502: nobody can print from the guest network.',
+    'Any news on 4010? The monitor arm is still missing.',
+]
+
+
+@pytest.mark.local_model
+def test_the_local_model_shown_demos_answers_a_text_field_instead_of_leaving_it_empty():
+    # Shown these 12 demos, the model's likeliest token after the header is a blank line; where
+    # the grammar allowed it, it closed the field at once: "" (16 of ticket.rlm's 20 dev messages).
+    import re
+
+    from rlm_dsl.runtime.lm.adapter import RobustAdapter
+    from rlm_dsl.runtime.lm.resolve import resolve_lm
+
+    asked = "Message: {}\n\nWhich ticket does this message refer to?"
+    predict = dspy.Predict(Ticket.with_instructions("Name the ticket a message refers to."))
+    predict.demos = [dspy.Example(prompt=asked.format(text),
+                                  ticket="OPS-" + re.findall(r"\d+", text)[0]).with_inputs("prompt")
+                     for text in TICKETS]
+    config = {"response_format": response_format(Ticket), "max_tokens": 32}
+    with dspy.context(lm=resolve_lm("local").make_lm(), adapter=RobustAdapter()):
+        answer = predict(prompt=asked.format("Can we close ops-1299? The scanner works now."),
+                         config=config).ticket
+    assert answer.strip() and answer == answer.strip()

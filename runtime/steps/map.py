@@ -58,7 +58,7 @@ def run_map(ctx: RunContext, step: Step, module: StepModule) -> int:
     ensure_table(ctx, target, step.output.name, step.output.type, extra)
     solver = _Solver(ctx, step, module, step.output.type, grounder)
 
-    kept = [name for name in (*provenance({}), GROUNDED_COLUMN) if name in extra]  # in order
+    kept = list(extra)  # the bookkeeping columns, each a key of the row's record below
 
     def write(row: dict[str, Any], value: Any, grounded: bool | None) -> None:
         found = grounder.values(value) if grounder is not None else None

@@ -85,8 +85,7 @@ class StepModule(dspy.Module):
         self.max_tokens = step.options.get("max_tokens")
 
     def forward(self, prompt: str) -> dspy.Prediction:
-        config = self._config(structured=False)
-        return self.predict(prompt=prompt, config=config) if config else self.predict(prompt=prompt)
+        return _ask(self.predict, prompt, self._config(structured=False))
 
     def _config(self, structured: bool) -> dict[str, Any]:
         config: dict[str, Any] = {k: v for k, v in (("temperature", self.temperature),
@@ -110,17 +109,14 @@ class StepModule(dspy.Module):
     def call(self, bound: BoundLM, adapter: Any, prompt: str, first_attempt: int = 0) -> Any:
         """The typed value for ``prompt``, with retries (see the module docstring)."""
         error, raw = "no attempt made", None
-        # each read of a dspy.Module's attribute costs ~0.25 µs (its __getattribute__): once
-        predict, value, retries = self.predict, self.value, self.retries
+        predict, value, retries = self.predict, self.value, self.retries  # once for all attempts
         config = self._config(bound.resolved.structured)
         for attempt in range(first_attempt, first_attempt + retries + 1):
             try:
                 with _attempt(attempt), _using(bound.lm, adapter):
                     # not through __call__: the module layer's callbacks and caller stack cost
                     # ~15 µs a call; the predictor inside still runs DSPy's own callbacks
-                    prediction = (predict(prompt=prompt, config=config) if config
-                                  else predict(prompt=prompt))
-                    return to_plain(prediction[value])
+                    return to_plain(_ask(predict, prompt, config)[value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
                 budget = caused_by(exc, BudgetExhausted)
                 if budget is not None:
@@ -134,6 +130,11 @@ class StepModule(dspy.Module):
                 if attempt < first_attempt + retries:
                     time.sleep(_backoff(exc, attempt - first_attempt))
         raise ItemFailed(error, raw, retries + 1)
+
+
+def _ask(predict: Any, prompt: str, config: dict[str, Any]) -> dspy.Prediction:
+    """``predict`` on ``prompt``, passing ``config`` only when it sets something."""
+    return predict(prompt=prompt, config=config) if config else predict(prompt=prompt)
 
 
 def _attempt(attempt: int) -> Any:

@@ -46,7 +46,7 @@ from rlm_dsl.runtime.logs.parse import (
     update_record_columns,
 )
 from rlm_dsl.runtime.logs.templates import dedup_table
-from rlm_dsl.runtime.logs.view import create_stored_sql, stored_name
+from rlm_dsl.runtime.logs.view import create_stored, stored_name
 
 if TYPE_CHECKING:
     from rlm_dsl.runtime.store.store import Store
@@ -176,7 +176,7 @@ def load_log(
     files = expand_paths(paths)
     with store.write() as con:  # the store's write lock: no other writer interleaves
         _check_table(con, table, dedup, incremental)
-        con.execute(create_stored_sql(table, store.text_type))
+        create_stored(con, table, files, store.text_type)
         report = LoadReport(table=table, first_new_id=_next_id(con, table))
         for path in files:
             result = FileResult(source=path)

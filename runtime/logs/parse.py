@@ -191,7 +191,7 @@ def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
 def _parsed_lines_sql(fmt: LogFormat, lines: str, file_time: str) -> str:
     """The numbered ``lines`` with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
     not parse the generic fallback's timestamp STRUCT ``g`` and ``_gok``."""
-    lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM ({lines})"
+    lines = f"SELECT *, {fmt.ingest_struct_sql()} AS m, {file_time} AS file_time FROM ({lines})"
     checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
     if fmt is GENERIC:
         return f"SELECT *, false AS _gok FROM ({checked})"

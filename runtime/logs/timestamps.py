@@ -75,12 +75,10 @@ def yearless_sql(text: str, fmt: str, file_time: str) -> str:
 
     this_year = parse(f"year({file_time})")
     last_year = parse(f"year({file_time}) - 1")
-    # this year's parse written once, not three times in a CASE (DuckDB does not share repeated
-    # expressions inside a CASE, and this is the hot path): least() caps it at ``after`` (the
-    # first microsecond too late, so ``t <= file_time + 2 days`` is ``t < after``) and nullif()
-    # turns the cap into NULL (least() skips a NULL parse, and the cap goes the same way)
-    after = f"({file_time} + INTERVAL 2 DAY + INTERVAL 1 MICROSECOND)"
-    return f"coalesce(nullif(least({this_year}, {after}), {after}), {last_year})"
+    # this year's parse written once (a one-item list filtered), not three times in a CASE:
+    # DuckDB does not share repeated expressions inside a CASE, and this is the hot path
+    return (f"coalesce(list_filter([{this_year}], lambda t: t <= {file_time} + INTERVAL 2 DAY)[1], "
+            f"{last_year})")
 
 
 def _fraction(text: str, pattern: str) -> str:

@@ -31,7 +31,7 @@ from rlm_dsl.runtime.logs.formats import (
 )
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import find_ts_sql
-from rlm_dsl.runtime.logs.view import stored_name, view_sql
+from rlm_dsl.runtime.logs.view import EMPTY_LINE, NO_FORMAT, mismatch, stored_name, view_sql
 
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
@@ -191,11 +191,9 @@ def insert_sql(
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
-    reason = "no known log format recognised in this file"
-    if fmt is not RAW:
-        reason = f"line does not match the {fmt.name} format"
+    reason = NO_FORMAT if fmt is RAW else mismatch(fmt.name)
     error = (
-        f"CASE WHEN _ok OR _gok THEN NULL WHEN line = '' THEN 'empty line' "
+        f"CASE WHEN _ok OR _gok THEN NULL WHEN line = '' THEN {sql_str(EMPTY_LINE)} "
         f"ELSE {sql_str(reason)} END"
     )
     fmt_name = f"CASE WHEN _gok THEN 'generic' ELSE {sql_str(fmt.name)} END"

@@ -52,11 +52,22 @@ STORED_NAMES = ("id", "source", "line_no", "end_line_no", "byte_offset", "ts", "
                 "parse_error")
 STORED_COLUMNS = tuple((name, kind) for name, kind in LOG_COLUMNS if name in STORED_NAMES)
 DERIVED_TYPES = {name: kind for name, kind in LOG_COLUMNS if name not in STORED_NAMES}
-# Stored as ENUMs: ``source`` (the files loaded) and ``format`` (every format name). Each is a
-# constant per file, yet writing them as VARCHAR cost ingest about a CPU-second per GB
-# (docs/benchmarks.md, Log ingest); the view presents them as VARCHAR. Tables made before keep
-# VARCHAR columns, which take the same inserts.
+# Stored as ENUMs: ``source`` (the files loaded), ``format`` (every format name) and
+# ``parse_error`` (its few messages). Written as VARCHAR, these mostly constant columns cost
+# ingest about a CPU-second per GB (docs/benchmarks.md, Log ingest); the view presents them as
+# VARCHAR. Tables made before keep VARCHAR columns, which take the same inserts.
 FORMAT_NAMES = (*FORMATS, RAW.name)
+EMPTY_LINE = "empty line"
+NO_FORMAT = "no known log format recognised in this file"  # every line of a RAW file
+
+
+def mismatch(format_name: str) -> str:
+    """The ``parse_error`` of a line that the format of its file does not parse."""
+    return f"line does not match the {format_name} format"
+
+
+PARSE_ERRORS = (EMPTY_LINE, NO_FORMAT, *(mismatch(name) for name in FORMATS))
+ENUM_COLUMNS = ("source", "format", "parse_error")
 # The first line of a (possibly folded, multi-line) record: what a format's SQL calls ``line``.
 _FIRST_LINE = "CASE WHEN contains(text, chr(10)) THEN split_part(text, chr(10), 1) ELSE text END"
 
@@ -72,7 +83,8 @@ def create_stored(con: Any, table: str, sources: list[str], text_type: str = "VA
     an ENUM that lacks one is widened (``ALTER``: its column is rewritten)."""
     stored = stored_name(table)
     # an ENUM needs a value: a load of no files gives its source column the empty name
-    values = {"source": list(dict.fromkeys(sources)) or [""], "format": list(FORMAT_NAMES)}
+    values = {"source": list(dict.fromkeys(sources)) or [""], "format": list(FORMAT_NAMES),
+              "parse_error": list(PARSE_ERRORS)}
     types = {"text": text_type, **{column: _enum(names) for column, names in values.items()}}
     cols = ", ".join(f"{name} {types.get(name, kind)}" for name, kind in STORED_COLUMNS)
     con.execute(f'CREATE TABLE IF NOT EXISTS "{stored}" ({cols})')
@@ -106,7 +118,7 @@ def view_sql(table: str, formats: list[str]) -> str:
             rows = _layer(rows, fmt)
     derived = {c: f"c.{c}" for c in DERIVED_TYPES}
     derived["message"] = "coalesce(c.message, text)"
-    derived.update({column: f"CAST({column} AS VARCHAR)" for column in ("source", "format")})
+    derived.update({column: f"CAST({column} AS VARCHAR)" for column in ENUM_COLUMNS})
     select = ", ".join(derived.get(c, c) + f" AS {c}" for c, _ in LOG_COLUMNS)
     return f'CREATE OR REPLACE VIEW "{table}" AS SELECT {select} FROM ({rows})'
 

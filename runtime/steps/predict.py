@@ -115,7 +115,7 @@ class StepModule(dspy.Module):
             try:
                 with _attempt(attempt), _using(bound.lm, adapter):
                     # not through __call__: the module layer's callbacks and caller stack cost
-                    # ~15 µs a call; the predictor inside still runs DSPy's own callbacks
+                    # ~15 µs a call; the predictor inside runs them only when observed (_ask)
                     return to_plain(_ask(predict, prompt, config)[value])
             except Exception as exc:  # classified below; anything unknown is a failed attempt
                 budget = caused_by(exc, BudgetExhausted)
@@ -133,8 +133,31 @@ class StepModule(dspy.Module):
 
 
 def _ask(predict: Any, prompt: str, config: dict[str, Any]) -> dspy.Prediction:
-    """``predict`` on ``prompt``, passing ``config`` only when it sets something."""
-    return predict(prompt=prompt, config=config) if config else predict(prompt=prompt)
+    """``predict`` on ``prompt``, passing ``config`` only when it sets something.
+
+    When nothing observes the module layer, ``forward`` is called without ``Module.__call__``
+    (:func:`_unobserved`): the layer would only push a caller stack that nothing reads, and it
+    cost ~8 µs a call (docs/benchmarks.md, issue 19).
+    """
+    kwargs = {"prompt": prompt, "config": config} if config else {"prompt": prompt}
+    if _unobserved(predict):
+        return type(predict).forward(predict, **kwargs)  # via the class: no DSPy warning hook
+    return predict(**kwargs)
+
+
+def _unobserved(module: Any) -> bool:
+    """Whether ``Module.__call__`` of ``module`` would do nothing but call ``forward``: no DSPy
+    callbacks (global or the module's), no usage tracking, no call history (the runtime turns
+    it off, every call being in ``lm_calls``; a user's ``dspy.context`` may turn it on), no
+    decision-evidence recorder — the readers of the caller stack ``__call__`` pushes."""
+    overrides = thread_local_overrides.get()
+
+    def setting(name: str) -> Any:
+        return overrides[name] if name in overrides else dspy.settings.get(name)
+
+    return bool(setting("disable_history")) and not (
+        setting("callbacks") or module.callbacks or setting("track_usage")
+        or setting("_decision_evidence") is not None)
 
 
 def _attempt(attempt: int) -> Any:

@@ -66,7 +66,7 @@ def syslog_formats() -> list[LogFormat]:
         f"ELSE substr(line, {head} + 1) END"
     )
     pattern = rf"^({_SYSLOG_TS}) (\S+) ({_PROCESS})(?:\[(\d+)\])?:"
-    # the same match capturing the timestamp alone: RE2 runs 15 % faster with one group (ingest)
+    # the same match capturing the timestamp alone: RE2 runs ~12 % faster with one group (ingest)
     ts_only = rf"^({_SYSLOG_TS}) \S+ {_PROCESS}(?:\[\d+\])?:"
     plain = yearless_sql("m.ts", "%Y %b %d %H:%M:%S", "file_time")
     # sshd[811]: error: … / [ERROR] / WARNING — the message's first word, by a regex on its

@@ -357,8 +357,9 @@ def _parse_file(
     parent = None if tail is None else tail.parent
     base = _next_id(con, table)
     nl = "nl" if crlf_marked else newline_width(read_path)
-    # a buffer as small as a line may be: the stage then takes a quarter less time than with
-    # DuckDB's default (docs/benchmarks.md, Log ingest; a persistent table's read slows down)
+    # a read buffer as small as a line may be: the stage takes about a third less time than
+    # with DuckDB's default (docs/benchmarks.md, Log ingest); a read into a stored table is
+    # slower with it, so only the stage uses it
     read = read_lines_sql(read_path, skip=first_line - 1, encoding=encoding,
                           crlf_marked=crlf_marked, buffer=MAX_LINE_BYTES)
     ids = f"id >= {base}" if parent is None else f"id >= {base} OR id = {parent}"

@@ -4,11 +4,12 @@ This is the *storage* stage of log ingest. Parsing every column at load and writ
 of ingest's cost (docs/benchmarks.md, Log ingest), so a log input ``logs`` is stored as the table
 ``logs__stored`` with only what needs the file or the whole run to compute — ``id, source,
 line_no, end_line_no, byte_offset, ts, text, format, parse_error`` (``ts`` also because windows,
-filters and sorting read it all the time) — and ``logs`` is a view that derives the other
-columns of the log schema (``level, host, process, pid, component, message``, the HTTP columns,
-``fields``) from each row's ``text`` with the SQL of the format that parsed it (its ``format``
-column). A query pays only for the derived columns it reads: chunking and ``text``/``ts`` reads
-touch none, and a point lookup derives one row. One layer per format present in the table
+filters and sorting read it all the time; ``source``, ``format`` and ``parse_error`` as ENUMs)
+— and ``logs`` is a view that derives the other columns of the log schema (``level, host,
+process, pid, component, message``, the HTTP columns, ``fields``) from each row's ``text`` with
+the SQL of the format that parsed it (its ``format`` column). A query pays only for the derived
+columns it reads: chunking and ``text``/``ts`` reads touch none, and a point lookup derives one
+row. One layer per format present in the table
 computes that format's STRUCT ``m`` for its own rows only; rows that failed to parse derive
 nothing (``message`` is their ``text``).
 """

@@ -9,9 +9,8 @@ filters and sorting read it all the time; ``source``, ``format`` and ``parse_err
 process, pid, component, message``, the HTTP columns, ``fields``) from each row's ``text`` with
 the SQL of the format that parsed it (its ``format`` column). A query pays only for the derived
 columns it reads: chunking and ``text``/``ts`` reads touch none, and a point lookup derives one
-row. One layer per format present in the table
-computes that format's STRUCT ``m`` for its own rows only; rows that failed to parse derive
-nothing (``message`` is their ``text``).
+row. One layer per format present in the table computes that format's STRUCT ``m`` for its own
+rows only; rows that failed to parse derive nothing (``message`` is their ``text``).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ class LogFormat:
     start: str | None = None  # RE2: a line that starts a record (multi-line formats)
     continuation: str | None = None  # RE2: a line that continues the record above (else start)
     struct: str = ""  # SQL building ``m`` when not a regexp_extract
+    ingest_struct: str = ""  # a cheaper ``m`` with only what ``ok`` and the stored ``ts`` read
     record_columns: dict[str, str] = field(default_factory=dict)  # column -> SQL over text
 
     def struct_sql(self) -> str:
@@ -43,6 +44,11 @@ class LogFormat:
             return self.struct
         names = ", ".join(sql_str(g) for g in self.groups)
         return f"regexp_extract(line, {sql_str(self.pattern)}, [{names}])"
+
+    def ingest_struct_sql(self) -> str:
+        """The SQL building ``m`` at ingest, where only ``ok`` and ``columns["ts"]`` read it (the
+        view derives the other columns with :meth:`struct_sql`)."""
+        return self.ingest_struct or self.struct_sql()
 
     @property
     def multiline(self) -> bool:

@@ -18,6 +18,8 @@ import os
 import tempfile
 from typing import Any
 
+import duckdb
+
 from rlm_dsl.errors import SpecError
 from rlm_dsl.runtime.logs.formats import (
     FORMATS,
@@ -29,11 +31,12 @@ from rlm_dsl.runtime.logs.formats import (
 )
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.logs.timestamps import find_ts_sql
-from rlm_dsl.runtime.logs.view import stored_name, view_sql
+from rlm_dsl.runtime.logs.view import EMPTY_LINE, NO_FORMAT, mismatch, stored_name, view_sql
 
 # A 4-byte separator that does not occur in text logs, so each line is one column.
 _SEP = "\x01\x02\x03\x04"
 SAMPLE_LINES = 200
+SAMPLE_BUFFER = 1 << 20  # bytes read at a time for the sample (and its longest line)
 MAX_LINE_BYTES = 1 << 24  # one longer line fails the file with a clear message
 
 
@@ -85,15 +88,24 @@ def marked_copy(path: str) -> tuple[str, bool, bool]:
 
 
 def read_lines_sql(
-    path: str, *, skip: int = 0, encoding: str = "utf-8", crlf_marked: bool = False
+    path: str,
+    *,
+    skip: int = 0,
+    encoding: str = "utf-8",
+    crlf_marked: bool = False,
+    buffer: int | None = None,
 ) -> str:
     """``read_csv`` of ``path`` (``.gz`` too) as one VARCHAR column ``line``; with
     ``crlf_marked`` (a copy whose CRLF endings are :data:`CRLF_MARK` + LF) a subquery whose
-    lines lose the mark and whose ``nl`` column is each line's newline width (1 or 2)."""
+    lines lose the mark and whose ``nl`` column is each line's newline width (1 or 2). A
+    ``buffer`` size (bytes; DuckDB's default is tens of MB) also bounds the length of a line."""
+    size = f"max_line_size={MAX_LINE_BYTES}"
+    if buffer is not None:
+        size = f"max_line_size={buffer}, buffer_size={buffer}"
     read = (
         f"read_csv({sql_str(path)}, columns={{'line': 'VARCHAR'}}, sep='{_SEP}', quote='', "
-        f"escape='', header=false, auto_detect=false, skip={skip}, "
-        f"max_line_size={MAX_LINE_BYTES}, encoding={sql_str(encoding)})"
+        f"escape='', header=false, auto_detect=false, skip={skip}, {size}, "
+        f"encoding={sql_str(encoding)})"
     )
     if not crlf_marked:
         return read
@@ -119,9 +131,8 @@ def detect_format(
     """
     formats = list(FORMATS.values())
     hits = ", ".join(f"count_if(regexp_matches(line, {sql_str(f.detect)}))" for f in formats)
-    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
-    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
-    row = con.execute(f"SELECT count(*), {hits} FROM ({sample}) WHERE line <> ''").fetchone()
+    row = _of_sample(con, f"SELECT count(*), {hits} FROM ({{sample}}) WHERE line <> ''", path,
+                     encoding, crlf_marked)
     total, scores = row[0], [hits or 0 for hits in row[1:]]  # no lines: NULL counts
     best = max(range(len(formats)), key=lambda i: (scores[i], -i))
     if scores[best] == 0:
@@ -133,10 +144,26 @@ def format_hits(
     con: Any, path: str, fmt: LogFormat, encoding: str = "utf-8", crlf_marked: bool = False
 ) -> int:
     """How many of the first sampled lines of ``path`` look like ``fmt``."""
-    read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked)
-    sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
-    query = f"SELECT count_if(regexp_matches(line, {sql_str(fmt.detect)})) FROM ({sample})"
-    return con.execute(query).fetchone()[0]
+    query = f"SELECT count_if(regexp_matches(line, {sql_str(fmt.detect)})) FROM ({{sample}})"
+    return _of_sample(con, query, path, encoding, crlf_marked)[0]
+
+
+def _of_sample(con: Any, query: str, path: str, encoding: str, crlf_marked: bool) -> tuple:
+    """The row of ``query`` over ``{sample}``, the first :data:`SAMPLE_LINES` lines of ``path``.
+
+    They are read with a small buffer (a default-sized one took 0.2 s of a 1 GB file's ingest);
+    when that read fails — a line longer than the buffer, or bad input — the full-sized read
+    runs instead, and raises whatever error is real.
+    """
+    def run(buffer: int | None) -> tuple:
+        read = read_lines_sql(path, encoding=encoding, crlf_marked=crlf_marked, buffer=buffer)
+        sample = f"SELECT line FROM {read} LIMIT {SAMPLE_LINES}"
+        return con.execute(query.replace("{sample}", sample)).fetchone()
+
+    try:
+        return run(SAMPLE_BUFFER)
+    except duckdb.Error:
+        return run(None)
 
 
 def insert_sql(
@@ -164,11 +191,9 @@ def insert_sql(
     record_id = f"{base_id} + {rec} - 1"
     if parent_id is not None:
         record_id = f"CASE WHEN {rec} = 0 THEN {parent_id} ELSE {record_id} END"
-    reason = "no known log format recognised in this file"
-    if fmt is not RAW:
-        reason = f"line does not match the {fmt.name} format"
+    reason = NO_FORMAT if fmt is RAW else mismatch(fmt.name)
     error = (
-        f"CASE WHEN _ok OR _gok THEN NULL WHEN line = '' THEN 'empty line' "
+        f"CASE WHEN _ok OR _gok THEN NULL WHEN line = '' THEN {sql_str(EMPTY_LINE)} "
         f"ELSE {sql_str(reason)} END"
     )
     fmt_name = f"CASE WHEN _gok THEN 'generic' ELSE {sql_str(fmt.name)} END"
@@ -191,7 +216,7 @@ def _column_sql(fmt: LogFormat, column: str, fallback: dict[str, str]) -> str:
 def _parsed_lines_sql(fmt: LogFormat, lines: str, file_time: str) -> str:
     """The numbered ``lines`` with ``m`` (the format's STRUCT), ``_ok``, and for the lines it does
     not parse the generic fallback's timestamp STRUCT ``g`` and ``_gok``."""
-    lines = f"SELECT *, {fmt.struct_sql()} AS m, {file_time} AS file_time FROM ({lines})"
+    lines = f"SELECT *, {fmt.ingest_struct_sql()} AS m, {file_time} AS file_time FROM ({lines})"
     checked = f"SELECT *, coalesce({fmt.ok_sql()}, false) AS _ok FROM ({lines})"
     if fmt is GENERIC:
         return f"SELECT *, false AS _gok FROM ({checked})"

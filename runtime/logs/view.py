@@ -4,18 +4,20 @@ This is the *storage* stage of log ingest. Parsing every column at load and writ
 of ingest's cost (docs/benchmarks.md, Log ingest), so a log input ``logs`` is stored as the table
 ``logs__stored`` with only what needs the file or the whole run to compute — ``id, source,
 line_no, end_line_no, byte_offset, ts, text, format, parse_error`` (``ts`` also because windows,
-filters and sorting read it all the time) — and ``logs`` is a view that derives the other
-columns of the log schema (``level, host, process, pid, component, message``, the HTTP columns,
-``fields``) from each row's ``text`` with the SQL of the format that parsed it (its ``format``
-column). A query pays only for the derived columns it reads: chunking and ``text``/``ts`` reads
-touch none, and a point lookup derives one row. One layer per format present in the table
-computes that format's STRUCT ``m`` for its own rows only; rows that failed to parse derive
-nothing (``message`` is their ``text``).
+filters and sorting read it all the time; ``source``, ``format`` and ``parse_error`` as ENUMs)
+— and ``logs`` is a view that derives the other columns of the log schema (``level, host,
+process, pid, component, message``, the HTTP columns, ``fields``) from each row's ``text`` with
+the SQL of the format that parsed it (its ``format`` column). A query pays only for the derived
+columns it reads: chunking and ``text``/``ts`` reads touch none, and a point lookup derives one
+row. One layer per format present in the table computes that format's STRUCT ``m`` for its own
+rows only; rows that failed to parse derive nothing (``message`` is their ``text``).
 """
 
 from __future__ import annotations
 
-from rlm_dsl.runtime.logs.formats import FORMATS, GENERIC, generic_header_sql
+from typing import Any
+
+from rlm_dsl.runtime.logs.formats import FORMATS, GENERIC, RAW, generic_header_sql
 from rlm_dsl.runtime.logs.logformat import LogFormat
 from rlm_dsl.runtime.logs.sql import sql_str
 from rlm_dsl.runtime.store.store import STORED
@@ -50,6 +52,22 @@ STORED_NAMES = ("id", "source", "line_no", "end_line_no", "byte_offset", "ts", "
                 "parse_error")
 STORED_COLUMNS = tuple((name, kind) for name, kind in LOG_COLUMNS if name in STORED_NAMES)
 DERIVED_TYPES = {name: kind for name, kind in LOG_COLUMNS if name not in STORED_NAMES}
+# Stored as ENUMs: ``source`` (the files loaded), ``format`` (every format name) and
+# ``parse_error`` (its few messages). Written as VARCHAR, these mostly constant columns cost
+# ingest about a CPU-second per GB (docs/benchmarks.md, Log ingest); the view presents them as
+# VARCHAR. Tables made before keep VARCHAR columns, which take the same inserts.
+FORMAT_NAMES = (*FORMATS, RAW.name)
+EMPTY_LINE = "empty line"
+NO_FORMAT = "no known log format recognised in this file"  # every line of a RAW file
+
+
+def mismatch(format_name: str) -> str:
+    """The ``parse_error`` of a line that the format of its file does not parse."""
+    return f"line does not match the {format_name} format"
+
+
+PARSE_ERRORS = (EMPTY_LINE, NO_FORMAT, *(mismatch(name) for name in FORMATS))
+ENUM_COLUMNS = ("source", "format", "parse_error")
 # The first line of a (possibly folded, multi-line) record: what a format's SQL calls ``line``.
 _FIRST_LINE = "CASE WHEN contains(text, chr(10)) THEN split_part(text, chr(10), 1) ELSE text END"
 
@@ -59,12 +77,33 @@ def stored_name(table: str) -> str:
     return f"{table}{STORED}"
 
 
-def create_stored_sql(table: str, text_type: str = "VARCHAR") -> str:
-    """``CREATE TABLE IF NOT EXISTS`` of ``table``'s stored columns (``text`` as ``text_type``,
-    ZSTD-compressed where the database has it)."""
-    cols = ", ".join(f"{name} {text_type if name == 'text' else kind}"
-                     for name, kind in STORED_COLUMNS)
-    return f'CREATE TABLE IF NOT EXISTS "{stored_name(table)}" ({cols})'
+def create_stored(con: Any, table: str, sources: list[str], text_type: str = "VARCHAR") -> None:
+    """Create ``table``'s stored table if it is missing (``text`` as ``text_type``, ZSTD-compressed
+    where the database has it), and let its ENUM columns hold ``sources`` and every format name:
+    an ENUM that lacks one is widened (``ALTER``: its column is rewritten)."""
+    stored = stored_name(table)
+    # an ENUM needs a value: a load of no files gives its source column the empty name
+    values = {"source": list(dict.fromkeys(sources)) or [""], "format": list(FORMAT_NAMES),
+              "parse_error": list(PARSE_ERRORS)}
+    types = {"text": text_type, **{column: _enum(names) for column, names in values.items()}}
+    cols = ", ".join(f"{name} {types.get(name, kind)}" for name, kind in STORED_COLUMNS)
+    con.execute(f'CREATE TABLE IF NOT EXISTS "{stored}" ({cols})')
+    for column, names in values.items():
+        kind = con.execute(
+            "SELECT data_type FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ? AND column_name = ?", [stored, column]
+        ).fetchone()[0]
+        if not kind.startswith("ENUM("):
+            continue  # a VARCHAR column of a table made before
+        held = con.execute(f"SELECT enum_range(NULL::{kind})").fetchone()[0]
+        missing = [name for name in names if name not in set(held)]
+        if missing:
+            con.execute(f'ALTER TABLE "{stored}" ALTER {column} SET DATA TYPE '
+                        f"{_enum([*held, *missing])}")
+
+
+def _enum(names: list[str]) -> str:
+    return "ENUM(" + ", ".join(sql_str(name) for name in names) + ")"
 
 
 def view_sql(table: str, formats: list[str]) -> str:
@@ -79,6 +118,7 @@ def view_sql(table: str, formats: list[str]) -> str:
             rows = _layer(rows, fmt)
     derived = {c: f"c.{c}" for c in DERIVED_TYPES}
     derived["message"] = "coalesce(c.message, text)"
+    derived.update({column: f"CAST({column} AS VARCHAR)" for column in ENUM_COLUMNS})
     select = ", ".join(derived.get(c, c) + f" AS {c}" for c, _ in LOG_COLUMNS)
     return f'CREATE OR REPLACE VIEW "{table}" AS SELECT {select} FROM ({rows})'
 

@@ -9,6 +9,7 @@ import pytest
 
 from rlm_dsl.errors import InputError
 from rlm_dsl.runtime.logs import LogIngestError, load_log
+from rlm_dsl.runtime.logs.parse import SAMPLE_BUFFER
 
 SYSLOG = "".join(f"Mar  3 10:00:{i:02d} web01 app[7]: event {i}\n" for i in range(40))
 JSONL = '{"ts": "2026-03-14T09:00:00Z", "level": "info", "msg": "ready"}\n'
@@ -106,6 +107,21 @@ def test_overlong_line_is_named(store, write_log):
     assert info.value.report.files[0].error == (
         f"cannot read: line 1 is longer than the 16 MiB limit ({26 + (17 << 20)} bytes)"
     )
+
+
+@pytest.mark.parametrize("forced", [None, "syslog"])
+def test_a_line_longer_than_the_sample_buffer_is_still_detected_and_kept(
+    store, write_log, rows, forced
+):
+    # the format sample is read with a 1 MiB buffer; a longer line (under the 16 MiB limit)
+    # makes that read fail, and the sample is read again with the full-sized buffer
+    long = "x" * (SAMPLE_BUFFER + 10)
+    first, second = SYSLOG.splitlines()[:2]
+    path = write_log("wide.log", f"{first}\n{long}\n{second}\n")
+    report = load_log(store, "logs", [path], format=forced)
+    assert (report.files[0].format, report.rows, report.parse_errors) == ("syslog", 3, 1)
+    assert rows("line_no, length(text), parse_error IS NULL") == [
+        (1, len(first), True), (2, len(long), False), (3, len(second), True)]
 
 
 def test_lone_carriage_returns_split_lines_instead_of_failing_the_file(store, tmp_path, rows):

@@ -147,8 +147,8 @@ def _ask(predict: Any, prompt: str, config: dict[str, Any]) -> dspy.Prediction:
 
 def _unobserved(module: Any) -> bool:
     """Whether ``Module.__call__`` of ``module`` would do nothing but call ``forward``: no DSPy
-    callbacks (global or the module's), no usage tracking, no call history (the runtime turns
-    it off, every call being in ``lm_calls``; a user's ``dspy.context`` may turn it on), no
+    callbacks (global or the module's), no usage tracking, no call history (a run turns it
+    off, every call being in ``lm_calls``; a module called outside a run may have it on), no
     decision-evidence recorder — the readers of the caller stack ``__call__`` pushes."""
     overrides = thread_local_overrides.get()
 

@@ -88,15 +88,15 @@ def create_stored(con: Any, table: str, sources: list[str], text_type: str = "VA
     types = {"text": text_type, **{column: _enum(names) for column, names in values.items()}}
     cols = ", ".join(f"{name} {types.get(name, kind)}" for name, kind in STORED_COLUMNS)
     con.execute(f'CREATE TABLE IF NOT EXISTS "{stored}" ({cols})')
+    kinds = dict(con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+        "current_database() AND schema_name = 'main' AND table_name = ?", [stored]).fetchall())
     for column, names in values.items():
-        kind = con.execute(
-            "SELECT data_type FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND table_name = ? AND column_name = ?", [stored, column]
-        ).fetchone()[0]
-        if not kind.startswith("ENUM("):
+        if not kinds[column].startswith("ENUM("):
             continue  # a VARCHAR column of a table made before
-        held = con.execute(f"SELECT enum_range(NULL::{kind})").fetchone()[0]
-        missing = [name for name in names if name not in set(held)]
+        held = con.execute(f"SELECT enum_range(NULL::{kinds[column]})").fetchone()[0]
+        known = set(held)
+        missing = [name for name in names if name not in known]
         if missing:
             con.execute(f'ALTER TABLE "{stored}" ALTER {column} SET DATA TYPE '
                         f"{_enum([*held, *missing])}")

@@ -25,6 +25,7 @@ from functools import partial
 from typing import Any
 
 import dspy
+from dspy.dsp.utils.settings import main_thread_config, thread_local_overrides
 
 from rlm_dsl.compiler.plan import Plan, Step
 from rlm_dsl.errors import (
@@ -103,8 +104,9 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
                          failed_before=queries.steps_with_step_failures(store))
             # lm_calls is the run's history: DSPy's own would keep the last 10,000 prompts and
             # answers of every LM in memory (400 MB at 40 KB chunks) and shift a 10,000-entry
-            # list on every call once full
-            with dspy.context(disable_history=True):
+            # list on every call once full. DSPy's global trace would do the same with every
+            # predictor call; a trace a caller's context set (an optimizer's) is kept.
+            with dspy.context(disable_history=True, **_untraced()):
                 walk_plan(walk, plan)
             writer.flush()
             failed = open_failures(store, plan)
@@ -133,6 +135,14 @@ def execute(plan: Plan, options: RunOptions, modules: dict[str, dspy.Module] | N
         finally:
             writer.close()
             store.close()
+
+
+def _untraced() -> dict[str, Any]:
+    """``trace=None`` for the run's ``dspy.context`` unless a caller's context set a trace of
+    its own (an optimizer's), not the process-wide one (``dspy.context`` copies that too)."""
+    trace = thread_local_overrides.get().get("trace")
+    return {} if trace is not None and trace is not main_thread_config.get("trace") else {
+        "trace": None}
 
 
 def _read_kept(read: Any, ctx: RunContext, error: BaseException | None, lost: Any) -> Any:

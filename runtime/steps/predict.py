@@ -14,10 +14,13 @@ and a prompt that still fails raises :class:`ItemFailed` for the ``failures`` ta
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
 import dspy
+from dspy.adapters.decision import resolve_adapter
 from dspy.dsp.utils.settings import thread_local_overrides
 from dspy.lm15 import AuthError
 from dspy.utils.exceptions import (
@@ -85,7 +88,8 @@ class StepModule(dspy.Module):
         self.max_tokens = step.options.get("max_tokens")
 
     def forward(self, prompt: str) -> dspy.Prediction:
-        return _ask(self.predict, prompt, self._config(structured=False))
+        answer = _ask(self.predict, prompt, self._config(structured=False))
+        return answer if isinstance(answer, dspy.Prediction) else dspy.Prediction(**answer)
 
     def _config(self, structured: bool) -> dict[str, Any]:
         config: dict[str, Any] = {k: v for k, v in (("temperature", self.temperature),
@@ -132,17 +136,36 @@ class StepModule(dspy.Module):
         raise ItemFailed(error, raw, retries + 1)
 
 
-def _ask(predict: Any, prompt: str, config: dict[str, Any]) -> dspy.Prediction:
-    """``predict`` on ``prompt``, passing ``config`` only when it sets something.
+def _ask(predict: Any, prompt: str, config: dict[str, Any]) -> Mapping[str, Any]:
+    """``predict``'s answer to ``prompt`` (output field → value), passing ``config`` only when it
+    sets something.
 
     When nothing observes the module layer, ``forward`` is called without ``Module.__call__``
-    (:func:`_unobserved`): the layer would only push a caller stack that nothing reads, and it
-    cost ~8 µs a call (docs/benchmarks.md, issue 19).
+    (:func:`_unobserved`): the layer would only push a caller stack that nothing reads (~8 µs a
+    call). When nothing observes the predictor either (:func:`_direct_call`), its adapter is
+    called as ``Predict.forward`` would call it, without the rest of ``forward``: argument checks
+    the runtime's one ``prompt`` always passes, and a ``Prediction`` built around the answer —
+    ~55 µs a call, a quarter of a call to an instant LM (docs/benchmarks.md, issue 19).
     """
-    kwargs = {"prompt": prompt, "config": config} if config else {"prompt": prompt}
-    if _unobserved(predict):
-        return type(predict).forward(predict, **kwargs)  # via the class: no DSPy warning hook
-    return predict(**kwargs)
+    if not _unobserved(predict):
+        return predict(**_inputs(prompt, config))
+    direct = _direct_call(predict, config)
+    if direct is None:
+        return type(predict).forward(predict, **_inputs(prompt, config))  # no DSPy warning hook
+    lm, adapter = direct
+    answers = adapter(lm, lm_kwargs={**predict.config, **config}, signature=predict.signature,
+                      demos=predict.demos, inputs={"prompt": prompt})
+    return answers[0] if answers else {}
+
+
+def _inputs(prompt: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": prompt, "config": config} if config else {"prompt": prompt}
+
+
+def _setting(name: str) -> Any:
+    """``dspy.settings`` value ``name``, read from the context overrides first (the fast read)."""
+    overrides = thread_local_overrides.get()
+    return overrides[name] if name in overrides else dspy.settings.get(name)
 
 
 def _unobserved(module: Any) -> bool:
@@ -150,14 +173,44 @@ def _unobserved(module: Any) -> bool:
     callbacks (global or the module's), no usage tracking, no call history (a run turns it
     off, every call being in ``lm_calls``; a module called outside a run may have it on), no
     decision-evidence recorder — the readers of the caller stack ``__call__`` pushes."""
-    overrides = thread_local_overrides.get()
+    return bool(_setting("disable_history")) and not (
+        _setting("callbacks") or module.callbacks or _setting("track_usage")
+        or _setting("_decision_evidence") is not None)
 
-    def setting(name: str) -> Any:
-        return overrides[name] if name in overrides else dspy.settings.get(name)
 
-    return bool(setting("disable_history")) and not (
-        setting("callbacks") or module.callbacks or setting("track_usage")
-        or setting("_decision_evidence") is not None)
+def _direct_call(predict: Any, config: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The LM and adapter ``Predict.forward`` would call for ``predict``, when the rest of
+    ``forward`` would change nothing: a plain ``dspy.Predict`` (not a subclass) with no DSPy
+    trace to append to (a run keeps none unless a caller's context asks, as optimizers do), no
+    stream, no decision fields or decision-typed outputs, and one generation. None otherwise
+    (no LM configured included: ``forward`` then raises DSPy's own error)."""
+    if type(predict) is not dspy.Predict or predict.fields or not _plain_outputs(
+            predict.signature):
+        return None
+    if _setting("trace") is not None or _setting("send_stream") is not None:
+        return None
+    lm = predict.lm or _setting("lm")
+    if not isinstance(lm, dspy.BaseLM):
+        return None
+    defaults = getattr(lm, "kwargs", None) or {}
+    if (config.get("n") or defaults.get("n") or defaults.get("num_generations") or 1) != 1:
+        return None  # forward raises the temperature of several low-temperature generations
+    return lm, _setting("adapter") or dspy.ChatAdapter()
+
+
+def _plain_outputs(signature: type[dspy.Signature]) -> bool:
+    """Whether ``signature`` has no DSPy decision-typed output, for which ``forward`` wraps the
+    adapter (``resolve_adapter``); asked once per signature class (a step's, or the one an
+    optimizer gave it)."""
+    plain = _PLAIN_OUTPUTS.get(signature)
+    if plain is None:
+        unwrapped = object()
+        plain = resolve_adapter(None, unwrapped, signature, {}, signature) is unwrapped
+        _PLAIN_OUTPUTS[signature] = plain
+    return plain
+
+
+_PLAIN_OUTPUTS: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
 
 
 def _attempt(attempt: int) -> Any:

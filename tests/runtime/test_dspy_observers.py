@@ -1,8 +1,10 @@
-"""A step's predictor skips DSPy's module layer only when nothing observes it (steps/predict.py).
+"""A step's predictor skips DSPy's layers only when nothing observes them (steps/predict.py).
 
 The module layer (``Module.__call__``) runs DSPy callbacks, usage tracking and per-module call
 history; a run turns that history off (every call is in ``lm_calls``), so with no callbacks and
 no usage tracking the layer is skipped — and when a user observes it, it runs as before.
+``Predict.forward`` appends each call to DSPy's trace; a run keeps no trace unless its caller's
+context set one (optimizers do), and without one the step calls the predictor's adapter itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import pytest
 from dspy.utils.callback import BaseCallback
 
 import rlm_dsl
+from rlm_dsl.runtime.lm.adapter import RobustAdapter
+from rlm_dsl.runtime.lm.testing import resolve_test_lm
 
 SPEC = '''
     recipe observed "Observed."
@@ -34,6 +38,20 @@ class Starts(BaseCallback):
     def on_module_start(self, call_id, instance, inputs):
         if isinstance(instance, dspy.Predict):
             self.predictor_starts += 1
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """How many times ``dspy.Predict.forward`` ran."""
+    seen = {"calls": 0}
+    forward = dspy.Predict.forward
+
+    def counting(self, *args, **kwargs):
+        seen["calls"] += 1
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(dspy.Predict, "forward", counting)
+    return seen
 
 
 @pytest.fixture
@@ -72,3 +90,36 @@ def test_usage_tracking_keeps_the_module_layer(spec, items, module_calls):
     result = run(spec, items, track_usage=True)
     assert sum(result.outputs["n"]) == 25
     assert module_calls["calls"] == 100
+
+
+def test_a_run_leaves_nothing_in_dspys_global_trace(spec, items, forward_calls):
+    # DSPy's default trace is a global list that Predict.forward appends (predictor, inputs,
+    # prediction) to: a run would keep its last 10,000 prompts in memory after it ended
+    before = len(dspy.settings.trace)
+    result = run(spec, items)
+    assert sum(result.outputs["n"]) == 25 and result.summary["calls"] == 100
+    assert len(dspy.settings.trace) == before
+    assert forward_calls["calls"] == 0  # the adapter was called directly
+
+
+def test_a_trace_the_caller_set_sees_every_predictor_call(spec, items, forward_calls):
+    trace: list = []  # what an optimizer's bootstrapping sets
+    result = run(spec, items, trace=trace)
+    assert sum(result.outputs["n"]) == 25
+    assert forward_calls["calls"] == 100 == len(trace)
+    assert {entry[2].n for entry in trace} == {0, 1}
+
+
+def test_a_chain_of_thought_step_keeps_its_forward(spec, items, forward_calls):
+    text = SPEC.replace('map pieces -> n: int """', 'map pieces -> n: int with reason=true """')
+    result = rlm_dsl.load(spec(text)).run(inputs={"items": str(items)}, lm="test")
+    assert sum(result.outputs["n"]) == 25
+    assert forward_calls["calls"] == 100  # ChainOfThought's own Predict, through forward
+
+
+def test_a_step_module_called_as_a_dspy_module_returns_a_prediction(spec):
+    step = rlm_dsl.load(spec(SPEC)).step_modules["map-n"]
+    lm = resolve_test_lm("test", {}).make_lm(num_retries=0)
+    with dspy.context(lm=lm, adapter=RobustAdapter(), disable_history=True, trace=None):
+        answer = step(prompt='COUNT "bad"\nitem 7 bad')
+    assert isinstance(answer, dspy.Prediction) and answer.n == 1

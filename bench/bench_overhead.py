@@ -9,7 +9,9 @@ instant in-process engine (the deterministic test LM, no delay):
   ``RobustAdapter`` (same prompts; it builds each signature's system message once);
 * *runtime*: ``rlm_dsl`` executing a spec (input → ``lines(1)`` chunks → map) — Jinja2
   rendering, context-window fit checks, the call gate (budget, cache lookup, concurrency,
-  ``lm_calls`` records), typed result rows in DuckDB — at ``--concurrency`` 1 and 8.
+  ``lm_calls`` records), typed result rows in DuckDB — at ``--concurrency`` 1 and 8. Its steps
+  call the predictor's adapter themselves when nothing observes the predictor
+  (``runtime/steps/predict.py``), where the loops go through ``Predict.forward``.
 
 Each variant runs in its own fresh process (one warm-up run, then timed runs; the variants take
 turns over ``ROUNDS`` rounds): in one shared process the variants slowed each other (a runtime run

@@ -4,12 +4,14 @@ Executor stage helper. A single-row ``INSERT`` costs about a millisecond in Duck
 instant LM call — so LM-call records and step results are queued by the worker threads (a deque
 append of the row's JSON text, encoded in the worker) and written every quarter second with one
 ``INSERT … SELECT`` over ``from_json(<row>, <schema>)`` per table (≈4 µs a row, typed LIST/STRUCT
-columns included). The write is done by the first :meth:`Writer.add` after the quarter second is
-up, in that worker: a background thread only covers quiet spells (a slow LM call), because a
-thread waiting for the GIL can starve behind busy workers for whole seconds. :meth:`Writer.flush`
-writes the rest in the calling thread. Batches are taken and written under one lock, so rows of
-one table keep their queue order, and a call's record is queued before the result that used it:
-a run killed at any moment leaves a consistent store — a result is never present without its
+columns included). A background thread writes each batch when it is due, off the workers' path:
+a worker that wrote it would hold its own next LM call back by the batch's 10–35 ms, and the
+slowest worker decides when a map ends. A thread waiting for the GIL can starve behind busy
+workers (an instant LM) for whole seconds, so a batch still unwritten a whole interval after it
+was due is written by the next :meth:`Writer.add`, in that worker. :meth:`Writer.flush` writes
+the rest in the calling thread. Batches are taken and written under one lock, so rows of one
+table keep their queue order, and a call's record is queued before the result that used it: a
+run killed at any moment leaves a consistent store — a result is never present without its
 call. With a journal (a ``--db`` run), an ``lm_calls`` record is also appended to
 ``<db>.journal`` in the worker, before the answer is used: one ``write`` per call, which a SIGKILL
 cannot undo. Each batch rotates the journal (``.journal`` → ``.journal.writing``, deleted once the
@@ -84,8 +86,9 @@ class Writer:
                 self._queue.append((table, line))
         else:
             self._queue.append((table, line))
-        if time.monotonic() >= self._due and self._write_lock.acquire(blocking=False):
-            try:  # a batch is due and no other thread is writing one: write it here
+        if (time.monotonic() >= self._due + FLUSH_EVERY_S
+                and self._write_lock.acquire(blocking=False)):
+            try:  # the writer thread is a whole interval late and no one is writing: write here
                 self._write_locked()
             finally:
                 self._write_lock.release()
@@ -108,9 +111,9 @@ class Writer:
         self._schemas.pop(table, None)
 
     def _run(self) -> None:
-        while not self._stop.wait(FLUSH_EVERY_S):
+        while not self._stop.wait(max(0.0, self._due - time.monotonic())):
             if time.monotonic() < self._due:
-                continue  # a worker wrote a batch meanwhile
+                continue  # a worker or a flush wrote a batch meanwhile
             try:
                 self._write_queued()
             except BaseException:  # kept in _error: surfaced on the next add/flush

@@ -1,10 +1,11 @@
 """The write-behind writer and the worker pool: rows reach the store without a flush when a batch
-is due (written by the adding thread), batches keep their order, and a failing job stops the pool
-with the budget stop preferred."""
+is due (written by the writer thread, or by the adding thread when that thread is late), batches
+keep their order, and a failing job stops the pool with the budget stop preferred."""
 
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -27,8 +28,31 @@ def store():
     store.close()
 
 
-def test_due_batch_is_written_by_the_adding_thread(store, monkeypatch):
-    monkeypatch.setattr(writer_module, "FLUSH_EVERY_S", 0.0)  # every add finds a batch due
+def test_due_batches_are_written_by_the_writer_thread_not_the_adding_one(store, monkeypatch):
+    # a worker that writes a batch holds its next LM call back by the batch's write
+    monkeypatch.setattr(writer_module, "FLUSH_EVERY_S", 0.2)
+    writers: list[str] = []
+    write = Writer._write
+
+    def recorded(self, batch):
+        writers.append(threading.current_thread().name)
+        write(self, batch)
+
+    monkeypatch.setattr(Writer, "_write", recorded)
+    writer = Writer(store)
+    for i in range(60):  # 0.6 s of adds: the batches fall due while rows keep coming
+        writer.add("t", {"id": i, "v": f"row {i}"})
+        if i == 5:  # a flush (a step's end) moves the next batch's due time off the thread's tick
+            writer.flush()
+            writers.clear()
+        time.sleep(0.01)
+    assert len(writers) >= 2 and set(writers) == {"rlm-store-writer"}
+    writer.close()
+    assert store.con.execute("SELECT count(*) FROM t").fetchone() == (60,)
+
+
+def test_a_batch_the_writer_thread_leaves_is_written_by_the_adding_thread(store, monkeypatch):
+    monkeypatch.setattr(writer_module, "FLUSH_EVERY_S", 0.0)  # every add finds a batch late
     writer = Writer(store)
     writer._stop.set()  # no background writes: only the adding thread can have written
     writer._thread.join()

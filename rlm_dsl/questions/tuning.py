@@ -28,7 +28,7 @@ from rlm_dsl.errors import BudgetExhausted, InputError
 from rlm_dsl.questions.ask import ask
 from rlm_dsl.questions.planner import Planner
 from rlm_dsl.runtime.optimize.metrics import Metric
-from rlm_dsl.runtime.optimize.optimizer import Spend, evaluate, validation_split
+from rlm_dsl.runtime.optimize.optimizer import Spend, evaluate, refuse_pinned_lm, validation_split
 
 FORMAT = "rlm-dsl.planner/1"
 
@@ -146,8 +146,12 @@ def load_planner(path: str | Path | None = None) -> tuple[Planner, str] | None:
         document = json.loads(path.read_text(encoding="utf-8"))
         if document.get("format") != FORMAT:
             raise ValueError(f"expected format {FORMAT!r}")
+        for name, state in document["planner"].items():
+            refuse_pinned_lm(state, name, path)
         planner = Planner()
         planner.load_state(document["planner"])
+    except InputError:
+        raise
     except Exception as error:  # any unreadable file: say which and how to go on
         raise InputError(f"{path}: cannot load the tuned planner ({error}); re-run "
                          "rlm optimize --planner, or pass --no-opt") from None

@@ -290,6 +290,7 @@ def apply_optimized(module: RecipeModule, document: dict[str, Any], path: str | 
     loaded = []
     for name, predictor in module.named_parameters():
         if name in state:
+            refuse_pinned_lm(state[name], name, path)
             try:
                 predictor.load_state(state[name])
             except Exception as exc:  # a signature the spec no longer has
@@ -297,6 +298,19 @@ def apply_optimized(module: RecipeModule, document: dict[str, Any], path: str | 
                                  "re-run rlm optimize or use --no-opt") from None
             loaded.append(name)
     return loaded
+
+
+def refuse_pinned_lm(state: Any, name: str, path: str | Path) -> None:
+    """A saved predictor state that names an LM (DSPy's ``dump_state`` keeps a predictor's own
+    ``lm``) would be called instead of the run's LM binding, outside its budget, cache and
+    ``lm_calls``: a saved file may carry prompts and demos only (a recipe's, or the planner's)."""
+    lm = state.get("lm") if isinstance(state, dict) else None
+    if lm:
+        model = lm.get("model", "?") if isinstance(lm, dict) else lm
+        raise InputError(f"{path}: the saved prompts of '{name}' pin an LM ({model}); an "
+                         "optimization file carries prompts and demos only, the spec's LM "
+                         "bindings choose the model (remove its \"lm\", re-run rlm optimize or "
+                         "use --no-opt)")
 
 
 def load_optimized(module: RecipeModule, spec_path: str | Path, no_opt: bool) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from conftest import MENTOR, RLM_RECIPE
 
 import rlm_dsl
-from rlm_dsl.runtime.optimize.optimizer import load_optimized, opt_path
+from rlm_dsl.runtime.optimize.optimizer import FORMAT, load_optimized, opt_path
 
 
 def test_step_predictors_are_named_by_step_id_and_state_round_trips(shout):
@@ -165,3 +165,19 @@ def test_bootstrap_gives_the_rlm_step_repl_action_demos(tmp_path, cli):
     code, out, err = cli("run", spec, "--input", f"doc={tmp_path / 'doc.txt'}", "--param",
                          "word=echo", "--lm", "shoutrlm", "--quiet")
     assert (code, out.strip()) == (0, "ECHO"), err
+
+
+def test_an_opt_file_that_pins_a_predictors_lm_is_refused(shout, cli):
+    # a predictor's saved state may carry an "lm"; loaded, it would be called instead of the
+    # run's gated LM — outside --max-calls / --max-usd, the cache and lm_calls
+    program = rlm_dsl.load(shout["spec"])
+    state = json.loads(json.dumps(program.dump_state()))
+    state["map-loud.predict"]["lm"] = {"model": "openai/gpt-4o-mini", "model_type": "chat"}
+    opt_path(shout["spec"]).write_text(json.dumps(
+        {"format": FORMAT, "optimizer": "bootstrap", "predictors": state}))
+    code, _, err = cli("run", shout["spec"], "--input", f"lines={shout['data']}", "--lm",
+                       "teach", "--quiet")
+    assert code == 2
+    assert err.startswith(f"{opt_path(shout['spec'])}: the saved prompts of 'map-loud.predict' "
+                          "pin an LM (openai/gpt-4o-mini)")
+    assert "Traceback" not in err

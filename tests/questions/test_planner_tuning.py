@@ -107,3 +107,20 @@ def test_a_bad_trainset_line_is_named(tmp_path: Path, line: str, message: str) -
     path.write_text(json.dumps({"question": "Q?", "paths": "a.txt", "answer": 1}) + f"\n{line}\n")
     with pytest.raises(InputError, match=message):
         load_examples(path)
+
+
+def test_a_tuned_planner_file_that_pins_an_lm_is_refused(tmp_path: Path) -> None:
+    # a pinned LM would plan outside the planner's gated LM and its spend cap
+    from rlm_dsl.questions.planner import Planner
+    from rlm_dsl.questions.tuning import FORMAT, load_planner
+
+    state = json.loads(json.dumps(Planner().dump_state()))
+    state["write"]["lm"] = {"model": "openai/gpt-4o-mini", "model_type": "chat"}
+    path = tmp_path / "planner.opt.json"
+    path.write_text(json.dumps({"format": FORMAT, "planner": state}))
+    with pytest.raises(InputError, match=re.escape(
+            f"{path}: the saved prompts of 'write' pin an LM (openai/gpt-4o-mini)")):
+        load_planner(path)
+    state["write"]["lm"] = None  # the state every saved planner has
+    path.write_text(json.dumps({"format": FORMAT, "planner": state}))
+    assert load_planner(path) is not None

@@ -40,32 +40,29 @@ class Starts(BaseCallback):
             self.predictor_starts += 1
 
 
-@pytest.fixture
-def forward_calls(monkeypatch):
-    """How many times ``dspy.Predict.forward`` ran."""
+def _counted(monkeypatch, method: str) -> dict[str, int]:
+    """Count the calls of ``dspy.Predict.<method>`` (it still runs)."""
     seen = {"calls": 0}
-    forward = dspy.Predict.forward
+    original = getattr(dspy.Predict, method)
 
     def counting(self, *args, **kwargs):
         seen["calls"] += 1
-        return forward(self, *args, **kwargs)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(dspy.Predict, "forward", counting)
+    monkeypatch.setattr(dspy.Predict, method, counting)
     return seen
+
+
+@pytest.fixture
+def forward_calls(monkeypatch):
+    """How many times ``dspy.Predict.forward`` ran."""
+    return _counted(monkeypatch, "forward")
 
 
 @pytest.fixture
 def module_calls(monkeypatch):
     """How many times ``dspy.Predict.__call__`` (the module layer) ran."""
-    seen = {"calls": 0}
-    layer = dspy.Predict.__call__
-
-    def counting(self, *args, **kwargs):
-        seen["calls"] += 1
-        return layer(self, *args, **kwargs)
-
-    monkeypatch.setattr(dspy.Predict, "__call__", counting)
-    return seen
+    return _counted(monkeypatch, "__call__")
 
 
 def run(spec, items, **context):
